@@ -1,0 +1,104 @@
+# cython: language_level=3
+"""Server-side WebSocket framing (RFC 6455 section 5.2).
+
+Frames sent by a server are never masked, so one framed broadcast is valid
+bytes for every receiver: the caller frames once and writes the same object to
+each socket.
+"""
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.string cimport memcpy
+from libc.stdint cimport uint8_t, uint64_t
+
+cdef enum:
+    OP_TEXT = 0x1
+    OP_BINARY = 0x2
+    OP_CLOSE = 0x8
+
+
+cdef inline Py_ssize_t header_size(Py_ssize_t n) noexcept:
+    if n < 126:
+        return 2
+    if n < 65536:
+        return 4
+    return 10
+
+
+cdef bytes frame_bytes(uint8_t opcode, const char* payload, Py_ssize_t n):
+    cdef Py_ssize_t h = header_size(n)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, h + n)
+    cdef uint8_t* p = <uint8_t*>PyBytes_AS_STRING(out)
+    cdef uint64_t length = <uint64_t>n
+    cdef int i
+    p[0] = 0x80 | opcode  # FIN + opcode
+    if h == 2:
+        p[1] = <uint8_t>n
+    elif h == 4:
+        p[1] = 126
+        p[2] = <uint8_t>(length >> 8)
+        p[3] = <uint8_t>length
+    else:
+        p[1] = 127
+        for i in range(8):
+            p[2 + i] = <uint8_t>(length >> (56 - 8 * i))
+    if n:
+        memcpy(p + h, payload, n)
+    return out
+
+
+def frame_text(bytes payload not None) -> bytes:
+    """Return one unmasked, final TEXT frame carrying ``payload`` (UTF-8 bytes)."""
+    return frame_bytes(OP_TEXT, PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload))
+
+
+def frame_binary(bytes payload not None) -> bytes:
+    """Return one unmasked, final BINARY frame carrying ``payload``."""
+    return frame_bytes(OP_BINARY, PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload))
+
+
+def frame_close(int code, str reason="") -> bytes:
+    """Return one CLOSE frame with ``code`` and a UTF-8 ``reason`` cut to fit 125 bytes."""
+    if not 1000 <= code <= 4999:
+        raise ValueError(f"close code out of range: {code}")
+    cdef bytes r = reason.encode("utf-8")[:123]
+    cdef bytes body = bytes(((code >> 8) & 0xFF, code & 0xFF)) + r
+    return frame_bytes(OP_CLOSE, PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
+
+
+def count_frames(const uint8_t[:] data not None, Py_ssize_t start=0):
+    """Scan unmasked server frames in ``data`` from ``start``.
+
+    Returns ``(complete_frames, offset_after_last_complete_frame)``. Used by the
+    load generator to count deliveries from raw socket bytes without a full
+    WebSocket client per frame.
+    """
+    cdef Py_ssize_t n = data.shape[0]
+    cdef Py_ssize_t pos = start
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t h
+    cdef uint64_t length
+    cdef uint8_t b1
+    cdef int i
+    while pos + 2 <= n:
+        b1 = data[pos + 1] & 0x7F
+        if data[pos + 1] & 0x80:
+            raise ValueError("masked frame from a server")
+        if b1 < 126:
+            h = 2
+            length = b1
+        elif b1 == 126:
+            h = 4
+            if pos + h > n:
+                break
+            length = (<uint64_t>data[pos + 2] << 8) | data[pos + 3]
+        else:
+            h = 10
+            if pos + h > n:
+                break
+            length = 0
+            for i in range(8):
+                length = (length << 8) | data[pos + 2 + i]
+        if <uint64_t>(n - pos - h) < length:
+            break
+        pos += h + <Py_ssize_t>length
+        count += 1
+    return count, pos

@@ -1,0 +1,38 @@
+cdef class FlushQueue:
+    cdef object _call_soon
+    cdef list _dirty
+    cdef bint _scheduled
+    cdef object _flush_cb
+    cdef public unsigned long long flushes
+    cdef inline void mark(self, Outbox box)
+
+
+cdef class Outbox:
+    cdef object _write
+    cdef object _buffered
+    cdef FlushQueue _queue
+    cdef list _pending
+    cdef readonly Py_ssize_t pending_bytes
+    cdef readonly Py_ssize_t limit
+    cdef Py_ssize_t _transport_buffered
+    cdef bint _marked
+    cdef readonly bint closed
+    cdef readonly bint overflowed
+    cdef object _on_overflow
+    cdef readonly unsigned long long frames_out
+    cdef readonly unsigned long long bytes_out
+    cdef readonly unsigned long long writes
+    cdef public object owner
+    cdef inline bint _push(self, bytes frame)
+    cdef void _overflow(self)
+    cdef _flush(self)
+
+
+cdef class Router:
+    cdef dict _rooms
+    cdef public unsigned long long deliveries
+    cpdef bint join(self, object room, Outbox box)
+    cpdef bint leave(self, object room, Outbox box)
+    cpdef Py_ssize_t broadcast(self, object room, bytes frame, Outbox exclude=*)
+    cpdef bint is_member(self, object room, Outbox box)
+    cpdef Py_ssize_t count(self, object room)

@@ -1,0 +1,211 @@
+# cython: language_level=3
+"""Room routing and fan-out with per-connection write coalescing.
+
+``Router`` maps a room key to the outboxes of its local members; join and
+leave are O(1) dict operations. ``Router.broadcast`` pushes one already framed
+``bytes`` object into every member's ``Outbox`` without creating Python
+objects per delivery. Each ``Outbox`` queues what it is given during a loop
+iteration and the shared ``FlushQueue`` writes it out once per iteration, so a
+connection receiving many frames in a tick costs one socket write, not one per
+frame (picows and asyncio do a syscall per ``write``).
+"""
+from cpython.dict cimport PyDict_Next, PyDict_GetItem, PyDict_SetItem, PyDict_DelItem, PyDict_Size
+from cpython.list cimport PyList_GET_SIZE
+from cpython.bytes cimport PyBytes_GET_SIZE
+from cpython.object cimport PyObject
+
+
+cdef class FlushQueue:
+    """Outboxes with pending bytes; flushed once per event-loop iteration."""
+
+    def __init__(self, loop):
+        self._call_soon = loop.call_soon
+        self._dirty = []
+        self._scheduled = False
+        self._flush_cb = self.flush
+        self.flushes = 0
+
+    cdef inline void mark(self, Outbox box):
+        self._dirty.append(box)
+        if not self._scheduled:
+            self._scheduled = True
+            self._call_soon(self._flush_cb)
+
+    def flush(self):
+        """Write out every outbox marked since the last flush."""
+        cdef list dirty = self._dirty
+        cdef Outbox box
+        self._dirty = []
+        self._scheduled = False
+        self.flushes += 1
+        for box in dirty:
+            box._flush()
+
+    @property
+    def pending(self):
+        return len(self._dirty)
+
+
+cdef class Outbox:
+    """Frames queued for one connection, written with one ``transport.write`` per flush.
+
+    ``limit`` bounds the bytes held for this connection (queued here plus
+    buffered in the transport). Past it the outbox drops what it holds, stops
+    accepting frames and calls ``on_overflow()`` once from the next flush: the
+    owner then closes the slow connection.
+    """
+
+    def __init__(self, transport, FlushQueue queue not None, Py_ssize_t limit, on_overflow):
+        if limit <= 0:
+            raise ValueError("limit must be positive")
+        self._write = transport.write
+        self._buffered = transport.get_write_buffer_size
+        self._queue = queue
+        self._pending = []
+        self.pending_bytes = 0
+        self.limit = limit
+        self._transport_buffered = 0
+        self._marked = False
+        self.closed = False
+        self.overflowed = False
+        self._on_overflow = on_overflow
+        self.frames_out = 0
+        self.bytes_out = 0
+        self.writes = 0
+
+    cdef inline bint _push(self, bytes frame):
+        cdef Py_ssize_t size
+        if self.closed:
+            return False
+        size = PyBytes_GET_SIZE(frame)
+        if self.pending_bytes + self._transport_buffered + size > self.limit:
+            self._overflow()
+            return False
+        self._pending.append(frame)
+        self.pending_bytes += size
+        if not self._marked:
+            self._marked = True
+            self._queue.mark(self)
+        return True
+
+    cdef void _overflow(self):
+        self.overflowed = True
+        self.closed = True
+        self._pending = []
+        self.pending_bytes = 0
+        if not self._marked:
+            self._marked = True
+            self._queue.mark(self)
+
+    def push(self, bytes frame not None):
+        """Queue one framed message. Returns False if the outbox is closed or just overflowed."""
+        return self._push(frame)
+
+    cdef _flush(self):
+        cdef list pending = self._pending
+        cdef Py_ssize_t n = PyList_GET_SIZE(pending)
+        self._marked = False
+        if self.overflowed:
+            cb = self._on_overflow
+            self._on_overflow = None
+            if cb is not None:
+                cb()
+            return
+        if n == 0:
+            return
+        self._pending = []
+        self.frames_out += n
+        self.bytes_out += self.pending_bytes
+        self.pending_bytes = 0
+        self.writes += 1
+        if n == 1:
+            self._write(pending[0])
+        else:
+            self._write(b"".join(pending))
+        self._transport_buffered = self._buffered()
+        if self._transport_buffered > self.limit:
+            self._overflow()
+
+    def flush(self):
+        """Write what is queued now, without waiting for the loop iteration to end.
+
+        Used before a control frame (close) that must follow the data already queued.
+        """
+        if self._marked and not self.overflowed:
+            self._flush()
+
+    def close(self):
+        """Stop accepting frames and drop anything queued."""
+        self.closed = True
+        self._pending = []
+        self.pending_bytes = 0
+
+
+cdef class Router:
+    """Room key -> local member outboxes, with fan-out of pre-framed bytes."""
+
+    def __init__(self):
+        self._rooms = {}
+        self.deliveries = 0
+
+    cpdef bint join(self, object room, Outbox box):
+        """Add ``box`` to ``room``. Returns False if it was already a member."""
+        cdef dict members
+        cdef PyObject* found = PyDict_GetItem(self._rooms, room)
+        if found is NULL:
+            members = {}
+            PyDict_SetItem(self._rooms, room, members)
+        else:
+            members = <dict>found
+        if PyDict_GetItem(members, box) is not NULL:
+            return False
+        PyDict_SetItem(members, box, None)
+        return True
+
+    cpdef bint leave(self, object room, Outbox box):
+        """Remove ``box`` from ``room``. Returns False if it was not a member."""
+        cdef PyObject* found = PyDict_GetItem(self._rooms, room)
+        if found is NULL:
+            return False
+        cdef dict members = <dict>found
+        if PyDict_GetItem(members, box) is NULL:
+            return False
+        PyDict_DelItem(members, box)
+        if PyDict_Size(members) == 0:
+            PyDict_DelItem(self._rooms, room)
+        return True
+
+    cpdef Py_ssize_t broadcast(self, object room, bytes frame, Outbox exclude=None):
+        """Push ``frame`` to every member of ``room`` except ``exclude``. Returns deliveries."""
+        cdef PyObject* found = PyDict_GetItem(self._rooms, room)
+        if found is NULL:
+            return 0
+        cdef Py_ssize_t pos = 0
+        cdef Py_ssize_t sent = 0
+        cdef PyObject* key
+        cdef PyObject* value
+        cdef Outbox box
+        while PyDict_Next(<dict>found, &pos, &key, &value):
+            box = <Outbox>key
+            if box is exclude:
+                continue
+            if box._push(frame):
+                sent += 1
+        self.deliveries += sent
+        return sent
+
+    cpdef bint is_member(self, object room, Outbox box):
+        cdef PyObject* found = PyDict_GetItem(self._rooms, room)
+        return found is not NULL and PyDict_GetItem(<dict>found, box) is not NULL
+
+    cpdef Py_ssize_t count(self, object room):
+        cdef PyObject* found = PyDict_GetItem(self._rooms, room)
+        return 0 if found is NULL else PyDict_Size(<dict>found)
+
+    def members(self, room):
+        """The outboxes in ``room``, in join order."""
+        return list(self._rooms.get(room, ()))
+
+    def rooms(self):
+        """Room keys that have at least one local member."""
+        return list(self._rooms)

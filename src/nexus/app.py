@@ -1,0 +1,109 @@
+"""Composition root: builds the object graph from Settings and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+
+from ._speedups.router import Router
+from .auth import TokenVerifier, mint_token, resolve_hmac_secret
+from .config import HMAC_ALGORITHMS, Settings
+from .core.rooms import RoomDirectory
+from .gateway.node import Node
+from .gateway.pipeline import MessagePipeline
+from .gateway.server import Gateway
+from .store import GroupCommitWriter, LmdbStore
+
+log = logging.getLogger("nexus")
+
+DEV_TOKEN_TTL = 24 * 3600
+
+
+@dataclass
+class App:
+    settings: Settings
+    store: LmdbStore
+    writer: GroupCommitWriter
+    pipeline: MessagePipeline
+    node: Node
+    gateway: Gateway
+
+    async def stop(self) -> None:
+        """Graceful drain: stop accepting, finish commits, close clients with 1001."""
+        s = self.settings
+        self.gateway.draining = True
+        if self.gateway.server is not None:
+            self.gateway.server.close()
+        try:
+            await asyncio.wait_for(self.pipeline.wait_idle(), s.shutdown_timeout)
+        except TimeoutError:
+            log.error("pending commits did not finish within %.1fs", s.shutdown_timeout)
+        self.gateway.flush_queue.flush()
+        await self.gateway.drain(s.shutdown_timeout)
+        self.writer.close(s.shutdown_timeout)
+        self.store.close()
+
+
+def build(settings: Settings, loop: asyncio.AbstractEventLoop) -> App:
+    hmac_secret = None
+    if set(settings.auth_algorithms) & HMAC_ALGORITHMS:
+        hmac_secret = resolve_hmac_secret(settings, create=True)
+    verifier = TokenVerifier(settings, hmac_secret=hmac_secret)
+    store = LmdbStore(settings.data_path / "lmdb", map_size=settings.store_map_size,
+                      sync=settings.store_sync)
+    writer = GroupCommitWriter(store, loop)
+    router = Router()
+    pipeline = MessagePipeline(store, writer, router, loop, max_batch=settings.commit_max_batch)
+    rooms = RoomDirectory(store, settings.room_create_roles)
+    node = Node(settings, rooms, router, pipeline, store)
+    gateway = Gateway(settings, node, verifier, loop)
+    return App(settings, store, writer, pipeline, node, gateway)
+
+
+def dev_token(settings: Settings) -> str | None:
+    """A 24h admin token for user 'dev' of tenant 'dev', when the dev HMAC secret is in use."""
+    if not (set(settings.auth_algorithms) & HMAC_ALGORITHMS) or settings.auth_secret \
+            or settings.auth_secret_file:
+        return None
+    secret = resolve_hmac_secret(settings)
+    if secret is None:
+        return None
+    return mint_token(secret, user="dev", tenant="dev", roles=["admin", "member"],
+                      ttl=DEV_TOKEN_TTL, issuer=settings.auth_issuer,
+                      audience=settings.auth_audience,
+                      algorithm=sorted(set(settings.auth_algorithms) & HMAC_ALGORITHMS)[0])
+
+
+async def serve(settings: Settings) -> int:
+    loop = asyncio.get_running_loop()
+    app = build(settings, loop)
+    port = await app.gateway.start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    url = f"ws://{settings.host}:{port}/ws"
+    # stdout lines are the start contract: tests and scripts read the URL from here.
+    print(f"nexus listening on {url}", flush=True)
+    token = dev_token(settings) if settings.print_dev_token else None
+    if token:
+        print(f"development token (user dev, tenant dev, 24h): {token}", flush=True)
+    log.info("data in %s; health at http://%s:%d/healthz", settings.data_path.resolve(),
+             settings.host, port)
+    await stop.wait()
+    log.info("shutting down")
+    await app.stop()
+    print("nexus stopped", flush=True)
+    return 0
+
+
+def run(settings: Settings) -> int:
+    import uvloop
+
+    try:
+        return uvloop.run(serve(settings))
+    except OSError as exc:
+        print(f"nexus: cannot start: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,80 @@
+"""The ``nexus`` command: serve, token, --version."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import HMAC_ALGORITHMS, Settings, load_settings
+from .errors import ConfigError
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (also NEXUS_<NAME> environment variables)")
+    for f in fields(Settings):
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"set_{f.name}",
+                           metavar="VALUE", default=None)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {k[4:]: v for k, v in vars(args).items() if k.startswith("set_") and v is not None}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nexus", description="Nexus real-time collaboration server")
+    p.add_argument("--version", action="version", version=f"nexus {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--config", "-c", help="TOML config file (or NEXUS_CONFIG)")
+    _add_setting_flags(serve)
+
+    tok = sub.add_parser("token", help="mint a signed JWT for development and tests")
+    tok.add_argument("--config", "-c", help="TOML config file (or NEXUS_CONFIG)")
+    tok.add_argument("--user", required=True)
+    tok.add_argument("--tenant", required=True)
+    tok.add_argument("--roles", default="member", help="comma-separated (default: member)")
+    tok.add_argument("--kind", choices=("human", "agent"), default="human")
+    tok.add_argument("--ttl", type=float, default=3600.0, help="seconds (default 3600)")
+    tok.add_argument("--private-key-file", help="PEM key for RS*/ES*/PS* algorithms")
+    tok.add_argument("--kid", help="key id header (for JWKS setups)")
+    _add_setting_flags(tok)
+    return p
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from .auth import mint_token, resolve_hmac_secret
+
+    algorithm = settings.auth_algorithms[0]
+    if algorithm in HMAC_ALGORITHMS:
+        key: Any = resolve_hmac_secret(settings, create=True)
+    elif args.private_key_file:
+        key = Path(args.private_key_file).read_text("utf-8")
+    else:
+        print("nexus token: --private-key-file is required for " + algorithm, file=sys.stderr)
+        return 2
+    print(mint_token(key, user=args.user, tenant=args.tenant,
+                     roles=[r for r in args.roles.split(",") if r], kind=args.kind,
+                     ttl=args.ttl, issuer=settings.auth_issuer, audience=settings.auth_audience,
+                     algorithm=algorithm, kid=args.kid))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, overrides=_overrides(args))
+    except ConfigError as exc:
+        print(f"nexus: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "token":
+        return _token(args, settings)
+    from .app import run
+    from .observability.logging import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format)
+    return run(settings)

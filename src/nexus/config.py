@@ -1,0 +1,227 @@
+"""Settings: one object, loaded once at start and passed explicitly.
+
+Sources, later wins: defaults < TOML file < ``NEXUS_*`` environment < command-line
+flags. A TOML table flattens into its prefix (``[auth] issuer`` is ``auth_issuer``).
+Any invalid value stops the start with one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import ConfigError
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+LOG_FORMATS = ("console", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every tunable of the server. See docs/configuration.md for each one."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    data_dir: str = "./data"
+
+    auth_algorithms: tuple[str, ...] = ("HS256",)
+    auth_secret: str | None = None
+    auth_secret_file: str | None = None
+    auth_public_key_file: str | None = None
+    auth_jwks_file: str | None = None
+    auth_issuer: str = "nexus"
+    auth_audience: str = "nexus"
+    auth_leeway: float = 0.0
+    auth_timeout: float = 10.0
+
+    room_create_roles: tuple[str, ...] = ("admin", "member")
+    max_rooms_per_connection: int = 64
+    max_frame_bytes: int = 65536
+    max_body_bytes: int = 16384
+    max_meta_bytes: int = 4096
+    outbound_limit_bytes: int = 1 << 20
+    read_buffer_bytes: int = 4096
+    rate_conn_per_s: float = 50.0
+    rate_conn_burst: int = 100
+    rate_user_per_s: float = 100.0
+    rate_user_burst: int = 200
+    heartbeat_interval: float = 20.0
+    heartbeat_timeout: float = 10.0
+    history_max_limit: int = 100
+
+    store_map_size: int = 1 << 30
+    store_sync: bool = True
+    commit_max_batch: int = 1024
+
+    shutdown_timeout: float = 10.0
+    log_level: str = "info"
+    log_format: str = "console"
+    print_dev_token: bool = True
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def summary(self) -> dict[str, Any]:
+        """Settings without secrets, for logs and the server-info endpoint."""
+        out = dataclasses.asdict(self)
+        if out.get("auth_secret"):
+            out["auth_secret"] = "***"
+        return out
+
+
+_HINTS = get_type_hints(Settings)
+FIELD_NAMES = tuple(f.name for f in fields(Settings))
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    """Turn a raw value (TOML value or string from env/flags) into the field's type."""
+    hint = _HINTS[name]
+    text = isinstance(raw, str)
+    try:
+        if hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            if text and raw.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if text and raw.strip().lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if hint is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(raw) if text or isinstance(raw, int) else _fail()
+        if hint is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw) if text or isinstance(raw, (int, float)) else _fail()
+        if hint == tuple[str, ...]:
+            items = raw.split(",") if text else raw
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValueError
+            return tuple(i.strip() for i in items if i.strip())
+        if hint in (str, str | None):
+            if raw is None or isinstance(raw, str):
+                return raw
+            raise ValueError
+    except ValueError:
+        pass
+    expected = {bool: "a boolean", int: "an integer", float: "a number"}.get(hint, "a string")
+    if hint == tuple[str, ...]:
+        expected = "a list of strings"
+    raise ConfigError(name, f"expected {expected}, got {raw!r}")
+
+
+def _fail() -> Any:
+    raise ValueError
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}".replace("-", "_")
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}_"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build and validate Settings from a TOML file, environment and explicit overrides."""
+    values: dict[str, Any] = {}
+    environ = os.environ if environ is None else environ
+    config_file = config_file or environ.get("NEXUS_CONFIG") or None
+    if config_file:
+        path = Path(config_file)
+        try:
+            table = tomllib.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("config", f"file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+        for name, raw in _flatten(table).items():
+            if name not in _HINTS:
+                raise ConfigError(name, f"unknown setting in {path}")
+            values[name] = _coerce(name, raw)
+    for key, raw in environ.items():
+        if not key.startswith("NEXUS_") or key == "NEXUS_CONFIG":
+            continue
+        name = key[len("NEXUS_"):].lower()
+        if name not in _HINTS:
+            raise ConfigError(key, "unknown setting")
+        values[name] = _coerce(name, raw)
+    for name, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if name not in _HINTS:
+            raise ConfigError(name, "unknown setting")
+        values[name] = _coerce(name, raw)
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    """Reject settings that cannot work, naming the first bad one."""
+    if not 0 <= s.port <= 65535:
+        raise ConfigError("port", f"must be 0..65535, got {s.port}")
+    for name in (
+        "max_rooms_per_connection", "max_frame_bytes", "max_body_bytes", "max_meta_bytes",
+        "outbound_limit_bytes", "read_buffer_bytes", "rate_conn_burst", "rate_user_burst",
+        "history_max_limit", "store_map_size", "commit_max_batch",
+    ):
+        if getattr(s, name) <= 0:
+            raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
+    for name in (
+        "auth_timeout", "rate_conn_per_s", "rate_user_per_s", "heartbeat_interval",
+        "heartbeat_timeout", "shutdown_timeout",
+    ):
+        if getattr(s, name) <= 0:
+            raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
+    if s.auth_leeway < 0:
+        raise ConfigError("auth_leeway", "must not be negative")
+    if s.heartbeat_timeout > s.heartbeat_interval:
+        raise ConfigError("heartbeat_timeout", "must not exceed heartbeat_interval")
+    if s.max_body_bytes + s.max_meta_bytes > s.max_frame_bytes:
+        raise ConfigError("max_frame_bytes", "must be at least max_body_bytes + max_meta_bytes")
+    if s.log_format not in LOG_FORMATS:
+        raise ConfigError("log_format", f"must be one of {', '.join(LOG_FORMATS)}")
+    if s.log_level not in LOG_LEVELS:
+        raise ConfigError("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+    algs = set(s.auth_algorithms)
+    if not algs:
+        raise ConfigError("auth_algorithms", "must name at least one algorithm")
+    unknown = algs - HMAC_ALGORITHMS - ASYMMETRIC_ALGORITHMS
+    if unknown:
+        raise ConfigError("auth_algorithms", f"unsupported: {', '.join(sorted(unknown))}")
+    if algs & HMAC_ALGORITHMS and algs & ASYMMETRIC_ALGORITHMS:
+        # Accepting both families is what algorithm-confusion attacks exploit.
+        raise ConfigError("auth_algorithms", "must not mix HMAC (HS*) and public-key algorithms")
+    if algs & ASYMMETRIC_ALGORITHMS:
+        if not (s.auth_public_key_file or s.auth_jwks_file):
+            raise ConfigError("auth_public_key_file", "required (or auth_jwks_file) for public-key algorithms")
+        for name in ("auth_public_key_file", "auth_jwks_file"):
+            path = getattr(s, name)
+            if path and not Path(path).is_file():
+                raise ConfigError(name, f"file not found: {path}")
+    if s.auth_secret is not None and len(s.auth_secret) < 16:
+        raise ConfigError("auth_secret", "must be at least 16 characters")
+    if s.auth_secret_file and not Path(s.auth_secret_file).is_file():
+        raise ConfigError("auth_secret_file", f"file not found: {s.auth_secret_file}")

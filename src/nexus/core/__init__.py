@@ -1,0 +1,1 @@
+"""Domain state with no sockets: rooms, membership presence, sequencing."""

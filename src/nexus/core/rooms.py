@@ -1,0 +1,112 @@
+"""Rooms: tenant-scoped, created on first join by a permitted role, sequenced.
+
+A room is addressed by (tenant, name); the tenant comes from the verified
+token, never from the client, so one tenant cannot name another's room.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+
+from ..auth import Principal
+from ..errors import NotFound
+from ..store.keys import room_key
+
+
+class RoomSource(Protocol):
+    def room_meta(self, rkey: str) -> dict[str, Any] | None: ...
+    def last_seq(self, rkey: str) -> int: ...
+
+
+class Room:
+    """In-memory state of one room on this node."""
+
+    __slots__ = ("key", "tenant", "name", "seq", "delivered", "meta", "presence", "persisted")
+
+    def __init__(self, tenant: str, name: str, meta: dict[str, Any], last_seq: int,
+                 persisted: bool) -> None:
+        self.key = room_key(tenant, name)
+        self.tenant = tenant
+        self.name = name
+        self.seq = last_seq  # last seq handed to a commit batch
+        self.delivered = last_seq  # last seq fanned out to members (<= seq)
+        self.meta = meta
+        self.persisted = persisted
+        # user id -> [kind, open sessions in this room]
+        self.presence: dict[str, list[Any]] = {}
+
+    def add_presence(self, user_id: str, kind: str) -> bool:
+        """Count a session of ``user_id``; True if the user was not present before."""
+        entry = self.presence.get(user_id)
+        if entry is None:
+            self.presence[user_id] = [kind, 1]
+            return True
+        entry[1] += 1
+        return False
+
+    def remove_presence(self, user_id: str) -> bool:
+        """Uncount a session; True if it was the user's last one here."""
+        entry = self.presence.get(user_id)
+        if entry is None:
+            return False
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self.presence[user_id]
+            return True
+        return False
+
+    def members(self) -> list[dict[str, str]]:
+        return [{"user_id": uid, "kind": entry[0]} for uid, entry in self.presence.items()]
+
+    def meta_json(self) -> bytes:
+        return orjson.dumps(self.meta)
+
+
+class RoomDirectory:
+    """Finds rooms in memory, then in the store; creates them for permitted roles."""
+
+    def __init__(self, source: RoomSource, create_roles: tuple[str, ...],
+                 clock: Callable[[], float] = time.time) -> None:
+        self._source = source
+        self._create_roles = frozenset(create_roles)
+        self._clock = clock
+        self._rooms: dict[str, Room] = {}
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def find(self, tenant: str, name: str) -> Room | None:
+        key = room_key(tenant, name)
+        room = self._rooms.get(key)
+        if room is None:
+            meta = self._source.room_meta(key)
+            if meta is None:
+                return None
+            room = Room(tenant, name, meta, self._source.last_seq(key), persisted=True)
+            self._rooms[key] = room
+        return room
+
+    def require(self, principal: Principal, name: str) -> Room:
+        """The caller's tenant's room ``name``, or NotFound."""
+        room = self.find(principal.tenant, name)
+        if room is None:
+            raise NotFound(f"no room {name}")
+        return room
+
+    def open(self, principal: Principal, name: str) -> tuple[Room, bool]:
+        """The room, created if absent and the principal may create rooms. (room, created)."""
+        room = self.find(principal.tenant, name)
+        if room is not None:
+            return room, False
+        if not principal.has_any_role(self._create_roles):
+            # Same answer as for a missing room: do not reveal what exists.
+            raise NotFound(f"no room {name}")
+        meta = {"tenant": principal.tenant, "name": name, "created_by": principal.user_id,
+                "created_at": int(self._clock() * 1000)}
+        room = Room(principal.tenant, name, meta, 0, persisted=False)
+        self._rooms[room.key] = room
+        return room, True

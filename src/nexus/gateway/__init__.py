@@ -1,0 +1,1 @@
+"""WebSocket gateway: picows listener, sessions, request handling, the message pipeline."""

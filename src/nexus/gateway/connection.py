@@ -1,0 +1,148 @@
+"""picows listener for one client: frames in -> decoder -> node; errors -> events/close codes."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from .._speedups.router import Outbox
+from ..auth import Principal
+from ..errors import BadRequest, CloseCode, Internal, NexusError, Unauthorized
+from ..protocol import Auth, events
+from ..protocol.requests import RequestId
+from .session import Session
+
+if TYPE_CHECKING:
+    from .server import Gateway
+
+log = logging.getLogger(__name__)
+
+# After a close frame, give the peer this long to read it before the socket is aborted.
+ABORT_AFTER_CLOSE_S = 2.0
+
+
+class Connection(WSListener):  # type: ignore[misc]
+    __slots__ = ("gateway", "transport", "session", "_preauth", "_auth_timer", "_closing")
+
+    def __init__(self, gateway: Gateway, preauthenticated: Principal | None) -> None:
+        super().__init__()
+        self.gateway = gateway
+        self._preauth = preauthenticated
+        self._auth_timer: object = None
+        self._closing = False
+
+    # -- picows callbacks ----------------------------------------------------
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        gw = self.gateway
+        self.transport = transport
+        raw = transport.underlying_transport
+        outbox = Outbox(raw, gw.flush_queue, gw.settings.outbound_limit_bytes, self._on_overflow)
+        peer = raw.get_extra_info("peername")
+        remote = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.session = Session(secrets.token_hex(8), outbox, gw.node.new_bucket(), remote)
+        outbox.owner = self
+        gw.connections.add(self)
+        if self._preauth is not None:
+            self._authenticated(self._preauth, None)
+        else:
+            self._auth_timer = gw.loop.call_later(gw.settings.auth_timeout, self._auth_timeout)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if self._closing:
+            return
+        kind = frame.msg_type
+        if kind == WSMsgType.TEXT:
+            if not frame.fin:
+                self.close(CloseCode.UNSUPPORTED_DATA, "fragmented messages are not supported")
+                return
+            self._on_text(frame.get_payload_as_memoryview())
+        elif kind == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+        elif kind == WSMsgType.BINARY:
+            self._reply_error(BadRequest("binary frames are not supported; send JSON text"))
+        elif kind == WSMsgType.CONTINUATION:
+            self.close(CloseCode.UNSUPPORTED_DATA, "fragmented messages are not supported")
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._closing = True
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()  # type: ignore[attr-defined]
+        self.session.outbox.close()
+        self.gateway.connections.discard(self)
+        self.gateway.node.detach(self.session)
+
+    # -- requests ------------------------------------------------------------
+    def _on_text(self, payload: memoryview) -> None:
+        gw = self.gateway
+        session = self.session
+        try:
+            req = gw.decoder.decode(payload)
+            if session.principal is None:
+                if not isinstance(req, Auth):
+                    raise Unauthorized("authenticate first: send auth", request_id=req.id)
+                gw.auth_attempts += 1
+                try:
+                    principal = gw.verifier.verify(req.token)
+                except NexusError as exc:
+                    exc.request_id = req.id
+                    raise
+                self._authenticated(principal, req.id)
+            else:
+                gw.node.handle(session, req)
+        except NexusError as exc:
+            self._reply_error(exc)
+        except Exception:
+            log.exception("request failed in session %s", session.session_id)
+            self._reply_error(Internal("internal error"))
+
+    def _reply_error(self, exc: NexusError) -> None:
+        if isinstance(exc, Unauthorized):
+            self.gateway.auth_failures += 1
+        self.session.send(events.error(exc))
+        if exc.close_code is not None:
+            self.close(exc.close_code, exc.message)
+
+    def _authenticated(self, principal: Principal, rid: RequestId) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()  # type: ignore[attr-defined]
+            self._auth_timer = None
+        self.gateway.node.attach(self.session, principal)
+        self.session.send(events.auth_ok(rid, principal.user_id, principal.tenant,
+                                         self.session.session_id, principal.kind,
+                                         principal.roles))
+
+    def _auth_timeout(self) -> None:
+        self._auth_timer = None
+        if self.session.principal is None and not self._closing:
+            self.gateway.auth_failures += 1
+            self.session.send(events.error(Unauthorized("no auth within the auth timeout")))
+            self.close(CloseCode.AUTH_TIMEOUT, "auth timeout")
+
+    # -- closing -------------------------------------------------------------
+    def _on_overflow(self) -> None:
+        self.gateway.slow_consumers += 1
+        log.warning("session %s: outbound buffer over limit, disconnecting slow consumer",
+                    self.session.session_id)
+        self.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbound buffer limit exceeded",
+                   flush=False)
+
+    def close(self, code: int, reason: str, *, flush: bool = True) -> None:
+        """Send a close frame after what is queued, then drop the socket."""
+        if self._closing:
+            return
+        self._closing = True
+        outbox = self.session.outbox
+        if flush:
+            outbox.flush()
+        outbox.close()
+        self.session.closed = True
+        transport = self.transport
+        transport.send_close(WSCloseCode(code), reason.encode()[:123])
+        if flush:
+            transport.disconnect(graceful=True)
+        # A peer that does not read would keep the socket (and its buffer) forever.
+        self.gateway.loop.call_later(ABORT_AFTER_CLOSE_S, transport.disconnect, False)

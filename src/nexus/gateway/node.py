@@ -1,0 +1,200 @@
+"""The node: handles each validated request of a session against rooms, router and pipeline.
+
+Transport-agnostic: it sees ``Session`` objects and request dataclasses, and
+answers by queueing encoded events on sessions. Errors are raised as
+NexusError and converted by the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from .._speedups.framing import frame_text
+from .._speedups.ratelimit import TokenBucket, take_both
+from .._speedups.router import Router
+from ..auth import Principal
+from ..config import Settings
+from ..core.rooms import Room, RoomDirectory
+from ..errors import BadRequest, Forbidden, LimitExceeded, NotFound, RateLimited
+from ..protocol import (
+    Auth, History, MessageSend, Ping, Request, RoomJoin, RoomLeave, Typing, events,
+)
+from ..store import LmdbStore
+from ..store.keys import log_prefix
+from .pipeline import MessagePipeline
+from .session import Session
+
+log = logging.getLogger(__name__)
+
+REPLAY_PAGE = 256
+
+
+class Node:
+    def __init__(self, settings: Settings, rooms: RoomDirectory, router: Router,
+                 pipeline: MessagePipeline, store: LmdbStore,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.rooms = rooms
+        self.router = router
+        self.pipeline = pipeline
+        self.store = store
+        self._monotonic = monotonic
+        self._user_buckets: dict[tuple[str, str], list[object]] = {}  # -> [bucket, sessions]
+        self.sessions: dict[str, Session] = {}
+        self.rate_limited = 0
+        self._handlers: dict[type, Callable[[Session, object], None]] = {
+            Ping: self._ping,  # type: ignore[dict-item]
+            RoomJoin: self._join,  # type: ignore[dict-item]
+            RoomLeave: self._leave,  # type: ignore[dict-item]
+            MessageSend: self._send,  # type: ignore[dict-item]
+            Typing: self._typing,  # type: ignore[dict-item]
+            History: self._history,  # type: ignore[dict-item]
+        }
+
+    # -- session lifecycle ---------------------------------------------------
+    def new_bucket(self) -> TokenBucket:
+        s = self.settings
+        return TokenBucket(s.rate_conn_per_s, s.rate_conn_burst, self._monotonic())
+
+    def attach(self, session: Session, principal: Principal) -> None:
+        """Bind an authenticated principal to the session."""
+        session.principal = principal
+        key = (principal.tenant, principal.user_id)
+        entry = self._user_buckets.get(key)
+        if entry is None:
+            s = self.settings
+            entry = [TokenBucket(s.rate_user_per_s, s.rate_user_burst, self._monotonic()), 0]
+            self._user_buckets[key] = entry
+        entry[1] += 1  # type: ignore[operator]
+        session.user_bucket = entry[0]  # type: ignore[assignment]
+        self.sessions[session.session_id] = session
+
+    def detach(self, session: Session) -> None:
+        """Forget a closed session: leave its rooms (with presence), release its user bucket."""
+        session.closed = True
+        principal = session.principal
+        if principal is None:
+            return
+        for room in list(session.rooms.values()):
+            self._leave_room(session, room)
+        session.rooms.clear()
+        self.sessions.pop(session.session_id, None)
+        key = (principal.tenant, principal.user_id)
+        entry = self._user_buckets.get(key)
+        if entry is not None:
+            entry[1] -= 1  # type: ignore[operator]
+            if entry[1] <= 0:
+                del self._user_buckets[key]
+
+    # -- requests ------------------------------------------------------------
+    def handle(self, session: Session, req: Request) -> None:
+        assert session.user_bucket is not None
+        wait_ms = take_both(session.bucket, session.user_bucket, self._monotonic())
+        if wait_ms:
+            self.rate_limited += 1
+            raise RateLimited("request rate limit exceeded", retry_after_ms=wait_ms,
+                              request_id=req.id)
+        if isinstance(req, Auth):
+            raise BadRequest("already authenticated", request_id=req.id)
+        try:
+            self._handlers[type(req)](session, req)
+        except Exception as exc:
+            if getattr(exc, "request_id", True) is None:
+                exc.request_id = req.id  # type: ignore[attr-defined]
+            raise
+
+    def _ping(self, session: Session, req: Ping) -> None:
+        session.send(events.pong(req.id, int(time.time() * 1000)))
+
+    def _joined_room(self, session: Session, name: str) -> Room:
+        room = session.rooms.get(name)
+        if room is None:
+            raise Forbidden(f"join room {name} first")
+        return room
+
+    def _join(self, session: Session, req: RoomJoin) -> None:
+        principal = session.principal
+        assert principal is not None
+        room = session.rooms.get(req.room)
+        if room is None:
+            if len(session.rooms) >= self.settings.max_rooms_per_connection:
+                raise LimitExceeded(
+                    f"at most {self.settings.max_rooms_per_connection} rooms per connection")
+            room, created = self.rooms.open(principal, req.room)
+            if created:
+                self.pipeline.persist_room(room)
+        session.send(events.room_joined(req.id, room.name, room.delivered, room.members()))
+        if req.since is not None and req.since < room.delivered:
+            self._replay(session, room, req.since)
+        if req.room not in session.rooms:
+            session.rooms[req.room] = room
+            self.router.join(room.key, session.outbox)
+            if room.add_presence(principal.user_id, principal.kind):
+                self.router.broadcast(
+                    room.key,
+                    frame_text(events.presence(room.name, principal.user_id, principal.kind, "join")),
+                    session.outbox)
+
+    def _replay(self, session: Session, room: Room, since: int) -> None:
+        # Everything up to room.delivered is committed and was fanned out before this
+        # point; later seqs will reach this session live once it is in the router.
+        # Done in the same callback as the router join, so no message falls in between.
+        after, upto = since, room.delivered
+        while after < upto and not session.outbox.closed:
+            records = self.store.read_range(room.key, after, upto, REPLAY_PAGE)
+            if not records:
+                break
+            for record in records:
+                session.send(record)
+            after += len(records)
+
+    def _leave(self, session: Session, req: RoomLeave) -> None:
+        room = session.rooms.pop(req.room, None)
+        if room is None:
+            raise NotFound(f"not in room {req.room}")
+        self._leave_room(session, room)
+        session.send(events.room_left(req.id, req.room))
+
+    def _leave_room(self, session: Session, room: Room) -> None:
+        principal = session.principal
+        assert principal is not None
+        self.router.leave(room.key, session.outbox)
+        if room.remove_presence(principal.user_id):
+            self.router.broadcast(
+                room.key,
+                frame_text(events.presence(room.name, principal.user_id, principal.kind, "leave")))
+
+    def _send(self, session: Session, req: MessageSend) -> None:
+        room = self._joined_room(session, req.room)
+        if req.reply_to is not None:
+            where = self.store.message_location(req.reply_to)
+            if where is None or where[0] != log_prefix(room.key):
+                raise NotFound(f"reply_to: no message {req.reply_to} in room {req.room}")
+        self.pipeline.send(session, room, req)
+
+    def _typing(self, session: Session, req: Typing) -> None:
+        principal = session.principal
+        assert principal is not None
+        room = self._joined_room(session, req.room)
+        self.router.broadcast(
+            room.key,
+            frame_text(events.typing(room.name, principal.user_id, principal.kind, req.active)),
+            session.outbox)
+
+    def _history(self, session: Session, req: History) -> None:
+        principal = session.principal
+        assert principal is not None
+        room = session.rooms.get(req.room) or self.rooms.require(principal, req.room)
+        top = room.delivered
+        if req.after is not None:
+            records = self.store.read_range(room.key, req.after, top, req.limit + 1)
+            has_more = len(records) > req.limit
+            records = records[: req.limit]
+        else:
+            before = top + 1 if req.before is None else min(req.before, top + 1)
+            records = self.store.read_before(room.key, before, req.limit + 1)
+            has_more = len(records) > req.limit
+            records = records[-req.limit:] if has_more else records
+        session.send(events.history_page(req.id, room.name, records, has_more))

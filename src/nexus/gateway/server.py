@@ -1,0 +1,109 @@
+"""The gateway listener: HTTP health endpoints and WebSocket upgrades on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+from picows import (
+    WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server,
+)
+
+from .._speedups.router import FlushQueue
+from ..auth import TokenVerifier
+from ..config import Settings
+from ..errors import CloseCode, NexusError
+from ..protocol import Decoder, Limits
+from .connection import Connection
+from .node import Node
+
+log = logging.getLogger(__name__)
+
+WS_PATHS = (b"/", b"/ws")
+JSON = {"Content-Type": "application/json"}
+
+
+def _json_response(status: int, body: dict[str, object]) -> WSUpgradeResponseWithListener:
+    payload = orjson.dumps(body)
+    if status == 200:
+        response = WSUpgradeResponse.create_ok_response(payload, JSON)
+    else:
+        response = WSUpgradeResponse.create_error_response(status, payload, JSON)
+    return WSUpgradeResponseWithListener(response, None)
+
+
+class Gateway:
+    def __init__(self, settings: Settings, node: Node, verifier: TokenVerifier,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self.node = node
+        self.verifier = verifier
+        self.loop = loop
+        self.decoder = Decoder(Limits(settings.max_body_bytes, settings.max_meta_bytes,
+                                      settings.history_max_limit))
+        self.flush_queue = FlushQueue(loop)
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self.server: asyncio.Server | None = None
+        self.auth_attempts = 0
+        self.auth_failures = 0
+        self.slow_consumers = 0
+
+    def _route(self, request: WSUpgradeRequest) -> Connection | WSUpgradeResponseWithListener:
+        path = request.path.split(b"?", 1)[0]
+        if path == b"/healthz":
+            return _json_response(200, {"status": "ok"})
+        if path == b"/readyz":
+            if self.draining:
+                return _json_response(503, {"status": "draining"})
+            return _json_response(200, {"status": "ready"})
+        if path not in WS_PATHS:
+            return _json_response(404, {"error": {"code": "not_found",
+                                                  "message": "no such endpoint"}})
+        if self.draining:
+            return _json_response(503, {"error": {"code": "unavailable",
+                                                  "message": "server is shutting down"}})
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return _json_response(426, {"error": {"code": "bad_request",
+                                                  "message": "WebSocket upgrade required"}})
+        header = request.headers.get("Authorization")
+        principal = None
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            try:
+                if scheme.lower() != "bearer" or not token:
+                    raise NexusError("Authorization header must be 'Bearer <token>'")
+                self.auth_attempts += 1
+                principal = self.verifier.verify(token.strip())
+            except NexusError as exc:
+                self.auth_failures += 1
+                return _json_response(401, {"error": {"code": "unauthorized",
+                                                      "message": exc.message}})
+        return Connection(self, principal)
+
+    async def start(self) -> int:
+        s = self.settings
+        self.server = await ws_create_server(
+            self._route, s.host, s.port,
+            max_frame_size=s.max_frame_bytes,
+            read_buffer_init_size=s.read_buffer_bytes,
+            enable_auto_ping=True,
+            auto_ping_idle_timeout=s.heartbeat_interval,
+            auto_ping_reply_timeout=s.heartbeat_timeout,
+            websocket_handshake_timeout=s.auth_timeout,
+            logger_name="nexus.gateway",
+        )
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, close every client with 1001, wait for them to go (bounded)."""
+        self.draining = True
+        if self.server is not None:
+            self.server.close()
+        for conn in list(self.connections):
+            conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        deadline = self.loop.time() + timeout
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)

@@ -1,0 +1,15 @@
+"""Protocol v1, sans-I/O: bytes in -> validated requests, events -> bytes out.
+
+Nothing here touches a socket or the event loop; see docs/protocol.md.
+"""
+
+from .decoder import Decoder, Limits
+from .requests import (
+    Auth, History, MessageSend, Ping, Request, RoomJoin, RoomLeave, Typing,
+)
+from . import events
+
+__all__ = [
+    "Auth", "Decoder", "History", "Limits", "MessageSend", "Ping", "Request",
+    "RoomJoin", "RoomLeave", "Typing", "events",
+]

@@ -1,0 +1,152 @@
+"""Decode one text frame into a validated request, or raise a NexusError with the request id."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..errors import BadRequest, NexusError, TooLarge
+from .requests import (
+    Auth, History, MessageSend, Ping, Request, RequestId, RoomJoin, RoomLeave, Typing,
+)
+
+ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+CLIENT_ID_MAX = 128
+MAX_SEQ = (1 << 63) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int = 16384
+    max_meta_bytes: int = 4096
+    history_max_limit: int = 100
+
+
+class Decoder:
+    """Turns frame payloads into request objects. Stateless apart from its limits."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self._parsers: dict[str, Callable[[dict[str, Any], RequestId], Request]] = {
+            "auth": self._auth,
+            "ping": self._ping,
+            "room.join": self._join,
+            "room.leave": self._leave,
+            "message.send": self._send,
+            "typing": self._typing,
+            "history": self._history,
+        }
+
+    def decode(self, payload: bytes | bytearray | memoryview | str) -> Request:
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise BadRequest("frame is not valid JSON") from None
+        if not isinstance(obj, dict):
+            raise BadRequest("frame must be a JSON object")
+        rid = obj.get("id")
+        if rid is not None and not (
+            (isinstance(rid, str) and len(rid) <= CLIENT_ID_MAX)
+            or (isinstance(rid, int) and not isinstance(rid, bool) and abs(rid) <= MAX_SEQ)
+        ):
+            raise BadRequest("id must be a string of at most 128 characters or an integer")
+        kind = obj.get("type")
+        if not isinstance(kind, str):
+            raise BadRequest("missing or non-string field: type", request_id=rid)
+        parser = self._parsers.get(kind)
+        if parser is None:
+            raise BadRequest(f"unknown type: {kind[:64]}", request_id=rid)
+        try:
+            return parser(obj, rid)
+        except NexusError as exc:
+            exc.request_id = rid
+            raise
+
+    # -- field helpers -------------------------------------------------------
+    @staticmethod
+    def _room(obj: dict[str, Any]) -> str:
+        room = obj.get("room")
+        if not isinstance(room, str):
+            raise BadRequest("missing or non-string field: room")
+        if not ROOM_PATTERN.match(room):
+            raise BadRequest("room must be 1-128 characters of A-Z a-z 0-9 _ . : @ -")
+        return room
+
+    @staticmethod
+    def _seq(obj: dict[str, Any], name: str) -> int | None:
+        value = obj.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEQ:
+            raise BadRequest(f"{name} must be a non-negative integer")
+        return value
+
+    @staticmethod
+    def _opt_str(obj: dict[str, Any], name: str, max_len: int) -> str | None:
+        value = obj.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not 0 < len(value) <= max_len:
+            raise BadRequest(f"{name} must be a string of 1-{max_len} characters")
+        return value
+
+    # -- one parser per type -------------------------------------------------
+    def _auth(self, obj: dict[str, Any], rid: RequestId) -> Auth:
+        token = obj.get("token")
+        if not isinstance(token, str) or not token:
+            raise BadRequest("missing or non-string field: token")
+        return Auth(rid, token)
+
+    def _ping(self, obj: dict[str, Any], rid: RequestId) -> Ping:
+        return Ping(rid)
+
+    def _join(self, obj: dict[str, Any], rid: RequestId) -> RoomJoin:
+        return RoomJoin(rid, self._room(obj), self._seq(obj, "since"))
+
+    def _leave(self, obj: dict[str, Any], rid: RequestId) -> RoomLeave:
+        return RoomLeave(rid, self._room(obj))
+
+    def _send(self, obj: dict[str, Any], rid: RequestId) -> MessageSend:
+        room = self._room(obj)
+        body = obj.get("body")
+        if not isinstance(body, str):
+            raise BadRequest("missing or non-string field: body")
+        if not body:
+            raise BadRequest("body must not be empty")
+        # len(str) <= bytes: only encode when the cheap bound does not settle it.
+        if len(body) * 4 > self.limits.max_body_bytes and (
+            len(body.encode("utf-8", "surrogatepass")) > self.limits.max_body_bytes
+        ):
+            raise TooLarge(f"body exceeds {self.limits.max_body_bytes} bytes")
+        meta = obj.get("meta")
+        if meta is not None:
+            if not isinstance(meta, dict):
+                raise BadRequest("meta must be an object")
+            if len(orjson.dumps(meta)) > self.limits.max_meta_bytes:
+                raise TooLarge(f"meta exceeds {self.limits.max_meta_bytes} bytes")
+        return MessageSend(
+            rid, room, body,
+            client_msg_id=self._opt_str(obj, "client_msg_id", CLIENT_ID_MAX),
+            reply_to=self._opt_str(obj, "reply_to", CLIENT_ID_MAX),
+            meta=meta,
+        )
+
+    def _typing(self, obj: dict[str, Any], rid: RequestId) -> Typing:
+        active = obj.get("active", True)
+        if not isinstance(active, bool):
+            raise BadRequest("active must be a boolean")
+        return Typing(rid, self._room(obj), active)
+
+    def _history(self, obj: dict[str, Any], rid: RequestId) -> History:
+        room = self._room(obj)
+        before, after = self._seq(obj, "before"), self._seq(obj, "after")
+        if before is not None and after is not None:
+            raise BadRequest("give before or after, not both")
+        limit = obj.get("limit", 50)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise BadRequest("limit must be a positive integer")
+        return History(rid, room, before, after, min(limit, self.limits.history_max_limit))

@@ -1,0 +1,72 @@
+"""Server -> client events, encoded to JSON bytes (the frame payload).
+
+A ``message`` event is encoded once when it is accepted; the same bytes are
+stored in the room log, framed once and written to every member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from ..errors import NexusError
+from .requests import RequestId
+
+_dumps = orjson.dumps
+
+
+def auth_ok(rid: RequestId, user_id: str, tenant: str, session_id: str, kind: str,
+            roles: Iterable[str]) -> bytes:
+    return _dumps({"type": "auth.ok", "id": rid, "user_id": user_id, "tenant": tenant,
+                   "session_id": session_id, "kind": kind, "roles": sorted(roles)})
+
+
+def pong(rid: RequestId, ts: int) -> bytes:
+    return _dumps({"type": "pong", "id": rid, "ts": ts})
+
+
+def room_joined(rid: RequestId, room: str, seq: int, members: Sequence[dict[str, str]]) -> bytes:
+    return _dumps({"type": "room.joined", "id": rid, "room": room, "seq": seq,
+                   "members": list(members)})
+
+
+def room_left(rid: RequestId, room: str) -> bytes:
+    return _dumps({"type": "room.left", "id": rid, "room": room})
+
+
+def message(room: str, seq: int, msg_id: str, sender: str, sender_kind: str, ts: int,
+            body: str, reply_to: str | None, meta: dict[str, Any] | None) -> bytes:
+    return _dumps({"type": "message", "room": room, "seq": seq, "id": msg_id,
+                   "sender": sender, "sender_kind": sender_kind, "ts": ts, "body": body,
+                   "reply_to": reply_to, "meta": meta})
+
+
+def ack(rid: RequestId, room: str, seq: int, msg_id: str, client_msg_id: str | None,
+        duplicate: bool = False) -> bytes:
+    return _dumps({"type": "ack", "id": rid, "room": room, "seq": seq, "message_id": msg_id,
+                   "client_msg_id": client_msg_id, "duplicate": duplicate})
+
+
+def presence(room: str, user_id: str, kind: str, action: str) -> bytes:
+    return _dumps({"type": "presence", "room": room, "user_id": user_id, "kind": kind,
+                   "action": action})
+
+
+def typing(room: str, user_id: str, kind: str, active: bool) -> bytes:
+    return _dumps({"type": "typing", "room": room, "user_id": user_id, "kind": kind,
+                   "active": active})
+
+
+def history_page(rid: RequestId, room: str, records: Sequence[bytes], has_more: bool) -> bytes:
+    """Splice stored message records into a page without decoding them."""
+    head = _dumps({"type": "history.page", "id": rid, "room": room, "has_more": has_more})
+    return b"".join((head[:-1], b',"messages":[', b",".join(records), b"]}"))
+
+
+def error(exc: NexusError) -> bytes:
+    body: dict[str, Any] = {"type": "error", "id": exc.request_id, "code": exc.code,
+                            "message": exc.message}
+    body.update(exc.details())
+    return _dumps(body)

@@ -1,0 +1,61 @@
+"""Client -> server requests after validation. ``id`` is the client's request id, echoed back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+RequestId = str | int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    id: RequestId
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    id: RequestId
+
+
+@dataclass(frozen=True, slots=True)
+class RoomJoin:
+    id: RequestId
+    room: str
+    since: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLeave:
+    id: RequestId
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSend:
+    id: RequestId
+    room: str
+    body: str
+    client_msg_id: str | None = None
+    reply_to: str | None = None
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    id: RequestId
+    room: str
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    id: RequestId
+    room: str
+    before: int | None = None
+    after: int | None = None
+    limit: int = 50
+
+
+Request = Auth | Ping | RoomJoin | RoomLeave | MessageSend | Typing | History
