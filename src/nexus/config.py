@@ -221,7 +221,7 @@ def validate(s: Settings) -> None:
             path = getattr(s, name)
             if path and not Path(path).is_file():
                 raise ConfigError(name, f"file not found: {path}")
-    if s.auth_secret is not None and len(s.auth_secret) < 16:
-        raise ConfigError("auth_secret", "must be at least 16 characters")
+    if s.auth_secret is not None and len(s.auth_secret) < 32:
+        raise ConfigError("auth_secret", "must be at least 32 characters")
     if s.auth_secret_file and not Path(s.auth_secret_file).is_file():
         raise ConfigError("auth_secret_file", f"file not found: {s.auth_secret_file}")

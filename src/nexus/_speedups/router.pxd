@@ -13,8 +13,9 @@ cdef class Outbox:
     cdef FlushQueue _queue
     cdef list _pending
     cdef readonly Py_ssize_t pending_bytes
+    cdef readonly Py_ssize_t dropped_bytes
     cdef readonly Py_ssize_t limit
-    cdef Py_ssize_t _transport_buffered
+    cdef readonly Py_ssize_t transport_buffered
     cdef bint _marked
     cdef readonly bint closed
     cdef readonly bint overflowed
@@ -25,6 +26,7 @@ cdef class Outbox:
     cdef public object owner
     cdef inline bint _push(self, bytes frame)
     cdef void _overflow(self)
+    cdef _write_pending(self)
     cdef _flush(self)
 
 

@@ -11,6 +11,8 @@ class FlushQueue:
 
 class Outbox:
     pending_bytes: int
+    dropped_bytes: int
+    transport_buffered: int
     limit: int
     closed: bool
     overflowed: bool

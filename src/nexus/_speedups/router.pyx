@@ -63,8 +63,9 @@ cdef class Outbox:
         self._queue = queue
         self._pending = []
         self.pending_bytes = 0
+        self.dropped_bytes = 0
         self.limit = limit
-        self._transport_buffered = 0
+        self.transport_buffered = 0
         self._marked = False
         self.closed = False
         self.overflowed = False
@@ -78,9 +79,16 @@ cdef class Outbox:
         if self.closed:
             return False
         size = PyBytes_GET_SIZE(frame)
-        if self.pending_bytes + self._transport_buffered + size > self.limit:
-            self._overflow()
-            return False
+        if self.pending_bytes + self.transport_buffered + size > self.limit:
+            # A large tick is not a slow reader: hand the queue to the socket now and
+            # judge by what the transport could not send (the kernel may take it all).
+            if self.pending_bytes:
+                self._write_pending()
+            else:
+                self.transport_buffered = self._buffered()
+            if self.transport_buffered + size > self.limit:
+                self._overflow()
+                return False
         self._pending.append(frame)
         self.pending_bytes += size
         if not self._marked:
@@ -89,6 +97,7 @@ cdef class Outbox:
         return True
 
     cdef void _overflow(self):
+        self.dropped_bytes = self.pending_bytes
         self.overflowed = True
         self.closed = True
         self._pending = []
@@ -101,16 +110,9 @@ cdef class Outbox:
         """Queue one framed message. Returns False if the outbox is closed or just overflowed."""
         return self._push(frame)
 
-    cdef _flush(self):
+    cdef _write_pending(self):
         cdef list pending = self._pending
         cdef Py_ssize_t n = PyList_GET_SIZE(pending)
-        self._marked = False
-        if self.overflowed:
-            cb = self._on_overflow
-            self._on_overflow = None
-            if cb is not None:
-                cb()
-            return
         if n == 0:
             return
         self._pending = []
@@ -122,8 +124,18 @@ cdef class Outbox:
             self._write(pending[0])
         else:
             self._write(b"".join(pending))
-        self._transport_buffered = self._buffered()
-        if self._transport_buffered > self.limit:
+        self.transport_buffered = self._buffered()
+
+    cdef _flush(self):
+        self._marked = False
+        if self.overflowed:
+            cb = self._on_overflow
+            self._on_overflow = None
+            if cb is not None:
+                cb()
+            return
+        self._write_pending()
+        if self.transport_buffered > self.limit:
             self._overflow()
 
     def flush(self):

@@ -125,8 +125,11 @@ class Connection(WSListener):  # type: ignore[misc]
     # -- closing -------------------------------------------------------------
     def _on_overflow(self) -> None:
         self.gateway.slow_consumers += 1
-        log.warning("session %s: outbound buffer over limit, disconnecting slow consumer",
-                    self.session.session_id)
+        outbox = self.session.outbox
+        log.warning("session %s: outbound buffer over limit (%d queued, %d in transport, "
+                    "limit %d), disconnecting slow consumer %s", self.session.session_id,
+                    outbox.dropped_bytes, outbox.transport_buffered, outbox.limit,
+                    self.session.principal and self.session.principal.user_id)
         self.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbound buffer limit exceeded",
                    flush=False)
 
@@ -139,7 +142,8 @@ class Connection(WSListener):  # type: ignore[misc]
         if flush:
             outbox.flush()
         outbox.close()
-        self.session.closed = True
+        # The session is over now: leave rooms (presence) without waiting for the socket.
+        self.gateway.node.detach(self.session)
         transport = self.transport
         transport.send_close(WSCloseCode(code), reason.encode()[:123])
         if flush:

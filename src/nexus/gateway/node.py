@@ -75,12 +75,11 @@ class Node:
         """Forget a closed session: leave its rooms (with presence), release its user bucket."""
         session.closed = True
         principal = session.principal
-        if principal is None:
-            return
+        if principal is None or self.sessions.pop(session.session_id, None) is None:
+            return  # never authenticated, or already detached
         for room in list(session.rooms.values()):
             self._leave_room(session, room)
         session.rooms.clear()
-        self.sessions.pop(session.session_id, None)
         key = (principal.tenant, principal.user_id)
         entry = self._user_buckets.get(key)
         if entry is not None:

@@ -1,0 +1,31 @@
+# Two commands on a fresh machine (Python >= 3.11 and a C compiler):
+#   make run    create .venv, install (compiles the Cython), start the server on embedded defaults
+#   make test   create .venv, install, run the full test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+SOURCES := $(shell find src -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi') \
+           pyproject.toml CMakeLists.txt
+
+.PHONY: run test install bench clean
+
+run: $(STAMP)
+	$(VENV)/bin/nexus serve
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+install: $(STAMP)
+
+$(STAMP): $(SOURCES)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet '.[test]'
+	touch $@
+
+bench: $(STAMP)
+	$(PY) -m pytest tests/bench --benchmark-enable -m bench -p no:randomly
+
+clean:
+	rm -rf $(VENV) build data

@@ -1,0 +1,6 @@
+"""Shared test configuration: make the tests' own helper packages importable."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
