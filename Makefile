@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 SOURCES := $(shell find src -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi') \
            pyproject.toml CMakeLists.txt
 
-.PHONY: run test install bench clean
+.PHONY: run test install clean
 
 run: $(STAMP)
 	$(VENV)/bin/nexus serve
@@ -23,9 +23,6 @@ $(STAMP): $(SOURCES)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet '.[test]'
 	touch $@
-
-bench: $(STAMP)
-	$(PY) -m pytest tests/bench --benchmark-enable -m bench -p no:randomly
 
 clean:
 	rm -rf $(VENV) build data
