@@ -167,3 +167,52 @@ async def test_slow_consumer_is_disconnected_and_memory_stays_bounded(
     # The server still serves the others.
     assert (await sender.request({"type": "ping"}))["type"] == "pong"
     await sender.close()
+
+
+# -- heartbeat --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def heartbeat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = start_server(tmp_path_factory.mktemp("data"), heartbeat_interval=0.3,
+                       heartbeat_timeout=0.3)
+    yield srv
+    assert srv.stop() == 0
+
+
+def read_frames(sock: socket.socket) -> list[tuple[int, bytes]]:
+    """Read unmasked server frames until the peer closes; (opcode, payload) each."""
+    data = b""
+    sock.settimeout(10)
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    frames = []
+    while len(data) >= 2:
+        opcode, n = data[0] & 0x0F, data[1] & 0x7F
+        head = 2
+        if n == 126:
+            n, head = int.from_bytes(data[2:4], "big"), 4
+        elif n == 127:
+            n, head = int.from_bytes(data[2:10], "big"), 10
+        frames.append((opcode, data[head:head + n]))
+        data = data[head + n:]
+    return frames
+
+
+async def test_silent_peer_is_pinged_then_closed(heartbeat_server: ServerProcess) -> None:
+    sock = raw_ws_connect(heartbeat_server.port, token("mute"))
+    frames = await asyncio.to_thread(read_frames, sock)
+    sock.close()
+    opcodes = [op for op, _ in frames]
+    assert 0x9 in opcodes, opcodes  # the server pinged
+    assert opcodes[-1] == 0x8  # and closed after no pong came back
+    assert int.from_bytes(frames[-1][1][:2], "big") == 1001
+
+
+async def test_answering_peer_stays_connected(heartbeat_server: ServerProcess) -> None:
+    client = await Client.connect(heartbeat_server.url, token("chatty"))
+    await asyncio.sleep(1.5)  # several heartbeat periods; the client library answers pings
+    assert (await client.request({"type": "ping"}))["type"] == "pong"
+    await client.close()
