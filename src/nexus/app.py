@@ -16,6 +16,7 @@ from .gateway.node import Node
 from .gateway.pipeline import MessagePipeline
 from .gateway.server import Gateway
 from .store import GroupCommitWriter, LmdbStore
+from .store.retention import RetentionSweeper
 
 log = logging.getLogger("nexus")
 
@@ -30,11 +31,16 @@ class App:
     pipeline: MessagePipeline
     node: Node
     gateway: Gateway
+    sweeper: RetentionSweeper
 
     async def stop(self) -> None:
-        """Graceful drain: stop accepting, finish commits, close clients with 1001."""
+        """Graceful drain: unready, stop accepting, finish commits, close clients with 1001."""
         s = self.settings
-        self.gateway.draining = True
+        self.gateway.draining = True  # /readyz answers 503 from here on
+        self.sweeper.stop()
+        if s.drain_delay:
+            # Give load balancers time to notice /readyz before the listener goes.
+            await asyncio.sleep(s.drain_delay)
         if self.gateway.server is not None:
             self.gateway.server.close()
         try:
@@ -53,14 +59,23 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop) -> App:
         hmac_secret = resolve_hmac_secret(settings, create=True)
     verifier = TokenVerifier(settings, hmac_secret=hmac_secret)
     store = LmdbStore(settings.data_path / "lmdb", map_size=settings.store_map_size,
-                      sync=settings.store_sync)
-    writer = GroupCommitWriter(store, loop)
+                      durability=settings.store_durability)
+    writer = GroupCommitWriter(loop)
     router = Router()
     pipeline = MessagePipeline(store, writer, router, loop, max_batch=settings.commit_max_batch)
     rooms = RoomDirectory(store, settings.room_create_roles)
     node = Node(settings, rooms, router, pipeline, store)
     gateway = Gateway(settings, node, verifier, loop)
-    return App(settings, store, writer, pipeline, node, gateway)
+
+    def policy(rkey: str) -> tuple[int, float]:
+        meta = store.room_meta(rkey) or {}
+        retention = meta.get("retention") or {}
+        return (int(retention.get("max_count", settings.retention_max_count)),
+                float(retention.get("max_age", settings.retention_max_age)))
+
+    sweeper = RetentionSweeper(store, writer, policy, interval=settings.retention_interval,
+                               idempotency_window=settings.idempotency_window)
+    return App(settings, store, writer, pipeline, node, gateway, sweeper)
 
 
 def dev_token(settings: Settings) -> str | None:
@@ -81,6 +96,7 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     app = build(settings, loop)
     port = await app.gateway.start()
+    app.sweeper.start()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -22,6 +22,9 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 LOG_FORMATS = ("console", "json")
+# full: fsync data and meta each commit; data: skip the meta fsync (the last commit may be
+# undone by a power cut, never by a process crash); none: no fsync (survives kill -9 only).
+DURABILITY_MODES = ("full", "data", "none")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -58,9 +61,16 @@ class Settings:
     heartbeat_timeout: float = 10.0
     history_max_limit: int = 100
 
-    store_map_size: int = 1 << 30
-    store_sync: bool = True
+    store_map_size: int = 64 << 30  # address space, not disk: the file is sparse
+    store_durability: str = "full"
     commit_max_batch: int = 1024
+    idempotency_window: float = 86400.0
+    retention_max_count: int = 0  # 0 = keep every message (rooms may override)
+    retention_max_age: float = 0.0  # seconds; 0 = no age limit
+    retention_interval: float = 60.0
+    replay_page: int = 256
+
+    drain_delay: float = 0.0  # seconds /readyz reports draining before clients are closed
 
     shutdown_timeout: float = 10.0
     log_level: str = "info"
@@ -185,16 +195,21 @@ def validate(s: Settings) -> None:
     for name in (
         "max_rooms_per_connection", "max_frame_bytes", "max_body_bytes", "max_meta_bytes",
         "outbound_limit_bytes", "read_buffer_bytes", "rate_conn_burst", "rate_user_burst",
-        "history_max_limit", "store_map_size", "commit_max_batch",
+        "history_max_limit", "store_map_size", "commit_max_batch", "replay_page",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
     for name in (
         "auth_timeout", "rate_conn_per_s", "rate_user_per_s", "heartbeat_interval",
-        "heartbeat_timeout", "shutdown_timeout",
+        "heartbeat_timeout", "shutdown_timeout", "idempotency_window", "retention_interval",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
+    for name in ("retention_max_count", "retention_max_age", "drain_delay"):
+        if getattr(s, name) < 0:
+            raise ConfigError(name, f"must not be negative, got {getattr(s, name)}")
+    if s.store_durability not in DURABILITY_MODES:
+        raise ConfigError("store_durability", f"must be one of {', '.join(DURABILITY_MODES)}")
     if s.auth_leeway < 0:
         raise ConfigError("auth_leeway", "must not be negative")
     if s.heartbeat_timeout > s.heartbeat_interval:

@@ -97,7 +97,7 @@ async def test_user_bucket_is_shared_across_connections(strict_server: ServerPro
 def buffered_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv = start_server(tmp_path_factory.mktemp("data"), outbound_limit_bytes=256 * 1024,
                        rate_conn_per_s=100000, rate_conn_burst=100000,
-                       rate_user_per_s=100000, rate_user_burst=100000, store_sync="false")
+                       rate_user_per_s=100000, rate_user_burst=100000, store_durability="none")
     yield srv
     assert srv.stop() == 0
 

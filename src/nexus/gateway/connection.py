@@ -67,6 +67,12 @@ class Connection(WSListener):  # type: ignore[misc]
         elif kind == WSMsgType.CONTINUATION:
             self.close(CloseCode.UNSUPPORTED_DATA, "fragmented messages are not supported")
 
+    def pause_writing(self) -> None:
+        self.session.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.session.resume_writing()
+
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._closing = True
         if self._auth_timer is not None:

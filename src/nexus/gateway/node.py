@@ -7,9 +7,13 @@ NexusError and converted by the caller.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
+
+import orjson
 
 from .._speedups.framing import frame_text
 from .._speedups.ratelimit import TokenBucket, take_both
@@ -17,9 +21,10 @@ from .._speedups.router import Router
 from ..auth import Principal
 from ..config import Settings
 from ..core.rooms import Room, RoomDirectory
-from ..errors import BadRequest, Forbidden, LimitExceeded, NotFound, RateLimited
+from ..errors import BadRequest, Conflict, Forbidden, LimitExceeded, NotFound, RateLimited
 from ..protocol import (
-    Auth, History, MessageSend, Ping, Request, RoomJoin, RoomLeave, Typing, events,
+    Auth, History, MessageDelete, MessageEdit, MessageSend, Ping, Request, RoomJoin, RoomLeave,
+    Typing, events,
 )
 from ..store import LmdbStore
 from ..store.keys import log_prefix
@@ -28,7 +33,7 @@ from .session import Session
 
 log = logging.getLogger(__name__)
 
-REPLAY_PAGE = 256
+ADMIN_ROLE = "admin"
 
 
 class Node:
@@ -49,6 +54,8 @@ class Node:
             RoomJoin: self._join,  # type: ignore[dict-item]
             RoomLeave: self._leave,  # type: ignore[dict-item]
             MessageSend: self._send,  # type: ignore[dict-item]
+            MessageEdit: self._edit,  # type: ignore[dict-item]
+            MessageDelete: self._delete,  # type: ignore[dict-item]
             Typing: self._typing,  # type: ignore[dict-item]
             History: self._history,  # type: ignore[dict-item]
         }
@@ -77,6 +84,10 @@ class Node:
         principal = session.principal
         if principal is None or self.sessions.pop(session.session_id, None) is None:
             return  # never authenticated, or already detached
+        for _, task in session.replaying.values():
+            task.cancel()
+        session.replaying.clear()
+        session.abort_waits()
         for room in list(session.rooms.values()):
             self._leave_room(session, room)
         session.rooms.clear()
@@ -110,50 +121,87 @@ class Node:
     def _joined_room(self, session: Session, name: str) -> Room:
         room = session.rooms.get(name)
         if room is None:
-            raise Forbidden(f"join room {name} first")
+            replaying = session.replaying.get(name)
+            if replaying is None:
+                raise Forbidden(f"join room {name} first")
+            room = replaying[0]
         return room
 
     def _join(self, session: Session, req: RoomJoin) -> None:
         principal = session.principal
         assert principal is not None
-        room = session.rooms.get(req.room)
-        if room is None:
-            if len(session.rooms) >= self.settings.max_rooms_per_connection:
-                raise LimitExceeded(
-                    f"at most {self.settings.max_rooms_per_connection} rooms per connection")
-            room, created = self.rooms.open(principal, req.room)
-            if created:
-                self.pipeline.persist_room(room)
-        session.send(events.room_joined(req.id, room.name, room.delivered, room.members()))
+        if req.room in session.rooms or req.room in session.replaying:
+            room = self._joined_room(session, req.room)
+            session.send(events.room_joined(req.id, room.name, room.delivered,
+                                            self.store.first_seq(room.key), room.members()))
+            return
+        if session.room_count() >= self.settings.max_rooms_per_connection:
+            raise LimitExceeded(
+                f"at most {self.settings.max_rooms_per_connection} rooms per connection")
+        room, created = self.rooms.open(principal, req.room)
+        if created:
+            self.pipeline.persist_room(room)
+        session.send(events.room_joined(req.id, room.name, room.delivered,
+                                        self.store.first_seq(room.key), room.members()))
         if req.since is not None and req.since < room.delivered:
-            self._replay(session, room, req.since)
-        if req.room not in session.rooms:
-            session.rooms[req.room] = room
-            self.router.join(room.key, session.outbox)
-            if room.add_presence(principal.user_id, principal.kind):
-                self.router.broadcast(
-                    room.key,
-                    frame_text(events.presence(room.name, principal.user_id, principal.kind, "join")),
-                    session.outbox)
+            task = asyncio.get_running_loop().create_task(self._catch_up(session, room, req.since))
+            session.replaying[room.name] = (room, task)
+        else:
+            self._enter(session, room)
 
-    def _replay(self, session: Session, room: Room, since: int) -> None:
-        # Everything up to room.delivered is committed and was fanned out before this
-        # point; later seqs will reach this session live once it is in the router.
-        # Done in the same callback as the router join, so no message falls in between.
-        after, upto = since, room.delivered
-        while after < upto and not session.outbox.closed:
-            records = self.store.read_range(room.key, after, upto, REPLAY_PAGE)
-            if not records:
-                break
-            for record in records:
-                session.send(record)
-            after += len(records)
+    def _enter(self, session: Session, room: Room) -> None:
+        """Start live delivery of ``room`` to ``session`` and announce its presence."""
+        principal = session.principal
+        assert principal is not None
+        session.rooms[room.name] = room
+        self.router.join(room.key, session.outbox)
+        if room.add_presence(principal.user_id, principal.kind):
+            self.router.broadcast(
+                room.key,
+                frame_text(events.presence(room.name, principal.user_id, principal.kind, "join")),
+                session.outbox)
+
+    async def _catch_up(self, session: Session, room: Room, since: int) -> None:
+        """Stream the entries after ``since`` page by page, then switch to live delivery.
+
+        The session is not in the router while this runs, so live entries are not sent
+        twice; each page reads up to ``room.delivered`` (everything committed and already
+        fanned out). Once a read finds nothing past it, the switch to live happens in
+        the same synchronous step, so no entry falls between replay and live.
+        """
+        after = since
+        page = self.settings.replay_page
+        try:
+            while True:
+                if session.closed:
+                    return
+                upto = room.delivered
+                if after >= upto:
+                    break
+                records, after = self.store.read_page(room.key, after, upto, page)
+                if not records:
+                    after = upto  # the rest was trimmed by retention
+                    continue
+                for record in records:
+                    session.send(record)
+                # Hand the page to the socket, and wait while the peer is behind on reading.
+                session.outbox.flush()
+                await session.writable()
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            return
+        if session.replaying.pop(room.name, None) is not None and not session.closed:
+            self._enter(session, room)
 
     def _leave(self, session: Session, req: RoomLeave) -> None:
-        room = session.rooms.pop(req.room, None)
-        if room is None:
-            raise NotFound(f"not in room {req.room}")
-        self._leave_room(session, room)
+        replaying = session.replaying.pop(req.room, None)
+        if replaying is not None:
+            replaying[1].cancel()
+        else:
+            room = session.rooms.pop(req.room, None)
+            if room is None:
+                raise NotFound(f"not in room {req.room}")
+            self._leave_room(session, room)
         session.send(events.room_left(req.id, req.room))
 
     def _leave_room(self, session: Session, room: Room) -> None:
@@ -171,7 +219,62 @@ class Node:
             where = self.store.message_location(req.reply_to)
             if where is None or where[0] != log_prefix(room.key):
                 raise NotFound(f"reply_to: no message {req.reply_to} in room {req.room}")
-        self.pipeline.send(session, room, req)
+        principal = session.principal
+        assert principal is not None
+        user, kind = principal.user_id, principal.kind
+
+        def build(seq: int, event_id: str, now_ms: int) -> tuple[bytes, None]:
+            return events.message(room.name, seq, event_id, user, kind, now_ms, req.body,
+                                  req.reply_to, req.meta), None
+
+        self.pipeline.submit(session, room, req.id, req.client_msg_id, build)
+
+    def _target(self, session: Session, room: Room, message_id: str) -> tuple[int, dict[str, Any]]:
+        """The stored message ``message_id`` of ``room``, checked editable by the caller."""
+        principal = session.principal
+        assert principal is not None
+        where = self.store.message_location(message_id)
+        if where is None or where[0] != log_prefix(room.key):
+            raise NotFound(f"no message {message_id} in room {room.name}")
+        raw = self.store.read_record(room.key, where[1])
+        if raw is None:
+            raise NotFound(f"no message {message_id} in room {room.name}")
+        record: dict[str, Any] = orjson.loads(raw)
+        if record.get("type") != "message":
+            raise BadRequest(f"{message_id} is not a message")
+        if record.get("deleted"):
+            raise Conflict(f"message {message_id} was deleted")
+        is_admin = ADMIN_ROLE in principal.roles or room.meta.get("created_by") == principal.user_id
+        if record.get("sender") != principal.user_id and not is_admin:
+            raise Forbidden("only the sender or a room admin may change this message")
+        return where[1], record
+
+    def _edit(self, session: Session, req: MessageEdit) -> None:
+        room = self._joined_room(session, req.room)
+        target_seq, _ = self._target(session, room, req.message_id)
+        assert session.principal is not None
+        by = session.principal.user_id
+
+        def build(seq: int, event_id: str, now_ms: int) -> tuple[bytes, tuple[int, dict[str, Any]]]:
+            return (events.message_edited(room.name, seq, event_id, req.message_id, target_seq,
+                                          by, now_ms, req.body),
+                    (target_seq, {"body": req.body, "edited": now_ms, "edited_by": by}))
+
+        self.pipeline.submit(session, room, req.id, req.client_msg_id, build)
+
+    def _delete(self, session: Session, req: MessageDelete) -> None:
+        room = self._joined_room(session, req.room)
+        target_seq, _ = self._target(session, room, req.message_id)
+        assert session.principal is not None
+        by = session.principal.user_id
+
+        def build(seq: int, event_id: str, now_ms: int) -> tuple[bytes, tuple[int, dict[str, Any]]]:
+            return (events.message_deleted(room.name, seq, event_id, req.message_id, target_seq,
+                                           by, now_ms),
+                    (target_seq, {"body": "", "meta": None, "deleted": now_ms,
+                                  "deleted_by": by}))
+
+        self.pipeline.submit(session, room, req.id, req.client_msg_id, build)
 
     def _typing(self, session: Session, req: Typing) -> None:
         principal = session.principal
@@ -185,7 +288,8 @@ class Node:
     def _history(self, session: Session, req: History) -> None:
         principal = session.principal
         assert principal is not None
-        room = session.rooms.get(req.room) or self.rooms.require(principal, req.room)
+        room = (session.rooms.get(req.room) or session.replaying.get(req.room, (None,))[0]
+                or self.rooms.require(principal, req.room))
         top = room.delivered
         if req.after is not None:
             records = self.store.read_range(room.key, req.after, top, req.limit + 1)

@@ -5,11 +5,13 @@ Nothing here touches a socket or the event loop; see docs/protocol.md.
 
 from .decoder import Decoder, Limits
 from .requests import (
-    Auth, History, MessageSend, Ping, Request, RoomJoin, RoomLeave, Typing,
+    Auth, History, MessageDelete, MessageEdit, MessageSend, Ping, Request, RoomJoin, RoomLeave,
+    Typing,
 )
 from . import events
 
 __all__ = [
-    "Auth", "Decoder", "History", "Limits", "MessageSend", "Ping", "Request",
+    "Auth", "Decoder", "History", "Limits", "MessageDelete", "MessageEdit", "MessageSend",
+    "Ping", "Request",
     "RoomJoin", "RoomLeave", "Typing", "events",
 ]

@@ -11,7 +11,8 @@ import orjson
 
 from ..errors import BadRequest, NexusError, TooLarge
 from .requests import (
-    Auth, History, MessageSend, Ping, Request, RequestId, RoomJoin, RoomLeave, Typing,
+    Auth, History, MessageDelete, MessageEdit, MessageSend, Ping, Request, RequestId, RoomJoin,
+    RoomLeave, Typing,
 )
 
 ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
@@ -37,6 +38,8 @@ class Decoder:
             "room.join": self._join,
             "room.leave": self._leave,
             "message.send": self._send,
+            "message.edit": self._edit,
+            "message.delete": self._delete,
             "typing": self._typing,
             "history": self._history,
         }
@@ -110,18 +113,37 @@ class Decoder:
     def _leave(self, obj: dict[str, Any], rid: RequestId) -> RoomLeave:
         return RoomLeave(rid, self._room(obj))
 
-    def _send(self, obj: dict[str, Any], rid: RequestId) -> MessageSend:
-        room = self._room(obj)
+    def _body(self, obj: dict[str, Any]) -> str:
         body = obj.get("body")
         if not isinstance(body, str):
             raise BadRequest("missing or non-string field: body")
         if not body:
             raise BadRequest("body must not be empty")
-        # len(str) <= bytes: only encode when the cheap bound does not settle it.
+        # A str's UTF-8 size is at most 4 bytes a character: encode only when that bound
+        # does not settle it.
         if len(body) * 4 > self.limits.max_body_bytes and (
             len(body.encode("utf-8", "surrogatepass")) > self.limits.max_body_bytes
         ):
             raise TooLarge(f"body exceeds {self.limits.max_body_bytes} bytes")
+        return body
+
+    def _target(self, obj: dict[str, Any]) -> str:
+        target = self._opt_str(obj, "message_id", CLIENT_ID_MAX)
+        if target is None:
+            raise BadRequest("missing field: message_id")
+        return target
+
+    def _edit(self, obj: dict[str, Any], rid: RequestId) -> MessageEdit:
+        return MessageEdit(rid, self._room(obj), self._target(obj), self._body(obj),
+                           self._opt_str(obj, "client_msg_id", CLIENT_ID_MAX))
+
+    def _delete(self, obj: dict[str, Any], rid: RequestId) -> MessageDelete:
+        return MessageDelete(rid, self._room(obj), self._target(obj),
+                             self._opt_str(obj, "client_msg_id", CLIENT_ID_MAX))
+
+    def _send(self, obj: dict[str, Any], rid: RequestId) -> MessageSend:
+        room = self._room(obj)
+        body = self._body(obj)
         meta = obj.get("meta")
         if meta is not None:
             if not isinstance(meta, dict):

@@ -27,9 +27,10 @@ def pong(rid: RequestId, ts: int) -> bytes:
     return _dumps({"type": "pong", "id": rid, "ts": ts})
 
 
-def room_joined(rid: RequestId, room: str, seq: int, members: Sequence[dict[str, str]]) -> bytes:
+def room_joined(rid: RequestId, room: str, seq: int, first_seq: int,
+                members: Sequence[dict[str, str]]) -> bytes:
     return _dumps({"type": "room.joined", "id": rid, "room": room, "seq": seq,
-                   "members": list(members)})
+                   "first_seq": first_seq, "members": list(members)})
 
 
 def room_left(rid: RequestId, room: str) -> bytes:
@@ -41,6 +42,19 @@ def message(room: str, seq: int, msg_id: str, sender: str, sender_kind: str, ts:
     return _dumps({"type": "message", "room": room, "seq": seq, "id": msg_id,
                    "sender": sender, "sender_kind": sender_kind, "ts": ts, "body": body,
                    "reply_to": reply_to, "meta": meta})
+
+
+def message_edited(room: str, seq: int, event_id: str, target_id: str, target_seq: int,
+                   by: str, ts: int, body: str) -> bytes:
+    return _dumps({"type": "message.edited", "room": room, "seq": seq, "id": event_id,
+                   "target_id": target_id, "target_seq": target_seq, "by": by, "ts": ts,
+                   "body": body})
+
+
+def message_deleted(room: str, seq: int, event_id: str, target_id: str, target_seq: int,
+                    by: str, ts: int) -> bytes:
+    return _dumps({"type": "message.deleted", "room": room, "seq": seq, "id": event_id,
+                   "target_id": target_id, "target_seq": target_seq, "by": by, "ts": ts})
 
 
 def ack(rid: RequestId, room: str, seq: int, msg_id: str, client_msg_id: str | None,

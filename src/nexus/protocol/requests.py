@@ -43,6 +43,23 @@ class MessageSend:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageEdit:
+    id: RequestId
+    room: str
+    message_id: str
+    body: str
+    client_msg_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDelete:
+    id: RequestId
+    room: str
+    message_id: str
+    client_msg_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Typing:
     id: RequestId
     room: str
@@ -58,4 +75,5 @@ class History:
     limit: int = 50
 
 
-Request = Auth | Ping | RoomJoin | RoomLeave | MessageSend | Typing | History
+Request = (Auth | Ping | RoomJoin | RoomLeave | MessageSend | MessageEdit | MessageDelete
+           | Typing | History)

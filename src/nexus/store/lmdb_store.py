@@ -1,8 +1,13 @@
 """The embedded LMDB store: room log, message index, idempotency index, rooms.
 
-Reads run on the event loop thread (LMDB reads are memory-mapped and do not
-block on locks). Writes run only through ``apply`` on the writer thread, one
-transaction per batch.
+Named databases (keys in ``keys.py``):
+  log     room key 0x00 seq(BE)  -> event record (JSON, exactly what clients receive)
+  msg     message/event id       -> its log key
+  client  tenant/sender/client id -> [room key, seq, id, accepted ms]  (idempotency window)
+  room    room key               -> room metadata (JSON)
+
+Reads run on the event loop thread (memory-mapped, no locks). Writes run only on
+the writer thread, one transaction per batch.
 """
 
 from __future__ import annotations
@@ -25,15 +30,27 @@ class StoreFull(Exception):
 
 
 @dataclass(slots=True)
+class LogEntry:
+    """One sequenced event to append. ``patch`` edits or deletes an earlier message."""
+
+    room_key: str
+    seq: int
+    event_id: str
+    record: bytes
+    client_key: bytes | None = None
+    accepted_ms: int = 0
+    patch: tuple[int, dict[str, Any]] | None = None  # (target seq, fields to set)
+
+
+@dataclass(slots=True)
 class WriteBatch:
     """Everything one commit writes. Built on the loop, applied on the writer thread."""
 
     rooms: list[tuple[str, bytes]] = field(default_factory=list)  # (room key, meta json)
-    # (room key, seq, message id, record json, client key or None)
-    messages: list[tuple[str, int, str, bytes, bytes | None]] = field(default_factory=list)
+    entries: list[LogEntry] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.rooms) + len(self.messages)
+        return len(self.rooms) + len(self.entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +61,13 @@ class ClientMessageRef:
 
 
 class LmdbStore:
-    def __init__(self, path: Path, *, map_size: int, sync: bool = True) -> None:
+    def __init__(self, path: Path, *, map_size: int, durability: str = "full") -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.env = lmdb.open(
             str(path), map_size=map_size, max_dbs=8, subdir=True,
-            sync=sync, metasync=sync, readahead=False, max_readers=256, lock=True,
+            sync=durability != "none", metasync=durability == "full",
+            readahead=False, max_readers=256, lock=True,
         )
         self.log_db = self.env.open_db(b"log")
         self.msg_db = self.env.open_db(b"msg")
@@ -61,21 +79,80 @@ class LmdbStore:
 
     # -- writes (writer thread only) -----------------------------------------
     def apply(self, batch: WriteBatch) -> None:
-        """Write the batch in one transaction and commit it durably."""
+        """Write the batch in one transaction and commit it (durably, per the mode)."""
         try:
             with self.env.begin(write=True) as txn:
                 for rkey, meta in batch.rooms:
                     txn.put(rkey.encode(), meta, db=self.room_db)
-                for rkey, seq, msg_id, record, ckey in batch.messages:
-                    lkey = log_key(rkey, seq)
-                    if not txn.put(lkey, record, db=self.log_db, overwrite=False):
+                for e in batch.entries:
+                    lkey = log_key(e.room_key, e.seq)
+                    if not txn.put(lkey, e.record, db=self.log_db, overwrite=False):
                         # A seq is written once; a second write means the counters are wrong.
-                        raise RuntimeError(f"log key exists: {rkey!r} seq {seq}")
-                    txn.put(msg_id.encode(), lkey, db=self.msg_db)
-                    if ckey is not None:
-                        txn.put(ckey, orjson.dumps([rkey, seq, msg_id]), db=self.client_db)
+                        raise RuntimeError(f"log key exists: {e.room_key!r} seq {e.seq}")
+                    txn.put(e.event_id.encode(), lkey, db=self.msg_db)
+                    if e.client_key is not None:
+                        txn.put(e.client_key,
+                                orjson.dumps([e.room_key, e.seq, e.event_id, e.accepted_ms]),
+                                db=self.client_db)
+                    if e.patch is not None:
+                        self._patch(txn, e.room_key, *e.patch)
         except lmdb.MapFullError as exc:
             raise StoreFull(str(exc)) from None
+
+    def _patch(self, txn: lmdb.Transaction, rkey: str, seq: int, changes: dict[str, Any]) -> None:
+        key = log_key(rkey, seq)
+        raw = txn.get(key, db=self.log_db)
+        if raw is None:  # trimmed by retention meanwhile: the event itself still records it
+            return
+        record = orjson.loads(raw)
+        if record.get("deleted"):
+            return  # a delete is final; a racing edit does not bring the body back
+        record.update(changes)
+        txn.put(key, orjson.dumps(record), db=self.log_db)
+
+    def prune_client_ids(self, older_than_ms: int, max_items: int = 10000) -> int:
+        """Forget idempotency keys accepted before ``older_than_ms``. Returns how many."""
+        removed = 0
+        with self.env.begin(write=True) as txn:
+            cur = txn.cursor(db=self.client_db)
+            ok = cur.first()
+            while ok and removed < max_items:
+                if orjson.loads(cur.value())[3] < older_than_ms:
+                    ok = cur.delete()
+                    removed += 1
+                else:
+                    ok = cur.next()
+        return removed
+
+    def trim_room(self, rkey: str, keep_last: int, older_than_ms: int,
+                  max_items: int = 10000) -> int:
+        """Delete the oldest entries beyond the newest ``keep_last`` (0 = no count limit) or
+        stamped before ``older_than_ms`` (0 = no age limit). Returns how many.
+
+        The newest entry always stays: the seq counter restarts from it after a restart.
+        """
+        if not (keep_last or older_than_ms):
+            return 0
+        last = self.last_seq(rkey)
+        prefix = log_prefix(rkey)
+        removed = 0
+        with self.env.begin(write=True) as txn:
+            cur = txn.cursor(db=self.log_db)
+            ok = cur.set_range(prefix)
+            while ok and removed < max_items:
+                key = cur.key()
+                if not key.startswith(prefix) or len(key) != len(prefix) + 8:
+                    break
+                seq = seq_of(key)
+                record = orjson.loads(cur.value())
+                over_count = bool(keep_last) and seq <= last - keep_last
+                too_old = bool(older_than_ms) and record.get("ts", 0) < older_than_ms
+                if seq >= last or not (over_count or too_old):
+                    break  # entries only get newer from here
+                txn.delete(record["id"].encode(), db=self.msg_db)
+                ok = cur.delete()
+                removed += 1
+        return removed
 
     # -- reads (any thread) --------------------------------------------------
     def room_meta(self, rkey: str) -> dict[str, Any] | None:
@@ -83,15 +160,29 @@ class LmdbStore:
             raw = txn.get(rkey.encode(), db=self.room_db)
         return None if raw is None else orjson.loads(raw)
 
+    def room_keys(self) -> list[str]:
+        with self.env.begin() as txn:
+            return [k.decode() for k in txn.cursor(db=self.room_db).iternext(values=False)]
+
     def last_seq(self, rkey: str) -> int:
         prefix = log_prefix(rkey)
         with self.env.begin() as txn:
             cur = txn.cursor(db=self.log_db)
             # Position just past the room's range, then step back once.
-            if cur.set_range(prefix + b"\xff" * 8 + b"\x00"):
+            if cur.set_range(prefix + b"\xff" * 9):
                 if not cur.prev():
                     return 0
             elif not cur.last():
+                return 0
+            key = cur.key()
+        return seq_of(key) if key.startswith(prefix) and len(key) == len(prefix) + 8 else 0
+
+    def first_seq(self, rkey: str) -> int:
+        """Lowest seq still stored (retention may have trimmed the head); 0 if none."""
+        prefix = log_prefix(rkey)
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self.log_db)
+            if not cur.set_range(prefix):
                 return 0
             key = cur.key()
         return seq_of(key) if key.startswith(prefix) and len(key) == len(prefix) + 8 else 0
@@ -101,33 +192,43 @@ class LmdbStore:
             raw = txn.get(client_key(tenant, sender, client_msg_id), db=self.client_db)
         if raw is None:
             return None
-        rkey, seq, msg_id = orjson.loads(raw)
+        rkey, seq, msg_id, _ = orjson.loads(raw)
         return ClientMessageRef(rkey, seq, msg_id)
 
     def message_location(self, msg_id: str) -> tuple[bytes, int] | None:
-        """(log key prefix with room, seq) of a message id, or None."""
+        """(log key prefix naming the room, seq) of a message id, or None."""
         with self.env.begin() as txn:
             raw = txn.get(msg_id.encode(), db=self.msg_db)
         return None if raw is None else (raw[:-8], seq_of(raw))
 
+    def read_record(self, rkey: str, seq: int) -> bytes | None:
+        with self.env.begin() as txn:
+            return txn.get(log_key(rkey, seq), db=self.log_db)
+
     def read_range(self, rkey: str, after: int, upto: int, limit: int) -> list[bytes]:
         """Records with after < seq <= upto, ascending, at most ``limit``."""
+        return self.read_page(rkey, after, upto, limit)[0]
+
+    def read_page(self, rkey: str, after: int, upto: int, limit: int) -> tuple[list[bytes], int]:
+        """Like ``read_range``, also returning the seq of the last record (``after`` if none)."""
         out: list[bytes] = []
+        last = after
         if limit <= 0 or upto <= after:
-            return out
+            return out, last
         prefix = log_prefix(rkey)
         end = log_key(rkey, upto)
         with self.env.begin() as txn:
             cur = txn.cursor(db=self.log_db)
             if not cur.set_range(log_key(rkey, after + 1)):
-                return out
+                return out, last
             for key, value in cur:
                 if key > end or not key.startswith(prefix):
                     break
                 out.append(value)
+                last = seq_of(key)
                 if len(out) >= limit:
                     break
-        return out
+        return out, last
 
     def read_before(self, rkey: str, before: int, limit: int) -> list[bytes]:
         """Records with seq < before, the ``limit`` highest, returned ascending."""

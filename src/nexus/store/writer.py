@@ -1,7 +1,7 @@
-"""Group commit: batches from the event loop are written on one dedicated thread.
+"""Group commit: work from the event loop is written on one dedicated thread.
 
-The loop hands over a batch and gets a callback on the loop once the batch is
-durable (or failed). The loop never waits on disk.
+The loop hands over a batch (or a maintenance job such as retention) and gets a
+callback on the loop once it is durable or failed. The loop never waits on disk.
 """
 
 from __future__ import annotations
@@ -12,27 +12,26 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-
-from .lmdb_store import LmdbStore, WriteBatch
+from typing import Any
 
 log = logging.getLogger(__name__)
 
-Done = Callable[[BaseException | None, float], None]  # (error, commit seconds)
+Done = Callable[[BaseException | None, float, Any], None]  # (error, seconds, result)
 
 
 class GroupCommitWriter:
-    def __init__(self, store: LmdbStore, loop: asyncio.AbstractEventLoop) -> None:
-        self._store = store
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._queue: queue.SimpleQueue[tuple[WriteBatch, Done] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Done] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="nexus-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, batch: WriteBatch, done: Done) -> None:
-        self._queue.put((batch, done))
+    def submit(self, work: Callable[[], Any], done: Done) -> None:
+        """Run ``work()`` on the writer thread, then ``done`` on the loop."""
+        self._queue.put((work, done))
 
     def close(self, timeout: float = 10.0) -> None:
-        """Finish queued batches, then stop the thread."""
+        """Finish queued work, then stop the thread."""
         self._queue.put(None)
         self._thread.join(timeout)
 
@@ -41,16 +40,16 @@ class GroupCommitWriter:
             item = self._queue.get()
             if item is None:
                 return
-            batch, done = item
+            work, done = item
             started = time.perf_counter()
             error: BaseException | None = None
+            result: Any = None
             try:
-                self._store.apply(batch)
+                result = work()
             except BaseException as exc:  # reported to the loop, never swallowed
                 error = exc
-                log.error("commit of %d records failed: %s", len(batch), exc)
             elapsed = time.perf_counter() - started
             try:
-                self._loop.call_soon_threadsafe(done, error, elapsed)
+                self._loop.call_soon_threadsafe(done, error, elapsed, result)
             except RuntimeError:  # loop closed during shutdown
                 return
