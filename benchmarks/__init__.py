@@ -1,0 +1,1 @@
+"""Load generation and scenarios for Nexus (see README.md)."""
