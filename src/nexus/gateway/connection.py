@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from typing import TYPE_CHECKING
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from .._speedups.router import Outbox
 from ..auth import Principal
-from ..errors import BadRequest, CloseCode, Internal, NexusError, Unauthorized
+from ..errors import BadRequest, CloseCode, Internal, NexusError, RateLimited, Unauthorized
 from ..protocol import Auth, events
 from ..protocol.requests import RequestId
 from .session import Session
@@ -86,6 +87,11 @@ class Connection(WSListener):  # type: ignore[misc]
         gw = self.gateway
         session = self.session
         try:
+            if session.principal is None:
+                # Before auth only the connection's own bucket applies (there is no user yet).
+                wait_ms = session.bucket.take(time.monotonic())
+                if wait_ms:
+                    raise RateLimited("request rate limit exceeded", retry_after_ms=wait_ms)
             req = gw.decoder.decode(payload)
             if session.principal is None:
                 if not isinstance(req, Auth):
