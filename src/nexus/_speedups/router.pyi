@@ -1,7 +1,9 @@
+from typing_extensions import disjoint_base
 import asyncio
 from collections.abc import Callable, Hashable
 from typing import Any
 
+@disjoint_base
 class FlushQueue:
     flushes: int
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None: ...
@@ -9,6 +11,7 @@ class FlushQueue:
     @property
     def pending(self) -> int: ...
 
+@disjoint_base
 class Outbox:
     pending_bytes: int
     dropped_bytes: int
@@ -31,6 +34,7 @@ class Outbox:
     def flush(self) -> None: ...
     def close(self) -> None: ...
 
+@disjoint_base
 class Router:
     deliveries: int
     def __init__(self) -> None: ...

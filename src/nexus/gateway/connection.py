@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 ABORT_AFTER_CLOSE_S = 2.0
 
 
-class Connection(WSListener):  # type: ignore[misc]
+class Connection(WSListener):
     __slots__ = ("gateway", "transport", "session", "_preauth", "_auth_timer", "_closing")
 
     def __init__(self, gateway: Gateway, preauthenticated: Principal | None) -> None:

@@ -36,6 +36,16 @@ log = logging.getLogger(__name__)
 ADMIN_ROLE = "admin"
 
 
+class UserBucket:
+    """A user's token bucket, shared by all their sessions on this node."""
+
+    __slots__ = ("bucket", "sessions")
+
+    def __init__(self, bucket: TokenBucket) -> None:
+        self.bucket = bucket
+        self.sessions = 0
+
+
 class Node:
     def __init__(self, settings: Settings, rooms: RoomDirectory, router: Router,
                  pipeline: MessagePipeline, store: LmdbStore,
@@ -46,7 +56,7 @@ class Node:
         self.pipeline = pipeline
         self.store = store
         self._monotonic = monotonic
-        self._user_buckets: dict[tuple[str, str], list[object]] = {}  # -> [bucket, sessions]
+        self._user_buckets: dict[tuple[str, str], UserBucket] = {}
         self.sessions: dict[str, Session] = {}
         self.rate_limited = 0
         self._handlers: dict[type, Callable[[Session, object], None]] = {
@@ -72,10 +82,11 @@ class Node:
         entry = self._user_buckets.get(key)
         if entry is None:
             s = self.settings
-            entry = [TokenBucket(s.rate_user_per_s, s.rate_user_burst, self._monotonic()), 0]
+            entry = UserBucket(TokenBucket(s.rate_user_per_s, s.rate_user_burst,
+                                           self._monotonic()))
             self._user_buckets[key] = entry
-        entry[1] += 1  # type: ignore[operator]
-        session.user_bucket = entry[0]  # type: ignore[assignment]
+        entry.sessions += 1
+        session.user_bucket = entry.bucket
         self.sessions[session.session_id] = session
 
     def detach(self, session: Session) -> None:
@@ -94,8 +105,8 @@ class Node:
         key = (principal.tenant, principal.user_id)
         entry = self._user_buckets.get(key)
         if entry is not None:
-            entry[1] -= 1  # type: ignore[operator]
-            if entry[1] <= 0:
+            entry.sessions -= 1
+            if entry.sessions <= 0:
                 del self._user_buckets[key]
 
     # -- requests ------------------------------------------------------------
