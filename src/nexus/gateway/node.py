@@ -28,6 +28,7 @@ from ..protocol import (
 )
 from ..store import LmdbStore
 from ..store.keys import log_prefix
+from .caller import Caller
 from .pipeline import MessagePipeline
 from .session import Session
 
@@ -225,59 +226,76 @@ class Node:
                 frame_text(events.presence(room.name, principal.user_id, principal.kind, "leave")))
 
     def _send(self, session: Session, req: MessageSend) -> None:
-        room = self._joined_room(session, req.room)
+        self.post_message(session, self._joined_room(session, req.room), req)
+
+    def _edit(self, session: Session, req: MessageEdit) -> None:
+        self.edit_message(session, self._joined_room(session, req.room), req)
+
+    def _delete(self, session: Session, req: MessageDelete) -> None:
+        self.delete_message(session, self._joined_room(session, req.room), req)
+
+    # -- writes shared by the gateway and the HTTP API ---------------------------------------
+    def post_message(self, caller: Caller, room: Room, req: MessageSend) -> None:
+        """Queue a message from ``caller`` into ``room``; the caller gets the ack or error."""
+        principal = caller.principal
+        assert principal is not None
+        if room.meta.get("archived"):
+            raise Forbidden(f"room {room.name} is archived")
         if req.reply_to is not None:
             where = self.store.message_location(req.reply_to)
             if where is None or where[0] != log_prefix(room.key):
-                raise NotFound(f"reply_to: no message {req.reply_to} in room {req.room}")
-        principal = session.principal
-        assert principal is not None
+                raise NotFound(f"reply_to: no message {req.reply_to} in room {room.name}")
         user, kind = principal.user_id, principal.kind
 
         def build(seq: int, event_id: str, now_ms: int) -> tuple[bytes, None]:
             return events.message(room.name, seq, event_id, user, kind, now_ms, req.body,
                                   req.reply_to, req.meta), None
 
-        self.pipeline.submit(session, room, req.id, req.client_msg_id, build)
+        self.pipeline.submit(caller, room, req.id, req.client_msg_id, build)
 
-    def _target(self, session: Session, room: Room, message_id: str) -> tuple[int, dict[str, Any]]:
-        """The stored message ``message_id`` of ``room``, checked editable by the caller."""
-        principal = session.principal
-        assert principal is not None
+    def find_message(self, room: Room, message_id: str) -> tuple[int, dict[str, Any]]:
+        """(seq, current record) of message ``message_id`` in ``room``, or NotFound."""
         where = self.store.message_location(message_id)
-        if where is None or where[0] != log_prefix(room.key):
-            raise NotFound(f"no message {message_id} in room {room.name}")
-        raw = self.store.read_record(room.key, where[1])
-        if raw is None:
+        raw = None
+        if where is not None and where[0] == log_prefix(room.key):
+            raw = self.store.read_record(room.key, where[1])
+        if where is None or raw is None:
             raise NotFound(f"no message {message_id} in room {room.name}")
         record: dict[str, Any] = orjson.loads(raw)
+        return where[1], record
+
+    def is_room_admin(self, principal: Principal, room: Room) -> bool:
+        return ADMIN_ROLE in principal.roles or room.meta.get("created_by") == principal.user_id
+
+    def _editable(self, caller: Caller, room: Room, message_id: str) -> int:
+        """Seq of message ``message_id`` of ``room``, checked changeable by the caller."""
+        principal = caller.principal
+        assert principal is not None
+        seq, record = self.find_message(room, message_id)
         if record.get("type") != "message":
             raise BadRequest(f"{message_id} is not a message")
         if record.get("deleted"):
             raise Conflict(f"message {message_id} was deleted")
-        is_admin = ADMIN_ROLE in principal.roles or room.meta.get("created_by") == principal.user_id
-        if record.get("sender") != principal.user_id and not is_admin:
+        if record.get("sender") != principal.user_id and not self.is_room_admin(principal, room):
             raise Forbidden("only the sender or a room admin may change this message")
-        return where[1], record
+        return seq
 
-    def _edit(self, session: Session, req: MessageEdit) -> None:
-        room = self._joined_room(session, req.room)
-        target_seq, _ = self._target(session, room, req.message_id)
-        assert session.principal is not None
-        by = session.principal.user_id
+    def edit_message(self, caller: Caller, room: Room, req: MessageEdit) -> None:
+        target_seq = self._editable(caller, room, req.message_id)
+        assert caller.principal is not None
+        by = caller.principal.user_id
 
         def build(seq: int, event_id: str, now_ms: int) -> tuple[bytes, tuple[int, dict[str, Any]]]:
             return (events.message_edited(room.name, seq, event_id, req.message_id, target_seq,
                                           by, now_ms, req.body),
                     (target_seq, {"body": req.body, "edited": now_ms, "edited_by": by}))
 
-        self.pipeline.submit(session, room, req.id, req.client_msg_id, build)
+        self.pipeline.submit(caller, room, req.id, req.client_msg_id, build)
 
-    def _delete(self, session: Session, req: MessageDelete) -> None:
-        room = self._joined_room(session, req.room)
-        target_seq, _ = self._target(session, room, req.message_id)
-        assert session.principal is not None
-        by = session.principal.user_id
+    def delete_message(self, caller: Caller, room: Room, req: MessageDelete) -> None:
+        target_seq = self._editable(caller, room, req.message_id)
+        assert caller.principal is not None
+        by = caller.principal.user_id
 
         def build(seq: int, event_id: str, now_ms: int) -> tuple[bytes, tuple[int, dict[str, Any]]]:
             return (events.message_deleted(room.name, seq, event_id, req.message_id, target_seq,
@@ -285,7 +303,7 @@ class Node:
                     (target_seq, {"body": "", "meta": None, "deleted": now_ms,
                                   "deleted_by": by}))
 
-        self.pipeline.submit(session, room, req.id, req.client_msg_id, build)
+        self.pipeline.submit(caller, room, req.id, req.client_msg_id, build)
 
     def _typing(self, session: Session, req: Typing) -> None:
         principal = session.principal

@@ -25,7 +25,7 @@ from ..protocol import events
 from ..protocol.requests import RequestId
 from ..store import GroupCommitWriter, LmdbStore, LogEntry, WriteBatch
 from ..store.keys import client_key, split_room_key
-from .session import Session
+from .caller import Caller
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +39,18 @@ def new_event_id(now_ms: int, _bits: Callable[[int], int] = random.getrandbits) 
 
 
 class PendingEntry:
-    __slots__ = ("session", "rid", "room", "ckey", "client_msg_id", "build", "duplicates",
+    __slots__ = ("caller", "rid", "room", "ckey", "client_msg_id", "build", "duplicates",
                  "seq", "event_id", "record")
 
-    def __init__(self, session: Session, rid: RequestId, room: Room, ckey: bytes | None,
+    def __init__(self, caller: Caller, rid: RequestId, room: Room, ckey: bytes | None,
                  client_msg_id: str | None, build: Builder) -> None:
-        self.session = session
+        self.caller = caller
         self.rid = rid
         self.room = room
         self.ckey = ckey
         self.client_msg_id = client_msg_id
         self.build = build
-        self.duplicates: list[tuple[Session, RequestId]] = []  # resends while in flight
+        self.duplicates: list[tuple[Caller, RequestId]] = []  # resends while in flight
         self.seq = 0
         self.event_id = ""
         self.record = b""
@@ -87,25 +87,25 @@ class MessagePipeline:
         await self._idle.wait()
 
     # -- intake --------------------------------------------------------------
-    def submit(self, session: Session, room: Room, rid: RequestId, client_msg_id: str | None,
+    def submit(self, caller: Caller, room: Room, rid: RequestId, client_msg_id: str | None,
                build: Builder) -> None:
-        """Queue one sequenced entry of ``session``'s principal into ``room``."""
-        principal = session.principal
+        """Queue one sequenced entry of ``caller``'s principal into ``room``."""
+        principal = caller.principal
         assert principal is not None
         ckey = None
         if client_msg_id is not None:
             ckey = client_key(principal.tenant, principal.user_id, client_msg_id)
             queued = self._by_ckey.get(ckey)
             if queued is not None:
-                queued.duplicates.append((session, rid))
+                queued.duplicates.append((caller, rid))
                 return
             ref = self._store.client_message(principal.tenant, principal.user_id, client_msg_id)
             if ref is not None:
                 # Already stored: answer with the original, create nothing.
-                session.send(events.ack(rid, split_room_key(ref.room_key)[1], ref.seq,
+                caller.send(events.ack(rid, split_room_key(ref.room_key)[1], ref.seq,
                                         ref.message_id, client_msg_id, duplicate=True))
                 return
-        pending = PendingEntry(session, rid, room, ckey, client_msg_id, build)
+        pending = PendingEntry(caller, rid, room, ckey, client_msg_id, build)
         self._pending.append(pending)
         if ckey is not None:
             self._by_ckey[ckey] = pending
@@ -169,9 +169,9 @@ class MessagePipeline:
                 room = p.room
                 room.delivered = p.seq
                 broadcast(room.key, frame_text(p.record))
-                p.session.send(events.ack(p.rid, room.name, p.seq, p.event_id, p.client_msg_id))
-                for session, rid in p.duplicates:
-                    session.send(events.ack(rid, room.name, p.seq, p.event_id, p.client_msg_id,
+                p.caller.send(events.ack(p.rid, room.name, p.seq, p.event_id, p.client_msg_id))
+                for caller, rid in p.duplicates:
+                    caller.send(events.ack(rid, room.name, p.seq, p.event_id, p.client_msg_id,
                                             duplicate=True))
                 if p.ckey is not None:
                     self._by_ckey.pop(p.ckey, None)
@@ -186,10 +186,10 @@ class MessagePipeline:
         for p in taken:
             p.room.seq = min(p.room.seq, p.seq - 1)
         for p in taken:
-            p.session.send(events.error(Internal("message could not be stored",
+            p.caller.send(events.error(Internal("message could not be stored",
                                                  request_id=p.rid)))
-            for session, rid in p.duplicates:
-                session.send(events.error(Internal("message could not be stored",
+            for caller, rid in p.duplicates:
+                caller.send(events.error(Internal("message could not be stored",
                                                    request_id=rid)))
             if p.ckey is not None:
                 self._by_ckey.pop(p.ckey, None)
