@@ -8,13 +8,22 @@ import signal
 import sys
 from dataclasses import dataclass
 
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import NoOpTracer
+
 from ._speedups.router import Router
+from .api import create_api
+from .api.deps import ApiContext
+from .api.server import HttpServer
 from .auth import TokenVerifier, mint_token, resolve_hmac_secret
 from .config import HMAC_ALGORITHMS, Settings
 from .core.rooms import RoomDirectory
 from .gateway.node import Node
 from .gateway.pipeline import MessagePipeline
 from .gateway.server import Gateway
+from .observability.metrics import make_registry
+from .observability.tracing import make_tracer_provider, tracer_from
 from .store import GroupCommitWriter, LmdbStore
 from .store.retention import RetentionSweeper
 
@@ -32,6 +41,15 @@ class App:
     node: Node
     gateway: Gateway
     sweeper: RetentionSweeper
+    http: HttpServer
+    tracer_provider: TracerProvider | None
+
+    async def start(self) -> tuple[int, int]:
+        """Start listening; returns (WebSocket port, HTTP port)."""
+        ws_port = await self.gateway.start()
+        http_port = await self.http.start()
+        self.sweeper.start()
+        return ws_port, http_port
 
     async def stop(self) -> None:
         """Graceful drain: unready, stop accepting, finish commits, close clients with 1001."""
@@ -49,11 +67,15 @@ class App:
             log.error("pending commits did not finish within %.1fs", s.shutdown_timeout)
         self.gateway.flush_queue.flush()
         await self.gateway.drain(s.shutdown_timeout)
+        await self.http.stop()
         self.writer.close(s.shutdown_timeout)
         self.store.close()
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
 
 
-def build(settings: Settings, loop: asyncio.AbstractEventLoop) -> App:
+def build(settings: Settings, loop: asyncio.AbstractEventLoop,
+          span_exporter: SpanExporter | None = None) -> App:
     hmac_secret = None
     if set(settings.auth_algorithms) & HMAC_ALGORITHMS:
         hmac_secret = resolve_hmac_secret(settings, create=True)
@@ -62,7 +84,10 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop) -> App:
                       durability=settings.store_durability)
     writer = GroupCommitWriter(loop)
     router = Router()
-    pipeline = MessagePipeline(store, writer, router, loop, max_batch=settings.commit_max_batch)
+    provider = make_tracer_provider(settings, span_exporter)
+    tracer = tracer_from(provider)
+    pipeline = MessagePipeline(store, writer, router, loop, max_batch=settings.commit_max_batch,
+                               tracer=tracer)
     rooms = RoomDirectory(store, settings.room_create_roles)
     node = Node(settings, rooms, router, pipeline, store)
     gateway = Gateway(settings, node, verifier, loop)
@@ -75,7 +100,11 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop) -> App:
 
     sweeper = RetentionSweeper(store, writer, policy, interval=settings.retention_interval,
                                idempotency_window=settings.idempotency_window)
-    return App(settings, store, writer, pipeline, node, gateway, sweeper)
+    registry, http_metrics = make_registry(gateway)
+    api = create_api(ApiContext(settings, node, gateway, verifier, tracer or NoOpTracer()),
+                     registry, http_metrics)
+    http = HttpServer(api, settings.http_host, settings.http_port)
+    return App(settings, store, writer, pipeline, node, gateway, sweeper, http, provider)
 
 
 def dev_token(settings: Settings) -> str | None:
@@ -95,14 +124,14 @@ def dev_token(settings: Settings) -> str | None:
 async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     app = build(settings, loop)
-    port = await app.gateway.start()
-    app.sweeper.start()
+    port, http_port = await app.start()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     url = f"ws://{settings.host}:{port}/ws"
     # stdout lines are the start contract: tests and scripts read the URL from here.
     print(f"nexus listening on {url}", flush=True)
+    print(f"nexus http api on http://{settings.http_host}:{http_port}", flush=True)
     token = dev_token(settings) if settings.print_dev_token else None
     if token:
         print(f"development token (user dev, tenant dev, 24h): {token}", flush=True)

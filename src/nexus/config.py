@@ -26,6 +26,7 @@ LOG_FORMATS = ("console", "json")
 # undone by a power cut, never by a process crash); none: no fsync (survives kill -9 only).
 DURABILITY_MODES = ("full", "data", "none")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+TRACE_EXPORTERS = ("none", "console", "otlp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8765
     data_dir: str = "./data"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8766
+    metrics_token: str | None = None  # when set, /metrics needs "Authorization: Bearer <it>"
 
     auth_algorithms: tuple[str, ...] = ("HS256",)
     auth_secret: str | None = None
@@ -75,6 +79,9 @@ class Settings:
     shutdown_timeout: float = 10.0
     log_level: str = "info"
     log_format: str = "console"
+    trace_exporter: str = "none"  # none | console | otlp (otlp when trace_endpoint is set)
+    trace_endpoint: str | None = None
+    service_name: str = "nexus"
     print_dev_token: bool = True
 
     @property
@@ -87,8 +94,9 @@ class Settings:
     def summary(self) -> dict[str, Any]:
         """Settings without secrets, for logs and the server-info endpoint."""
         out = dataclasses.asdict(self)
-        if out.get("auth_secret"):
-            out["auth_secret"] = "***"
+        for secret in ("auth_secret", "metrics_token"):
+            if out.get(secret):
+                out[secret] = "***"
         return out
 
 
@@ -190,8 +198,11 @@ def load_settings(
 
 def validate(s: Settings) -> None:
     """Reject settings that cannot work, naming the first bad one."""
-    if not 0 <= s.port <= 65535:
-        raise ConfigError("port", f"must be 0..65535, got {s.port}")
+    for name in ("port", "http_port"):
+        if not 0 <= getattr(s, name) <= 65535:
+            raise ConfigError(name, f"must be 0..65535, got {getattr(s, name)}")
+    if s.trace_exporter not in TRACE_EXPORTERS:
+        raise ConfigError("trace_exporter", f"must be one of {', '.join(TRACE_EXPORTERS)}")
     for name in (
         "max_rooms_per_connection", "max_frame_bytes", "max_body_bytes", "max_meta_bytes",
         "outbound_limit_bytes", "read_buffer_bytes", "rate_conn_burst", "rate_user_burst",

@@ -32,6 +32,7 @@ class ServerProcess:
     port: int
     data_dir: Path
     output: list[str] = field(default_factory=list)
+    api_port: int = 0
 
     @property
     def url(self) -> str:
@@ -39,7 +40,13 @@ class ServerProcess:
 
     @property
     def http(self) -> str:
+        """Health endpoints on the WebSocket port."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api(self) -> str:
+        """The HTTP API's base URL."""
+        return f"http://127.0.0.1:{self.api_port}"
 
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -67,6 +74,7 @@ def start_server(data_dir: Path, **settings: Any) -> ServerProcess:
         "NEXUS_AUTH_AUDIENCE": AUDIENCE,
         "NEXUS_LOG_LEVEL": "warning",
         "NEXUS_PRINT_DEV_TOKEN": "false",
+        "NEXUS_HTTP_PORT": "0",
     })
     for key, value in settings.items():
         if value is None:
@@ -98,6 +106,8 @@ def start_server(data_dir: Path, **settings: Any) -> ServerProcess:
             break
         if line.startswith("nexus listening on "):
             server.port = int(line.rsplit(":", 1)[1].split("/")[0])
+        elif line.startswith("nexus http api on "):
+            server.api_port = int(line.rsplit(":", 1)[1])
             return server
     proc.kill()
     raise RuntimeError("server did not start:\n" + "".join(server.output))

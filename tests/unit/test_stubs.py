@@ -4,7 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-MODULES = ["nexus._speedups.framing", "nexus._speedups.router", "nexus._speedups.ratelimit"]
+MODULES = ["nexus._speedups.framing", "nexus._speedups.router", "nexus._speedups.ratelimit",
+           "nexus._speedups.histogram"]
 
 
 def test_stubs_match_compiled_modules(tmp_path: Path) -> None:

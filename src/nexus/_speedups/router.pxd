@@ -4,6 +4,9 @@ cdef class FlushQueue:
     cdef bint _scheduled
     cdef object _flush_cb
     cdef public unsigned long long flushes
+    cdef public unsigned long long frames_out
+    cdef public unsigned long long bytes_out
+    cdef public unsigned long long writes
     cdef inline void mark(self, Outbox box)
 
 

@@ -6,6 +6,9 @@ from typing import Any
 @disjoint_base
 class FlushQueue:
     flushes: int
+    frames_out: int
+    bytes_out: int
+    writes: int
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None: ...
     def flush(self) -> None: ...
     @property

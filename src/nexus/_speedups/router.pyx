@@ -24,6 +24,9 @@ cdef class FlushQueue:
         self._scheduled = False
         self._flush_cb = self.flush
         self.flushes = 0
+        self.frames_out = 0
+        self.bytes_out = 0
+        self.writes = 0
 
     cdef inline void mark(self, Outbox box):
         self._dirty.append(box)
@@ -118,8 +121,12 @@ cdef class Outbox:
         self._pending = []
         self.frames_out += n
         self.bytes_out += self.pending_bytes
-        self.pending_bytes = 0
         self.writes += 1
+        # node-wide totals for the metrics scrape
+        self._queue.frames_out += n
+        self._queue.bytes_out += self.pending_bytes
+        self._queue.writes += 1
+        self.pending_bytes = 0
         if n == 1:
             self._write(pending[0])
         else:

@@ -46,6 +46,7 @@ class Connection(WSListener):
         self.session = Session(secrets.token_hex(8), outbox, gw.node.new_bucket(), remote)
         outbox.owner = self
         gw.connections.add(self)
+        gw.stats.connections += 1
         if self._preauth is not None:
             self._authenticated(self._preauth, None)
         else:
@@ -54,6 +55,9 @@ class Connection(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if self._closing:
             return
+        stats = self.gateway.stats
+        stats.frames_in += 1
+        stats.bytes_in += frame.payload_size
         kind = frame.msg_type
         if kind == WSMsgType.TEXT:
             if not frame.fin:
@@ -91,12 +95,12 @@ class Connection(WSListener):
                 # Before auth only the connection's own bucket applies (there is no user yet).
                 wait_ms = session.bucket.take(time.monotonic())
                 if wait_ms:
+                    gw.stats.rate_limited_preauth += 1
                     raise RateLimited("request rate limit exceeded", retry_after_ms=wait_ms)
             req = gw.decoder.decode(payload)
             if session.principal is None:
                 if not isinstance(req, Auth):
                     raise Unauthorized("authenticate first: send auth", request_id=req.id)
-                gw.auth_attempts += 1
                 try:
                     principal = gw.verifier.verify(req.token)
                 except NexusError as exc:
@@ -113,7 +117,7 @@ class Connection(WSListener):
 
     def _reply_error(self, exc: NexusError) -> None:
         if isinstance(exc, Unauthorized):
-            self.gateway.auth_failures += 1
+            self.gateway.stats.auth_failed(exc.message)
         self.session.send(events.error(exc))
         if exc.close_code is not None:
             self.close(exc.close_code, exc.message)
@@ -130,13 +134,13 @@ class Connection(WSListener):
     def _auth_timeout(self) -> None:
         self._auth_timer = None
         if self.session.principal is None and not self._closing:
-            self.gateway.auth_failures += 1
+            self.gateway.stats.auth_failed("auth timeout")
             self.session.send(events.error(Unauthorized("no auth within the auth timeout")))
             self.close(CloseCode.AUTH_TIMEOUT, "auth timeout")
 
     # -- closing -------------------------------------------------------------
     def _on_overflow(self) -> None:
-        self.gateway.slow_consumers += 1
+        self.gateway.stats.slow_consumers += 1
         outbox = self.session.outbox
         log.warning("session %s: outbound buffer over limit (%d queued, %d in transport, "
                     "limit %d), disconnecting slow consumer %s", self.session.session_id,

@@ -27,7 +27,7 @@ from ..protocol import (
     Typing, events,
 )
 from ..store import LmdbStore
-from ..store.keys import log_prefix
+from ..store.keys import log_prefix, user_key
 from .caller import Caller
 from .pipeline import MessagePipeline
 from .session import Session
@@ -35,6 +35,13 @@ from .session import Session
 log = logging.getLogger(__name__)
 
 ADMIN_ROLE = "admin"
+USER_SEEN_INTERVAL_MS = 60_000
+USER_SEEN_CACHE = 100_000
+
+
+def _ignore_result(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class UserBucket:
@@ -59,6 +66,7 @@ class Node:
         self._monotonic = monotonic
         self._user_buckets: dict[tuple[str, str], UserBucket] = {}
         self.sessions: dict[str, Session] = {}
+        self._user_seen: dict[tuple[str, str], int] = {}
         self.rate_limited = 0
         self._handlers: dict[type, Callable[[Session, object], None]] = {
             Ping: self._ping,  # type: ignore[dict-item]
@@ -89,6 +97,7 @@ class Node:
         entry.sessions += 1
         session.user_bucket = entry.bucket
         self.sessions[session.session_id] = session
+        self.note_user(principal)
 
     def detach(self, session: Session) -> None:
         """Forget a closed session: leave its rooms (with presence), release its user bucket."""
@@ -153,6 +162,8 @@ class Node:
         room, created = self.rooms.open(principal, req.room)
         if created:
             self.pipeline.persist_room(room)
+        elif not self.may_see(principal, room):
+            raise NotFound(f"no room {req.room}")
         session.send(events.room_joined(req.id, room.name, room.delivered,
                                         self.store.first_seq(room.key), room.members()))
         if req.since is not None and req.since < room.delivered:
@@ -265,7 +276,35 @@ class Node:
         return where[1], record
 
     def is_room_admin(self, principal: Principal, room: Room) -> bool:
-        return ADMIN_ROLE in principal.roles or room.meta.get("created_by") == principal.user_id
+        """Tenant admin role, the room's creator, or a member with the room role admin."""
+        if ADMIN_ROLE in principal.roles or room.meta.get("created_by") == principal.user_id:
+            return True
+        member = self.store.member(room.key, principal.user_id)
+        return member is not None and member.get("role") == ADMIN_ROLE
+
+    def may_see(self, principal: Principal, room: Room) -> bool:
+        """Anyone of the tenant sees a public room; a private one only its members and admins."""
+        if not room.meta.get("private"):
+            return True
+        return (self.store.member(room.key, principal.user_id) is not None
+                or self.is_room_admin(principal, room))
+
+    def note_user(self, principal: Principal) -> None:
+        """Keep the tenant's user directory current (written at most once a minute a user)."""
+        now = int(time.time() * 1000)
+        key = (principal.tenant, principal.user_id)
+        last = self._user_seen.get(key)
+        if last is not None and now - last < USER_SEEN_INTERVAL_MS:
+            return
+        if len(self._user_seen) > USER_SEEN_CACHE:
+            self._user_seen.clear()
+        self._user_seen[key] = now
+        record = self.store.user(principal.tenant, principal.user_id) or {"first_seen": now}
+        record.update(user_id=principal.user_id, kind=principal.kind,
+                      roles=sorted(principal.roles), last_seen=now)
+        done = self.pipeline.submit_meta(
+            [("user", user_key(principal.tenant, principal.user_id), orjson.dumps(record))])
+        done.add_done_callback(_ignore_result)  # best effort: a failure is logged by the pipeline
 
     def _editable(self, caller: Caller, room: Room, message_id: str) -> int:
         """Seq of message ``message_id`` of ``room``, checked changeable by the caller."""
@@ -317,8 +356,11 @@ class Node:
     def _history(self, session: Session, req: History) -> None:
         principal = session.principal
         assert principal is not None
-        room = (session.rooms.get(req.room) or session.replaying.get(req.room, (None,))[0]
-                or self.rooms.require(principal, req.room))
+        room = session.rooms.get(req.room) or session.replaying.get(req.room, (None,))[0]
+        if room is None:
+            room = self.rooms.require(principal, req.room)
+            if not self.may_see(principal, room):
+                raise NotFound(f"no room {req.room}")
         top = room.delivered
         if req.after is not None:
             records = self.store.read_range(room.key, req.after, top, req.limit + 1)

@@ -17,7 +17,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, Tracer
+
 from .._speedups.framing import frame_text
+from .._speedups.histogram import Histogram
 from .._speedups.router import Router
 from ..core.rooms import Room
 from ..errors import Internal
@@ -38,9 +42,16 @@ def new_event_id(now_ms: int, _bits: Callable[[int], int] = random.getrandbits) 
     return f"{now_ms:012x}{_bits(64):016x}"
 
 
+# Bucket bounds in seconds for commit and send -> ack latency.
+LATENCY_BOUNDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+MetaOp = tuple[str, bytes, bytes | None]  # (db name, key, value or None to delete)
+
+
 class PendingEntry:
     __slots__ = ("caller", "rid", "room", "ckey", "client_msg_id", "build", "duplicates",
-                 "seq", "event_id", "record")
+                 "seq", "event_id", "record", "accepted", "trace_ctx")
 
     def __init__(self, caller: Caller, rid: RequestId, room: Room, ckey: bytes | None,
                  client_msg_id: str | None, build: Builder) -> None:
@@ -54,12 +65,39 @@ class PendingEntry:
         self.seq = 0
         self.event_id = ""
         self.record = b""
+        self.accepted = time.perf_counter()
+        self.trace_ctx: SpanContext | None = None
+
+
+class PendingMeta:
+    __slots__ = ("ops", "on_commit", "future")
+
+    def __init__(self, ops: list[MetaOp], on_commit: Callable[[], None] | None,
+                 future: asyncio.Future[None]) -> None:
+        self.ops = ops
+        self.on_commit = on_commit
+        self.future = future
+
+
+class BatchTrace:
+    """Spans of one batch: the batch, its commit, its fan-out."""
+
+    __slots__ = ("batch", "commit")
+
+    def __init__(self, tracer: Tracer, entries: list[PendingEntry]) -> None:
+        contexts = [p.trace_ctx for p in entries if p.trace_ctx is not None]
+        parent = trace.set_span_in_context(NonRecordingSpan(contexts[0])) if contexts else None
+        self.batch: Span = tracer.start_span(
+            "nexus.pipeline.batch", context=parent, links=[Link(c) for c in contexts],
+            attributes={"nexus.batch.entries": len(entries)})
+        self.commit: Span = tracer.start_span("nexus.pipeline.commit",
+                                              context=trace.set_span_in_context(self.batch))
 
 
 class MessagePipeline:
     def __init__(self, store: LmdbStore, writer: GroupCommitWriter, router: Router,
                  loop: asyncio.AbstractEventLoop, *, max_batch: int,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, tracer: Tracer | None = None) -> None:
         self._store = store
         self._writer = writer
         self._router = router
@@ -68,20 +106,28 @@ class MessagePipeline:
         self._clock = clock
         self._pending: list[PendingEntry] = []
         self._pending_rooms: list[Room] = []
+        self._pending_meta: list[PendingMeta] = []
         self._by_ckey: dict[bytes, PendingEntry] = {}
-        self._inflight: tuple[list[PendingEntry], list[Room]] | None = None
+        self._inflight: tuple[list[PendingEntry], list[Room], list[PendingMeta],
+                              BatchTrace | None] | None = None
+        self._tracer = tracer
         self._scheduled = False
         self._idle = asyncio.Event()
         self._idle.set()
         # figures for observability
+        self.accepted_entries = 0
         self.committed_entries = 0
         self.commits = 0
         self.failed_commits = 0
         self.last_commit_seconds = 0.0
+        self.commit_seconds = Histogram(LATENCY_BOUNDS)
+        self.ack_seconds = Histogram(LATENCY_BOUNDS)
+        self.batch_entries = Histogram(BATCH_BOUNDS)
 
     @property
     def idle(self) -> bool:
-        return self._inflight is None and not self._pending and not self._pending_rooms
+        return (self._inflight is None and not self._pending and not self._pending_rooms
+                and not self._pending_meta)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -106,6 +152,11 @@ class MessagePipeline:
                                         ref.message_id, client_msg_id, duplicate=True))
                 return
         pending = PendingEntry(caller, rid, room, ckey, client_msg_id, build)
+        if self._tracer is not None:
+            ctx = trace.get_current_span().get_span_context()
+            if ctx.is_valid:
+                pending.trace_ctx = ctx
+        self.accepted_entries += 1
         self._pending.append(pending)
         if ckey is not None:
             self._by_ckey[ckey] = pending
@@ -114,6 +165,15 @@ class MessagePipeline:
     def persist_room(self, room: Room) -> None:
         self._pending_rooms.append(room)
         self._schedule()
+
+    def submit_meta(self, ops: list[MetaOp],
+                    on_commit: Callable[[], None] | None = None) -> asyncio.Future[None]:
+        """Write metadata records with the next batch; the future resolves once durable
+        (``on_commit`` runs first) or fails with Internal."""
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._pending_meta.append(PendingMeta(ops, on_commit, future))
+        self._schedule()
+        return future
 
     def _schedule(self) -> None:
         self._idle.clear()
@@ -127,12 +187,13 @@ class MessagePipeline:
         self._scheduled = False
         if self._inflight is not None:
             return
-        if not self._pending and not self._pending_rooms:
+        if not self._pending and not self._pending_rooms and not self._pending_meta:
             self._idle.set()
             return
         taken = self._pending[: self._max_batch]
         del self._pending[: self._max_batch]
         rooms, self._pending_rooms = self._pending_rooms, []
+        metas, self._pending_meta = self._pending_meta, []
         for p in taken:
             if not p.room.persisted and p.room not in rooms:
                 rooms.append(p.room)  # a room whose creation failed to commit earlier
@@ -140,6 +201,8 @@ class MessagePipeline:
         for room in rooms:
             if not room.persisted:
                 batch.rooms.append((room.key, room.meta_json()))
+        for m in metas:
+            batch.meta.extend(m.ops)
         now_ms = int(self._clock() * 1000)
         for p in taken:
             room = p.room
@@ -149,21 +212,44 @@ class MessagePipeline:
             p.record, patch = p.build(p.seq, p.event_id, now_ms)
             batch.entries.append(LogEntry(room.key, p.seq, p.event_id, p.record, p.ckey,
                                           now_ms, patch))
-        self._inflight = (taken, rooms)
+        traced = BatchTrace(self._tracer, taken) if self._tracer is not None else None
+        self._inflight = (taken, rooms, metas, traced)
         self._writer.submit(partial(self._store.apply, batch), self._committed)
 
     def _committed(self, error: BaseException | None, seconds: float, _: object) -> None:
         assert self._inflight is not None
-        taken, rooms = self._inflight
+        taken, rooms, metas, traced = self._inflight
         self._inflight = None
         self.last_commit_seconds = seconds
+        self.commit_seconds.observe(seconds)
+        if traced is not None:
+            traced.commit.end()
         if error is not None:
+            if traced is not None:
+                traced.batch.set_status(trace.StatusCode.ERROR, str(error))
+                traced.batch.end()
             self._fail(taken, error)
+            for m in metas:
+                if not m.future.done():
+                    m.future.set_exception(Internal("metadata could not be stored"))
         else:
             self.commits += 1
             self.committed_entries += len(taken)
+            if taken:
+                self.batch_entries.observe(len(taken))
             for room in rooms:
                 room.persisted = True
+            for m in metas:
+                if m.on_commit is not None:
+                    m.on_commit()
+                if not m.future.done():
+                    m.future.set_result(None)
+            fanout = None
+            if traced is not None:
+                fanout = self._tracer.start_span(  # type: ignore[union-attr]
+                    "nexus.pipeline.fanout", context=trace.set_span_in_context(traced.batch))
+            now = time.perf_counter()
+            ack_seconds = self.ack_seconds
             broadcast = self._router.broadcast
             for p in taken:
                 room = p.room
@@ -175,6 +261,11 @@ class MessagePipeline:
                                             duplicate=True))
                 if p.ckey is not None:
                     self._by_ckey.pop(p.ckey, None)
+                ack_seconds.observe(now - p.accepted)
+            if traced is not None:
+                assert fanout is not None
+                fanout.end()
+                traced.batch.end()
         self._dispatch()
 
     def _fail(self, taken: list[PendingEntry], error: BaseException) -> None:

@@ -33,6 +33,25 @@ def _json_response(status: int, body: dict[str, object]) -> WSUpgradeResponseWit
     return WSUpgradeResponseWithListener(response, None)
 
 
+class GatewayStats:
+    """Plain counters updated by connections, read by the metrics scrape."""
+
+    __slots__ = ("connections", "auth_failures", "bytes_in", "frames_in",
+                 "rate_limited_preauth", "slow_consumers", "forced_disconnects")
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.auth_failures: dict[str, int] = {}
+        self.bytes_in = 0
+        self.frames_in = 0
+        self.rate_limited_preauth = 0
+        self.slow_consumers = 0
+        self.forced_disconnects = 0
+
+    def auth_failed(self, reason: str) -> None:
+        self.auth_failures[reason] = self.auth_failures.get(reason, 0) + 1
+
+
 class Gateway:
     def __init__(self, settings: Settings, node: Node, verifier: TokenVerifier,
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -46,9 +65,7 @@ class Gateway:
         self.connections: set[Connection] = set()
         self.draining = False
         self.server: asyncio.Server | None = None
-        self.auth_attempts = 0
-        self.auth_failures = 0
-        self.slow_consumers = 0
+        self.stats = GatewayStats()
 
     def _route(self, request: WSUpgradeRequest) -> Connection | WSUpgradeResponseWithListener:
         path = request.path.split(b"?", 1)[0]
@@ -74,10 +91,9 @@ class Gateway:
             try:
                 if scheme.lower() != "bearer" or not token:
                     raise NexusError("Authorization header must be 'Bearer <token>'")
-                self.auth_attempts += 1
                 principal = self.verifier.verify(token.strip())
             except NexusError as exc:
-                self.auth_failures += 1
+                self.stats.auth_failed(exc.message)
                 return _json_response(401, {"error": {"code": "unauthorized",
                                                       "message": exc.message}})
         return Connection(self, principal)

@@ -1,34 +1,58 @@
-"""Log setup: readable console lines or JSON lines. Never log tokens or message bodies."""
+"""Log setup: readable console lines or JSON lines, with trace ids and request/session ids.
+
+Never log tokens or message bodies.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 import time
+from typing import Any
 
 import orjson
+
+from .tracing import TraceIdFilter
+
+# Context attributes callers may pass with ``extra=`` and the formatters print.
+CONTEXT_FIELDS = ("session_id", "request_id", "remote", "trace_id", "span_id")
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value:
+                entry[name] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()
 
 
+class ConsoleFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        context = " ".join(f"{name}={getattr(record, name)}" for name in CONTEXT_FIELDS
+                           if getattr(record, name, None))
+        return f"{line} [{context}]" if context else line
+
+
 def setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(TraceIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Per-request access lines are the metrics' job; keep uvicorn's own logs to warnings.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

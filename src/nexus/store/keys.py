@@ -3,6 +3,8 @@
 room key   = tenant 0x1F room            (neither part may hold 0x1F or 0x00)
 log key    = room key 0x00 seq(8, BE)
 client key = tenant 0x1F sender 0x1F client_msg_id
+member key = room key 0x00 user id
+user key   = tenant 0x1F user id
 """
 
 from __future__ import annotations
@@ -36,3 +38,11 @@ def seq_of(key: bytes) -> int:
 
 def client_key(tenant: str, sender: str, client_msg_id: str) -> bytes:
     return f"{tenant}{SEP}{sender}{SEP}{client_msg_id}".encode()
+
+
+def member_key(rkey: str, user_id: str) -> bytes:
+    return f"{rkey}\x00{user_id}".encode()
+
+
+def user_key(tenant: str, user_id: str) -> bytes:
+    return f"{tenant}{SEP}{user_id}".encode()

@@ -5,6 +5,8 @@ Named databases (keys in ``keys.py``):
   msg     message/event id       -> its log key
   client  tenant/sender/client id -> [room key, seq, id, accepted ms]  (idempotency window)
   room    room key               -> room metadata (JSON)
+  member  room key 0x00 user id  -> membership (JSON: role, added_by, added_at)
+  user    tenant 0x1F user id    -> directory entry (JSON: kind, roles, first/last seen)
 
 Reads run on the event loop thread (memory-mapped, no locks). Writes run only on
 the writer thread, one transaction per batch.
@@ -20,7 +22,7 @@ from typing import Any
 import lmdb
 import orjson
 
-from .keys import client_key, log_key, log_prefix, seq_of
+from .keys import client_key, log_key, log_prefix, member_key, seq_of, user_key
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +50,11 @@ class WriteBatch:
 
     rooms: list[tuple[str, bytes]] = field(default_factory=list)  # (room key, meta json)
     entries: list[LogEntry] = field(default_factory=list)
+    # (db name, key, value or None to delete) for metadata: "room", "member", "user"
+    meta: list[tuple[str, bytes, bytes | None]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.rooms) + len(self.entries)
+        return len(self.rooms) + len(self.entries) + len(self.meta)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,9 @@ class LmdbStore:
         self.msg_db = self.env.open_db(b"msg")
         self.client_db = self.env.open_db(b"client")
         self.room_db = self.env.open_db(b"room")
+        self.member_db = self.env.open_db(b"member")
+        self.user_db = self.env.open_db(b"user")
+        self._meta_dbs = {"room": self.room_db, "member": self.member_db, "user": self.user_db}
 
     def close(self) -> None:
         self.env.close()
@@ -84,6 +91,11 @@ class LmdbStore:
             with self.env.begin(write=True) as txn:
                 for rkey, meta in batch.rooms:
                     txn.put(rkey.encode(), meta, db=self.room_db)
+                for name, key, value in batch.meta:
+                    if value is None:
+                        txn.delete(key, db=self._meta_dbs[name])
+                    else:
+                        txn.put(key, value, db=self._meta_dbs[name])
                 for e in batch.entries:
                     lkey = log_key(e.room_key, e.seq)
                     if not txn.put(lkey, e.record, db=self.log_db, overwrite=False):
@@ -158,6 +170,46 @@ class LmdbStore:
     def room_meta(self, rkey: str) -> dict[str, Any] | None:
         with self.env.begin() as txn:
             raw = txn.get(rkey.encode(), db=self.room_db)
+        return None if raw is None else orjson.loads(raw)
+
+    def _scan(self, db: Any, prefix: bytes, after: bytes | None, limit: int
+              ) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=db)
+            ok = cur.set_range(prefix + after + b"\x00" if after else prefix)
+            while ok and len(out) < limit:
+                key = cur.key()
+                if not key.startswith(prefix):
+                    break
+                out.append((key[len(prefix):], cur.value()))
+                ok = cur.next()
+        return out
+
+    def list_rooms(self, tenant: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """Room metadata of ``tenant`` by name, after the name ``after``."""
+        rows = self._scan(self.room_db, f"{tenant}\x1f".encode(),
+                          after.encode() if after else None, limit)
+        return [orjson.loads(value) for _, value in rows]
+
+    def members(self, rkey: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        rows = self._scan(self.member_db, rkey.encode() + b"\x00",
+                          after.encode() if after else None, limit)
+        return [orjson.loads(value) for _, value in rows]
+
+    def member(self, rkey: str, user_id: str) -> dict[str, Any] | None:
+        with self.env.begin() as txn:
+            raw = txn.get(member_key(rkey, user_id), db=self.member_db)
+        return None if raw is None else orjson.loads(raw)
+
+    def users(self, tenant: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        rows = self._scan(self.user_db, f"{tenant}\x1f".encode(),
+                          after.encode() if after else None, limit)
+        return [orjson.loads(value) for _, value in rows]
+
+    def user(self, tenant: str, user_id: str) -> dict[str, Any] | None:
+        with self.env.begin() as txn:
+            raw = txn.get(user_key(tenant, user_id), db=self.user_db)
         return None if raw is None else orjson.loads(raw)
 
     def room_keys(self) -> list[str]:

@@ -1,0 +1,113 @@
+"""Room messages over HTTP: paged history, one entry, and writes that go through the same
+pipeline as gateway sends (sequenced, committed, fanned out to WebSocket members)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Path, Query
+from ..errors import BadRequest, TooLarge
+from ..protocol import MessageDelete as DeleteReq
+from ..protocol import MessageEdit as EditReq
+from ..protocol import MessageSend
+from .deps import ApiContext, Caller, Ctx, HttpReply, visible_room
+
+from .schemas import (
+    ROOM_NAME, Entry, EntryPage, MessageDelete, MessageEdit, MessagePost, WriteAck,
+)
+
+router = APIRouter(prefix="/v1/rooms/{room}/messages", tags=["messages"])
+RoomName = Annotated[str, Path(pattern=ROOM_NAME)]
+MessageId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+def _parse_cursor(cursor: str | None) -> tuple[str, int] | None:
+    """Cursors are ``b<seq>`` (older than seq) or ``a<seq>`` (newer than seq)."""
+    if cursor is None:
+        return None
+    if len(cursor) < 2 or cursor[0] not in "ab" or not cursor[1:].isdigit() \
+            or len(cursor) > 20:
+        raise BadRequest("cursor must be b<seq> or a<seq>")
+    return cursor[0], int(cursor[1:])
+
+
+def _check_sizes(ctx: ApiContext, body: str | None, meta: dict[str, object] | None) -> None:
+    s = ctx.settings
+    if body is not None and len(body.encode("utf-8", "surrogatepass")) > s.max_body_bytes:
+        raise TooLarge(f"body exceeds {s.max_body_bytes} bytes")
+    if meta is not None and len(orjson.dumps(meta)) > s.max_meta_bytes:
+        raise TooLarge(f"meta exceeds {s.max_meta_bytes} bytes")
+
+
+def _ack(event: dict[str, object]) -> WriteAck:
+    return WriteAck.model_validate({k: event[k] for k in (
+        "room", "seq", "message_id", "client_msg_id", "duplicate")})
+
+
+@router.get("", response_model=EntryPage, summary="Page through the room log")
+async def list_messages(
+    ctx: Ctx, who: Caller, room: RoomName,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=20, description="b<seq> or a<seq>")] = None,
+) -> EntryPage:
+    state = visible_room(ctx, who, room)
+    limit = min(limit, ctx.settings.history_max_limit)
+    top = state.delivered
+    parsed = _parse_cursor(cursor)
+    if parsed is not None and parsed[0] == "a":
+        records = ctx.store.read_range(state.key, parsed[1], top, limit + 1)
+        more = len(records) > limit
+        records = records[:limit]
+        entries = [orjson.loads(r) for r in records]
+        nxt = f"a{entries[-1]['seq']}" if more and entries else None
+    else:
+        before = top + 1 if parsed is None else min(parsed[1], top + 1)
+        records = ctx.store.read_before(state.key, before, limit + 1)
+        more = len(records) > limit
+        records = records[-limit:] if more else records
+        entries = [orjson.loads(r) for r in records]
+        nxt = f"b{entries[0]['seq']}" if more and entries else None
+    return EntryPage(messages=[Entry.model_validate(e) for e in entries], has_more=more,
+                     next_cursor=nxt)
+
+
+@router.get("/{message_id}", response_model=Entry, summary="Get one entry by id")
+async def get_message(ctx: Ctx, who: Caller, room: RoomName, message_id: MessageId) -> Entry:
+    state = visible_room(ctx, who, room)
+    _, record = ctx.node.find_message(state, message_id)
+    return Entry.model_validate(record)
+
+
+@router.post("", response_model=WriteAck, status_code=201,
+             summary="Post a message as the caller (acknowledged once durable)")
+async def post_message(ctx: Ctx, who: Caller, room: RoomName, body: MessagePost) -> WriteAck:
+    state = visible_room(ctx, who, room)
+    with ctx.tracer.start_as_current_span("nexus.pipeline.validate"):
+        _check_sizes(ctx, body.body, body.meta)
+        reply = HttpReply(who)
+        ctx.node.post_message(reply, state, MessageSend(
+            None, room, body.body, client_msg_id=body.client_msg_id, reply_to=body.reply_to,
+            meta=body.meta))
+    return _ack(await reply.result())
+
+
+@router.patch("/{message_id}", response_model=WriteAck, summary="Edit a message")
+async def edit_message(ctx: Ctx, who: Caller, room: RoomName, message_id: MessageId,
+                       body: MessageEdit) -> WriteAck:
+    state = visible_room(ctx, who, room)
+    _check_sizes(ctx, body.body, None)
+    reply = HttpReply(who)
+    ctx.node.edit_message(reply, state, EditReq(None, room, message_id, body.body,
+                                                body.client_msg_id))
+    return _ack(await reply.result())
+
+
+@router.delete("/{message_id}", response_model=WriteAck, summary="Delete a message")
+async def delete_message(ctx: Ctx, who: Caller, room: RoomName, message_id: MessageId,
+                         body: MessageDelete | None = None) -> WriteAck:
+    state = visible_room(ctx, who, room)
+    reply = HttpReply(who)
+    ctx.node.delete_message(reply, state, DeleteReq(
+        None, room, message_id, body.client_msg_id if body else None))
+    return _ack(await reply.result())
