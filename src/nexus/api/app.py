@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException
@@ -49,7 +49,6 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
 
 def create_api(ctx: ApiContext, registry: CollectorRegistry, http_metrics: HttpMetrics) -> FastAPI:
     app = FastAPI(title="Nexus HTTP API", version=__version__,
-                  default_response_class=ORJSONResponse,
                   description="Rooms, members, messages, presence, directory and admin. "
                               "Errors are `{error: {code, message}}` with the WebSocket "
                               "protocol's codes.")

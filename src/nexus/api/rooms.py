@@ -75,10 +75,12 @@ async def list_rooms(ctx: Ctx, who: Caller, limit: Limit = 50, cursor: Cursor = 
 
 @router.post("", response_model=Room, status_code=201, summary="Create a room")
 async def create_room(ctx: Ctx, who: Caller, body: RoomCreate) -> Room:
+    if not who.has_any_role(ctx.settings.room_create_roles):
+        raise Forbidden("your roles may not create rooms")
     _check_metadata(body.metadata)
     if ctx.rooms.find(who.tenant, body.name) is not None:
         raise Conflict(f"room {body.name} exists")
-    room, _ = ctx.rooms.open(who, body.name)  # NotFound without a create role
+    room, _ = ctx.rooms.open(who, body.name)
     before = copy.deepcopy(room.meta)
     room.meta.update(topic=body.topic, metadata=body.metadata, private=body.private,
                      retention=body.retention.model_dump() if body.retention else None)
