@@ -15,7 +15,9 @@ from opentelemetry.trace import NoOpTracer, Tracer
 from ..auth import Principal, TokenVerifier
 from ..config import Settings
 from ..core.rooms import Room, RoomDirectory
-from ..errors import Forbidden, Internal, NexusError, NotFound, Unauthorized, Unavailable
+from ..errors import (
+    BadRequest, Forbidden, Internal, NexusError, NotFound, Unauthorized, Unavailable,
+)
 from ..gateway.node import Node
 from ..gateway.server import Gateway
 from ..store import LmdbStore
@@ -78,6 +80,15 @@ def visible_room(ctx: ApiContext, who: Principal, name: str) -> Room:
     if room is None or not ctx.node.may_see(who, room):
         raise NotFound(f"no room {name}")
     return room
+
+
+def json_size(value: object, what: str) -> int:
+    """Encoded size of a client-given JSON value; BadRequest if it cannot be stored as JSON
+    (integers beyond 64 bits, lone surrogates)."""
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError as exc:
+        raise BadRequest(f"{what} is not storable JSON: {exc}") from None
 
 
 class HttpReply:

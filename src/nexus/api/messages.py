@@ -11,7 +11,7 @@ from ..errors import BadRequest, TooLarge
 from ..protocol import MessageDelete as DeleteReq
 from ..protocol import MessageEdit as EditReq
 from ..protocol import MessageSend
-from .deps import ApiContext, Caller, Ctx, HttpReply, visible_room
+from .deps import ApiContext, Caller, Ctx, HttpReply, json_size, visible_room
 
 from .schemas import (
     ROOM_NAME, Entry, EntryPage, MessageDelete, MessageEdit, MessagePost, WriteAck,
@@ -34,9 +34,11 @@ def _parse_cursor(cursor: str | None) -> tuple[str, int] | None:
 
 def _check_sizes(ctx: ApiContext, body: str | None, meta: dict[str, object] | None) -> None:
     s = ctx.settings
-    if body is not None and len(body.encode("utf-8", "surrogatepass")) > s.max_body_bytes:
-        raise TooLarge(f"body exceeds {s.max_body_bytes} bytes")
-    if meta is not None and len(orjson.dumps(meta)) > s.max_meta_bytes:
+    if body is not None:
+        json_size(body, "body")  # refuses lone surrogates before they reach the log
+        if len(body.encode("utf-8")) > s.max_body_bytes:
+            raise TooLarge(f"body exceeds {s.max_body_bytes} bytes")
+    if meta is not None and json_size(meta, "meta") > s.max_meta_bytes:
         raise TooLarge(f"meta exceeds {s.max_meta_bytes} bytes")
 
 

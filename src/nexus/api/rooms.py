@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Response
 from ..core.rooms import Room as RoomState
 from ..errors import Conflict, Forbidden, NotFound, TooLarge
 from ..store.keys import member_key
-from .deps import ApiContext, Caller, Ctx, visible_room
+from .deps import ApiContext, Caller, Ctx, json_size, visible_room
 from .schemas import (
     ROOM_NAME, USER_ID, Member, MemberList, MemberPut, Presence, Room, RoomCreate, RoomList,
     RoomUpdate,
@@ -39,7 +39,7 @@ def room_view(ctx: ApiContext, room: RoomState) -> Room:
 
 
 def _check_metadata(metadata: dict[str, Any] | None) -> None:
-    if metadata is not None and len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
+    if metadata is not None and json_size(metadata, "metadata") > MAX_METADATA_BYTES:
         raise TooLarge(f"metadata exceeds {MAX_METADATA_BYTES} bytes")
 
 
