@@ -47,6 +47,7 @@ class Connection(WSListener):
         outbox.owner = self
         gw.connections.add(self)
         gw.stats.connections += 1
+        log.debug("connected", extra=self._log_context())
         if self._preauth is not None:
             self._authenticated(self._preauth, None)
         else:
@@ -112,7 +113,7 @@ class Connection(WSListener):
         except NexusError as exc:
             self._reply_error(exc)
         except Exception:
-            log.exception("request failed in session %s", session.session_id)
+            log.exception("request failed", extra=self._log_context())
             self._reply_error(Internal("internal error"))
 
     def _reply_error(self, exc: NexusError) -> None:
@@ -138,14 +139,19 @@ class Connection(WSListener):
             self.session.send(events.error(Unauthorized("no auth within the auth timeout")))
             self.close(CloseCode.AUTH_TIMEOUT, "auth timeout")
 
+    def _log_context(self) -> dict[str, str]:
+        session = self.session
+        who = session.principal
+        return {"session_id": session.session_id, "remote": session.remote,
+                "user": f"{who.tenant}/{who.user_id}" if who else ""}
+
     # -- closing -------------------------------------------------------------
     def _on_overflow(self) -> None:
         self.gateway.stats.slow_consumers += 1
         outbox = self.session.outbox
-        log.warning("session %s: outbound buffer over limit (%d queued, %d in transport, "
-                    "limit %d), disconnecting slow consumer %s", self.session.session_id,
-                    outbox.dropped_bytes, outbox.transport_buffered, outbox.limit,
-                    self.session.principal and self.session.principal.user_id)
+        log.warning("outbound buffer over limit (%d queued, %d in transport, limit %d), "
+                    "disconnecting slow consumer", outbox.dropped_bytes,
+                    outbox.transport_buffered, outbox.limit, extra=self._log_context())
         self.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbound buffer limit exceeded",
                    flush=False)
 
@@ -154,6 +160,7 @@ class Connection(WSListener):
         if self._closing:
             return
         self._closing = True
+        log.info("closing %d: %s", code, reason, extra=self._log_context())
         outbox = self.session.outbox
         if flush:
             outbox.flush()

@@ -15,7 +15,7 @@ import orjson
 from .tracing import TraceIdFilter
 
 # Context attributes callers may pass with ``extra=`` and the formatters print.
-CONTEXT_FIELDS = ("session_id", "request_id", "remote", "trace_id", "span_id")
+CONTEXT_FIELDS = ("session_id", "user", "request_id", "remote", "trace_id", "span_id")
 
 
 class JsonFormatter(logging.Formatter):
