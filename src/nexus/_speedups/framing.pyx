@@ -102,3 +102,52 @@ def count_frames(const uint8_t[:] data not None, Py_ssize_t start=0):
         pos += h + <Py_ssize_t>length
         count += 1
     return count, pos
+
+
+def count_messages(const uint8_t[:] data not None, bytes prefix not None, Py_ssize_t start=0):
+    """Like ``count_frames``, also counting frames whose payload starts with ``prefix``.
+
+    Returns ``(complete_frames, matching_frames, offset_after_last_complete_frame)``.
+    """
+    cdef Py_ssize_t n = data.shape[0]
+    cdef Py_ssize_t pos = start
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t matching = 0
+    cdef Py_ssize_t h, i
+    cdef Py_ssize_t plen = len(prefix)
+    cdef const unsigned char* p = prefix
+    cdef uint64_t length
+    cdef uint8_t b1
+    cdef bint match
+    while pos + 2 <= n:
+        b1 = data[pos + 1] & 0x7F
+        if data[pos + 1] & 0x80:
+            raise ValueError("masked frame from a server")
+        if b1 < 126:
+            h = 2
+            length = b1
+        elif b1 == 126:
+            h = 4
+            if pos + h > n:
+                break
+            length = (<uint64_t>data[pos + 2] << 8) | data[pos + 3]
+        else:
+            h = 10
+            if pos + h > n:
+                break
+            length = 0
+            for i in range(8):
+                length = (length << 8) | data[pos + 2 + i]
+        if <uint64_t>(n - pos - h) < length:
+            break
+        if <uint64_t>plen <= length:
+            match = True
+            for i in range(plen):
+                if data[pos + h + i] != p[i]:
+                    match = False
+                    break
+            if match:
+                matching += 1
+        pos += h + <Py_ssize_t>length
+        count += 1
+    return count, matching, pos

@@ -1,0 +1,155 @@
+"""The servers under test, each started by the suite, and how to speak to each one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nexus.auth import mint_token
+
+from .server import SECRET
+
+HERE = Path(__file__).parent
+NODE_CACHE = Path(os.environ.get("NEXUS_BENCH_CACHE", Path.home() / ".cache" / "nexus-bench"))
+MESSAGE_PREFIX = b'{"type":"message"'
+
+
+class Unavailable(Exception):
+    """The target cannot run on this machine (e.g. no npm); the reason is shown."""
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[str]
+    port: int
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.tmp is not None:
+            self.tmp.cleanup()
+
+
+def _wait_port(proc: subprocess.Popen[str], marker: str) -> int:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(marker):
+            return int(line.split()[-1].rsplit(":", 1)[-1].split("/")[0])
+    raise RuntimeError(f"{proc.args} exited before listening")
+
+
+@dataclass
+class Target:
+    name: str
+    path: str = "/"
+    prefix: bytes = MESSAGE_PREFIX
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> Running:
+        raise NotImplementedError
+
+    def headers(self, user: int) -> dict[str, str]:
+        return {}
+
+    def join(self, room: str) -> bytes:
+        return b'{"type":"join","room":"%s"}' % room.encode()
+
+    def send(self, room: str, body: bytes) -> bytes:
+        return b'{"type":"send","room":"%s","body":"%s"}' % (room.encode(), body)
+
+
+@dataclass
+class Nexus(Target):
+    path: str = "/ws"
+
+    def start(self) -> Running:
+        tmp = tempfile.TemporaryDirectory(prefix="nexus-bench-")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+        env.update({"NEXUS_AUTH_SECRET": SECRET, "NEXUS_LOG_LEVEL": "warning",
+                    "NEXUS_PRINT_DEV_TOKEN": "false", "NEXUS_HTTP_PORT": "0",
+                    # benchmarks measure capacity, not the per-client abuse limits
+                    "NEXUS_RATE_CONN_PER_S": "1e9", "NEXUS_RATE_CONN_BURST": "1000000000",
+                    "NEXUS_RATE_USER_PER_S": "1e9", "NEXUS_RATE_USER_BURST": "1000000000",
+                    "NEXUS_OUTBOUND_LIMIT_BYTES": str(64 << 20),
+                    "NEXUS_MAX_ROOMS_PER_CONNECTION": "100000"})
+        env.update({f"NEXUS_{k.upper()}": v for k, v in self.settings.items()})
+        proc = subprocess.Popen([sys.executable, "-m", "nexus", "serve", "--port", "0",
+                                 "--data-dir", tmp.name], stdout=subprocess.PIPE, text=True,
+                                env=env)
+        return Running(proc, _wait_port(proc, "nexus listening on"), tmp)
+
+    def headers(self, user: int) -> dict[str, str]:
+        tok = mint_token(SECRET, user=f"u{user}", tenant="bench", roles=["member"])
+        return {"Authorization": f"Bearer {tok}"}
+
+    def join(self, room: str) -> bytes:
+        return b'{"type":"room.join","room":"%s"}' % room.encode()
+
+    def send(self, room: str, body: bytes) -> bytes:
+        return b'{"type":"message.send","room":"%s","body":"%s"}' % (room.encode(), body)
+
+
+@dataclass
+class PythonPeer(Target):
+    module: str = ""
+
+    def start(self) -> Running:
+        proc = subprocess.Popen([sys.executable, "-m", self.module, "0"],
+                                stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
+        return Running(proc, _wait_port(proc, "listening"))
+
+
+@dataclass
+class PicowsRaw(PythonPeer):
+    module: str = "benchmarks.peers.picows_raw"
+
+    def join(self, room: str) -> bytes:
+        return b"J:" + room.encode()
+
+    def send(self, room: str, body: bytes) -> bytes:
+        # The payload broadcast is what Nexus would send for the same message.
+        return b"S:%s:%s" % (room.encode(), b'{"type":"message","room":"%s","body":"%s"}'
+                             % (room.encode(), body))
+
+
+@dataclass
+class NodeWs(Target):
+    def start(self) -> Running:
+        npm, node = shutil.which("npm"), shutil.which("node")
+        if npm is None or node is None:
+            raise Unavailable("node/npm not found: install Node.js to compare with ws")
+        app = NODE_CACHE / "node_ws"
+        if not (app / "node_modules" / "ws").is_dir():
+            app.mkdir(parents=True, exist_ok=True)
+            shutil.copy(HERE / "peers" / "node_ws" / "package.json", app / "package.json")
+            result = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent"],
+                                    cwd=app, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise Unavailable(f"npm install ws failed: {result.stderr.strip()[:200]}")
+        shutil.copy(HERE / "peers" / "node_ws" / "server.js", app / "server.js")
+        proc = subprocess.Popen([node, str(app / "server.js"), "0"], stdout=subprocess.PIPE,
+                                text=True)
+        return Running(proc, _wait_port(proc, "listening"))
+
+
+def all_targets() -> list[Target]:
+    return [
+        Nexus("nexus"),
+        # The same server without fsync per commit: the gateway's own cost, comparable
+        # with peers that store nothing.
+        Nexus("nexus-nosync", settings={"store_durability": "none"}),
+        PicowsRaw("picows-raw"),
+        PythonPeer("websockets", module="benchmarks.peers.websockets_room"),
+        PythonPeer("aiohttp", module="benchmarks.peers.aiohttp_room"),
+        NodeWs("node-ws"),
+    ]
