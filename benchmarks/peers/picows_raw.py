@@ -49,7 +49,8 @@ async def main(port: int) -> None:
     router = Router()
     queue = FlushQueue(asyncio.get_running_loop())
     server = await ws_create_server(lambda _: Member(router, queue), "127.0.0.1", port,
-                                    read_buffer_init_size=4096, max_frame_size=1 << 20)
+                                    read_buffer_init_size=2048, max_frame_size=1 << 20,
+                                    backlog=2048)
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     await server.serve_forever()
 

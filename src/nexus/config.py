@@ -56,7 +56,8 @@ class Settings:
     max_body_bytes: int = 16384
     max_meta_bytes: int = 4096
     outbound_limit_bytes: int = 1 << 20
-    read_buffer_bytes: int = 4096
+    read_buffer_bytes: int = 2048  # per connection, grows for larger frames
+    listen_backlog: int = 2048
     rate_conn_per_s: float = 50.0
     rate_conn_burst: int = 100
     rate_user_per_s: float = 100.0
@@ -206,6 +207,7 @@ def validate(s: Settings) -> None:
     for name in (
         "max_rooms_per_connection", "max_frame_bytes", "max_body_bytes", "max_meta_bytes",
         "outbound_limit_bytes", "read_buffer_bytes", "rate_conn_burst", "rate_user_burst",
+        "listen_backlog",
         "history_max_limit", "store_map_size", "commit_max_batch", "replay_page",
     ):
         if getattr(s, name) <= 0:

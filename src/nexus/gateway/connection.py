@@ -26,7 +26,8 @@ ABORT_AFTER_CLOSE_S = 2.0
 
 
 class Connection(WSListener):
-    __slots__ = ("gateway", "transport", "session", "_preauth", "_auth_timer", "_closing")
+    __slots__ = ("gateway", "transport", "session", "_preauth", "_auth_timer", "_closing",
+                 "last_rx", "ping_sent")
 
     def __init__(self, gateway: Gateway, preauthenticated: Principal | None) -> None:
         super().__init__()
@@ -34,6 +35,8 @@ class Connection(WSListener):
         self._preauth = preauthenticated
         self._auth_timer: object = None
         self._closing = False
+        self.last_rx = gateway.loop.time()
+        self.ping_sent = 0.0
 
     # -- picows callbacks ----------------------------------------------------
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -56,7 +59,10 @@ class Connection(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if self._closing:
             return
-        stats = self.gateway.stats
+        gw = self.gateway
+        self.last_rx = gw.loop.time()
+        self.ping_sent = 0.0
+        stats = gw.stats
         stats.frames_in += 1
         stats.bytes_in += frame.payload_size
         kind = frame.msg_type
@@ -72,6 +78,15 @@ class Connection(WSListener):
             self._reply_error(BadRequest("binary frames are not supported; send JSON text"))
         elif kind == WSMsgType.CONTINUATION:
             self.close(CloseCode.UNSUPPORTED_DATA, "fragmented messages are not supported")
+        # PONG frames need nothing more: receiving them already counted as life.
+
+    # -- heartbeat (driven by gateway.heartbeat.Heartbeat) -------------------
+    def ping(self) -> None:
+        self.session.outbox.flush()
+        self.transport.send_ping()
+
+    def heartbeat_lost(self) -> None:
+        self.close(CloseCode.GOING_AWAY, "no pong within the heartbeat timeout", flush=False)
 
     def pause_writing(self) -> None:
         self.session.pause_writing()

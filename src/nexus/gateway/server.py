@@ -16,6 +16,7 @@ from ..config import Settings
 from ..errors import CloseCode, NexusError
 from ..protocol import Decoder, Limits
 from .connection import Connection
+from .heartbeat import Heartbeat
 from .node import Node
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ class Gateway:
         self.draining = False
         self.server: asyncio.Server | None = None
         self.stats = GatewayStats()
+        self.heartbeat = Heartbeat(loop, lambda: self.connections,
+                                   interval=settings.heartbeat_interval,
+                                   timeout=settings.heartbeat_timeout)
 
     def _route(self, request: WSUpgradeRequest) -> Connection | WSUpgradeResponseWithListener:
         path = request.path.split(b"?", 1)[0]
@@ -104,18 +108,20 @@ class Gateway:
             self._route, s.host, s.port,
             max_frame_size=s.max_frame_bytes,
             read_buffer_init_size=s.read_buffer_bytes,
-            enable_auto_ping=True,
-            auto_ping_idle_timeout=s.heartbeat_interval,
-            auto_ping_reply_timeout=s.heartbeat_timeout,
+            enable_auto_ping=False,  # one Heartbeat sweep serves all connections
+            enable_auto_pong=True,
             websocket_handshake_timeout=s.auth_timeout,
             logger_name="nexus.gateway",
+            backlog=s.listen_backlog,
         )
+        self.heartbeat.start()
         port: int = self.server.sockets[0].getsockname()[1]
         return port
 
     async def drain(self, timeout: float) -> None:
         """Stop accepting, close every client with 1001, wait for them to go (bounded)."""
         self.draining = True
+        self.heartbeat.stop()
         if self.server is not None:
             self.server.close()
         for conn in list(self.connections):
