@@ -50,7 +50,7 @@ async def main(port: int) -> None:
     queue = FlushQueue(asyncio.get_running_loop())
     server = await ws_create_server(lambda _: Member(router, queue), "127.0.0.1", port,
                                     read_buffer_init_size=2048, max_frame_size=1 << 20,
-                                    backlog=2048)
+                                    backlog=2048, use_aiofastnet=False)
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     await server.serve_forever()
 

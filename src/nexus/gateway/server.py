@@ -113,6 +113,9 @@ class Gateway:
             websocket_handshake_timeout=s.auth_timeout,
             logger_name="nexus.gateway",
             backlog=s.listen_backlog,
+            # uvloop's own TCP transport: 12.8 KB per idle authenticated connection against
+            # 18.8 KB with aiofastnet's (picows' default when installed), same throughput.
+            use_aiofastnet=False,
         )
         self.heartbeat.start()
         port: int = self.server.sockets[0].getsockname()[1]
