@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 SOURCES := $(shell find src -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi') \
            pyproject.toml CMakeLists.txt
 
-.PHONY: run test install clean
+.PHONY: run test install bench clean
 
 run: $(STAMP)
 	$(VENV)/bin/nexus serve
@@ -23,6 +23,10 @@ $(STAMP): $(SOURCES)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet '.[test]'
 	touch $@
+
+bench: $(STAMP)
+	$(PY) -m pytest benchmarks/micro --benchmark-enable -p no:cacheprovider -q
+	$(PY) -m benchmarks
 
 clean:
 	rm -rf $(VENV) build data

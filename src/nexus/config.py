@@ -65,6 +65,8 @@ class Settings:
     heartbeat_interval: float = 20.0
     heartbeat_timeout: float = 10.0
     history_max_limit: int = 100
+    presence_broadcast_max: int = 1000  # rooms above this many present users get no
+    presence_list_max: int = 200  # join/leave events; room.joined lists at most this many
 
     store_map_size: int = 64 << 30  # address space, not disk: the file is sparse
     store_durability: str = "full"
@@ -207,7 +209,7 @@ def validate(s: Settings) -> None:
     for name in (
         "max_rooms_per_connection", "max_frame_bytes", "max_body_bytes", "max_meta_bytes",
         "outbound_limit_bytes", "read_buffer_bytes", "rate_conn_burst", "rate_user_burst",
-        "listen_backlog",
+        "listen_backlog", "presence_list_max",
         "history_max_limit", "store_map_size", "commit_max_batch", "replay_page",
     ):
         if getattr(s, name) <= 0:
@@ -218,7 +220,7 @@ def validate(s: Settings) -> None:
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
-    for name in ("retention_max_count", "retention_max_age", "drain_delay"):
+    for name in ("retention_max_count", "retention_max_age", "drain_delay", "presence_broadcast_max"):
         if getattr(s, name) < 0:
             raise ConfigError(name, f"must not be negative, got {getattr(s, name)}")
     if s.store_durability not in DURABILITY_MODES:

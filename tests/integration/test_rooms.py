@@ -246,3 +246,29 @@ async def test_sender_kind_is_from_token(server: ServerProcess, user_kind: str) 
     await a.say(room, "hi")
     assert (await a.next("message"))["sender_kind"] == user_kind
     await a.close()
+
+
+async def test_big_rooms_stop_presence_events(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from .harness import start_server
+
+    srv = start_server(tmp_path_factory.mktemp("data"), presence_broadcast_max=2,
+                       presence_list_max=1)
+    try:
+        a = await connect(srv, "ann")
+        await a.join("crowd")
+        b = await connect(srv, "ben")
+        await b.join("crowd")
+        assert (await a.next("presence"))["user_id"] == "ben"  # 2 present: still announced
+        c = await connect(srv, "cy")
+        joined = await c.join("crowd")
+        assert joined["members"] == [{"user_id": "ann", "kind": "human"}]
+        assert joined["members_total"] == 2
+        # 3 present now: above the limit, neither the join nor a leave is broadcast
+        assert not [e for e in await a.barrier() if e["type"] == "presence"]
+        await c.close()
+        await b.request({"type": "ping"})
+        assert not [e for e in await a.barrier() if e["type"] == "presence"]
+        for client in (a, b):
+            await client.close()
+    finally:
+        srv.stop()

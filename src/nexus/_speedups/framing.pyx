@@ -64,58 +64,13 @@ def frame_close(int code, str reason="") -> bytes:
     return frame_bytes(OP_CLOSE, PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
 
 
-def count_frames(const uint8_t[:] data not None, Py_ssize_t start=0):
-    """Scan unmasked server frames in ``data`` from ``start``.
-
-    Returns ``(complete_frames, offset_after_last_complete_frame)``. Used by the
-    load generator to count deliveries from raw socket bytes without a full
-    WebSocket client per frame.
-    """
+cdef Py_ssize_t scan(const uint8_t[:] data, Py_ssize_t start, const unsigned char* prefix,
+                     Py_ssize_t plen, Py_ssize_t* count, Py_ssize_t* matching) except -1:
+    """Walk complete unmasked frames from ``start``; count them, and those whose payload
+    starts with ``prefix`` (when plen > 0). Returns the offset after the last complete one."""
     cdef Py_ssize_t n = data.shape[0]
     cdef Py_ssize_t pos = start
-    cdef Py_ssize_t count = 0
-    cdef Py_ssize_t h
-    cdef uint64_t length
-    cdef uint8_t b1
-    cdef int i
-    while pos + 2 <= n:
-        b1 = data[pos + 1] & 0x7F
-        if data[pos + 1] & 0x80:
-            raise ValueError("masked frame from a server")
-        if b1 < 126:
-            h = 2
-            length = b1
-        elif b1 == 126:
-            h = 4
-            if pos + h > n:
-                break
-            length = (<uint64_t>data[pos + 2] << 8) | data[pos + 3]
-        else:
-            h = 10
-            if pos + h > n:
-                break
-            length = 0
-            for i in range(8):
-                length = (length << 8) | data[pos + 2 + i]
-        if <uint64_t>(n - pos - h) < length:
-            break
-        pos += h + <Py_ssize_t>length
-        count += 1
-    return count, pos
-
-
-def count_messages(const uint8_t[:] data not None, bytes prefix not None, Py_ssize_t start=0):
-    """Like ``count_frames``, also counting frames whose payload starts with ``prefix``.
-
-    Returns ``(complete_frames, matching_frames, offset_after_last_complete_frame)``.
-    """
-    cdef Py_ssize_t n = data.shape[0]
-    cdef Py_ssize_t pos = start
-    cdef Py_ssize_t count = 0
-    cdef Py_ssize_t matching = 0
     cdef Py_ssize_t h, i
-    cdef Py_ssize_t plen = len(prefix)
-    cdef const unsigned char* p = prefix
     cdef uint64_t length
     cdef uint8_t b1
     cdef bint match
@@ -140,14 +95,36 @@ def count_messages(const uint8_t[:] data not None, bytes prefix not None, Py_ssi
                 length = (length << 8) | data[pos + 2 + i]
         if <uint64_t>(n - pos - h) < length:
             break
-        if <uint64_t>plen <= length:
+        if plen and <uint64_t>plen <= length:
             match = True
             for i in range(plen):
-                if data[pos + h + i] != p[i]:
+                if data[pos + h + i] != prefix[i]:
                     match = False
                     break
             if match:
-                matching += 1
+                matching[0] += 1
         pos += h + <Py_ssize_t>length
-        count += 1
-    return count, matching, pos
+        count[0] += 1
+    return pos
+
+
+def count_frames(const uint8_t[:] data not None, Py_ssize_t start=0):
+    """Scan unmasked server frames in ``data`` from ``start``.
+
+    Returns ``(complete_frames, offset_after_last_complete_frame)``. Used by the
+    load generator to count deliveries from raw socket bytes without a full
+    WebSocket client per frame.
+    """
+    cdef Py_ssize_t count = 0, matching = 0
+    cdef Py_ssize_t pos = scan(data, start, NULL, 0, &count, &matching)
+    return count, pos
+
+
+def count_messages(const uint8_t[:] data not None, bytes prefix not None, Py_ssize_t start=0):
+    """Like ``count_frames``, also counting frames whose payload starts with ``prefix``.
+
+    Returns ``(complete_frames, matching_frames, offset_after_last_complete_frame)``.
+    """
+    cdef Py_ssize_t count = 0, matching = 0
+    cdef Py_ssize_t pos = scan(data, start, prefix, len(prefix), &count, &matching)
+    return count, (matching if prefix else count), pos

@@ -59,8 +59,12 @@ class Room:
             return True
         return False
 
-    def members(self) -> list[dict[str, str]]:
-        return [{"user_id": uid, "kind": entry[0]} for uid, entry in self.presence.items()]
+    def members(self, limit: int | None = None) -> list[dict[str, str]]:
+        """Present users, in arrival order, at most ``limit``."""
+        items = self.presence.items()
+        if limit is not None and len(self.presence) > limit:
+            items = list(items)[:limit]  # type: ignore[assignment]
+        return [{"user_id": uid, "kind": entry[0]} for uid, entry in items]
 
     def meta_json(self) -> bytes:
         return orjson.dumps(self.meta)

@@ -28,9 +28,10 @@ def pong(rid: RequestId, ts: int) -> bytes:
 
 
 def room_joined(rid: RequestId, room: str, seq: int, first_seq: int,
-                members: Sequence[dict[str, str]]) -> bytes:
+                members: Sequence[dict[str, str]], members_total: int) -> bytes:
     return _dumps({"type": "room.joined", "id": rid, "room": room, "seq": seq,
-                   "first_seq": first_seq, "members": list(members)})
+                   "first_seq": first_seq, "members": list(members),
+                   "members_total": members_total})
 
 
 def room_left(rid: RequestId, room: str) -> bytes:
