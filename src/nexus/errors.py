@@ -20,6 +20,7 @@ class CloseCode:
     INTERNAL_ERROR = 1011
     AUTH_TIMEOUT = 4001  # no auth within auth_timeout
     SLOW_CONSUMER = 4002  # outbound buffer limit exceeded
+    TOKEN_EXPIRED = 4003  # the token's exp passed: reconnect with a fresh token
     UNAUTHORIZED = 4501  # bad token, or a request before auth
     FORCED = 4502  # disconnected by an administrator
 

@@ -165,3 +165,28 @@ async def test_hs256_with_shared_secret_rejected_when_rs256_pinned(
     event, code = await rejected(rsa_server, token("alice"))
     assert event["code"] == "unauthorized"
     assert code == CloseCode.UNAUTHORIZED
+
+
+@pytest.fixture(scope="module")
+def fast_sweep_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = start_server(tmp_path_factory.mktemp("data"), heartbeat_interval=0.4,
+                       heartbeat_timeout=0.4)
+    yield srv
+    srv.stop()
+
+
+async def test_session_closes_when_its_token_expires(fast_sweep_server: ServerProcess) -> None:
+    client = await Client.connect(fast_sweep_server.url, token("brief", ttl=2))
+    assert (await client.request({"type": "ping"}))["type"] == "pong"
+    event = await client.next("error", timeout=10)
+    assert (event["code"], event["message"]) == ("unauthorized", "token expired")
+    assert await client.closed_code() == CloseCode.TOKEN_EXPIRED
+
+
+async def test_room_and_ids_with_trailing_newline_are_refused(server: ServerProcess) -> None:
+    client = await Client.connect(server.url, token("ann"))
+    reply = await client.request({"type": "room.join", "room": "general\n"})
+    assert reply["code"] == "bad_request"
+    await client.close()
+    event, code = await rejected(server, token("dev\n"))
+    assert event["code"] == "unauthorized" and code == CloseCode.UNAUTHORIZED

@@ -18,6 +18,7 @@ class Principal:
     tenant: str
     roles: frozenset[str]
     kind: PrincipalKind = "human"
+    expires_at: float = 0.0  # the token's exp (unix seconds); 0 = no expiry
 
     def has_any_role(self, roles: tuple[str, ...] | frozenset[str]) -> bool:
         return not self.roles.isdisjoint(roles)

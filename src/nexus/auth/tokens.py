@@ -110,15 +110,17 @@ class TokenVerifier:
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     sub, tenant = claims.get("sub"), claims.get("tenant")
     roles, kind = claims.get("roles", []), claims.get("kind", "human")
-    if not isinstance(sub, str) or not ID_PATTERN.match(sub):
+    if not isinstance(sub, str) or not ID_PATTERN.fullmatch(sub):
         raise Unauthorized("invalid sub claim")
-    if not isinstance(tenant, str) or not ID_PATTERN.match(tenant):
+    if not isinstance(tenant, str) or not ID_PATTERN.fullmatch(tenant):
         raise Unauthorized("invalid or missing tenant claim")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthorized("invalid roles claim")
     if kind not in ("human", "agent"):
         raise Unauthorized("invalid kind claim")
-    return Principal(user_id=sub, tenant=tenant, roles=frozenset(roles), kind=kind)
+    exp = claims.get("exp")
+    return Principal(user_id=sub, tenant=tenant, roles=frozenset(roles), kind=kind,
+                     expires_at=float(exp) if isinstance(exp, int | float) else 0.0)
 
 
 def mint_token(

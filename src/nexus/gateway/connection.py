@@ -27,7 +27,7 @@ ABORT_AFTER_CLOSE_S = 2.0
 
 class Connection(WSListener):
     __slots__ = ("gateway", "transport", "session", "_preauth", "_auth_timer", "_closing",
-                 "last_rx", "ping_sent")
+                 "last_rx", "ping_sent", "expires_at")
 
     def __init__(self, gateway: Gateway, preauthenticated: Principal | None) -> None:
         super().__init__()
@@ -37,6 +37,7 @@ class Connection(WSListener):
         self._closing = False
         self.last_rx = gateway.loop.time()
         self.ping_sent = 0.0
+        self.expires_at = 0.0
 
     # -- picows callbacks ----------------------------------------------------
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -72,7 +73,10 @@ class Connection(WSListener):
                 return
             self._on_text(frame.get_payload_as_memoryview())
         elif kind == WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            code = frame.get_close_code()
+            # A close without a status code is answered with 1000, never with "0" (RFC 6455).
+            transport.send_close(code if code != WSCloseCode.NO_INFO else WSCloseCode.OK,
+                                 frame.get_close_message())
             transport.disconnect()
         elif kind == WSMsgType.BINARY:
             self._reply_error(BadRequest("binary frames are not supported; send JSON text"))
@@ -84,6 +88,10 @@ class Connection(WSListener):
     def ping(self) -> None:
         self.session.outbox.flush()
         self.transport.send_ping()
+
+    def token_expired(self) -> None:
+        self.session.send(events.error(Unauthorized("token expired")))
+        self.close(CloseCode.TOKEN_EXPIRED, "token expired")
 
     def heartbeat_lost(self) -> None:
         self.close(CloseCode.GOING_AWAY, "no pong within the heartbeat timeout", flush=False)
@@ -106,6 +114,7 @@ class Connection(WSListener):
     def _on_text(self, payload: memoryview) -> None:
         gw = self.gateway
         session = self.session
+        req = None
         try:
             if session.principal is None:
                 # Before auth only the connection's own bucket applies (there is no user yet).
@@ -129,7 +138,8 @@ class Connection(WSListener):
             self._reply_error(exc)
         except Exception:
             log.exception("request failed", extra=self._log_context())
-            self._reply_error(Internal("internal error"))
+            self._reply_error(Internal("internal error",
+                                       request_id=req.id if req is not None else None))
 
     def _reply_error(self, exc: NexusError) -> None:
         if isinstance(exc, Unauthorized):
@@ -142,6 +152,7 @@ class Connection(WSListener):
         if self._auth_timer is not None:
             self._auth_timer.cancel()  # type: ignore[attr-defined]
             self._auth_timer = None
+        self.expires_at = principal.expires_at
         self.gateway.node.attach(self.session, principal)
         self.session.send(events.auth_ok(rid, principal.user_id, principal.tenant,
                                          self.session.session_id, principal.kind,

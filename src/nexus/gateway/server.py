@@ -13,7 +13,7 @@ from picows import (
 from .._speedups.router import FlushQueue
 from ..auth import TokenVerifier
 from ..config import Settings
-from ..errors import CloseCode, NexusError
+from ..errors import CloseCode, NexusError, Unauthorized
 from ..protocol import Decoder, Limits
 from .connection import Connection
 from .heartbeat import Heartbeat
@@ -94,7 +94,7 @@ class Gateway:
             scheme, _, token = header.partition(" ")
             try:
                 if scheme.lower() != "bearer" or not token:
-                    raise NexusError("Authorization header must be 'Bearer <token>'")
+                    raise Unauthorized("Authorization header must be 'Bearer <token>'")
                 principal = self.verifier.verify(token.strip())
             except NexusError as exc:
                 self.stats.auth_failed(exc.message)

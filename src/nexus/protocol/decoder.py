@@ -75,7 +75,7 @@ class Decoder:
         room = obj.get("room")
         if not isinstance(room, str):
             raise BadRequest("missing or non-string field: room")
-        if not ROOM_PATTERN.match(room):
+        if not ROOM_PATTERN.fullmatch(room):
             raise BadRequest("room must be 1-128 characters of A-Z a-z 0-9 _ . : @ -")
         return room
 
