@@ -4,6 +4,7 @@ its peers, print a table with ratios, write JSON and PNG charts to benchmarks/re
 from __future__ import annotations
 
 import argparse
+import os
 import asyncio
 import datetime as dt
 import json
@@ -31,6 +32,8 @@ def plan(mode: str) -> Plan:
     sizes = [64] if mode == "smoke" else [64, 1024]
     echo_n = {"smoke": [2], "quick": [16], "full": [1, 16, 256]}[mode]
     fan_n = {"smoke": [10], "quick": [1000], "full": [10, 100, 1000, 10000]}[mode]
+    if os.environ.get("NEXUS_BENCH_FANOUT"):  # e.g. "10000": only these room sizes
+        fan_n = [int(n) for n in os.environ["NEXUS_BENCH_FANOUT"].split(",")]
     cap_n = {"smoke": [50], "quick": [2000], "full": [10000]}[mode]
     backlog = {"smoke": 500, "quick": 10000, "full": 100000}[mode]
     return [

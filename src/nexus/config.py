@@ -8,6 +8,7 @@ Any invalid value stops the start with one line naming the setting.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -127,7 +128,11 @@ def _coerce(name: str, raw: Any) -> Any:
         if hint is float:
             if isinstance(raw, bool):
                 raise ValueError
-            return float(raw) if text or isinstance(raw, (int, float)) else _fail()
+            value = float(raw) if text or isinstance(raw, (int, float)) else _fail()
+            if not math.isfinite(value):
+                # NaN passes every "< 0" / "<= 0" check; a NaN leeway disables expiry checks.
+                raise ValueError
+            return value
         if hint == tuple[str, ...]:
             items = raw.split(",") if text else raw
             if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):

@@ -148,7 +148,11 @@ class Decoder:
         if meta is not None:
             if not isinstance(meta, dict):
                 raise BadRequest("meta must be an object")
-            if len(orjson.dumps(meta)) > self.limits.max_meta_bytes:
+            try:
+                size = len(orjson.dumps(meta))
+            except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels)
+                raise BadRequest("meta is nested too deeply") from None
+            if size > self.limits.max_meta_bytes:
                 raise TooLarge(f"meta exceeds {self.limits.max_meta_bytes} bytes")
         return MessageSend(
             rid, room, body,
