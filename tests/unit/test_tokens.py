@@ -24,7 +24,6 @@ from nexus.config import Settings, load_settings
 from nexus.errors import ConfigError, Unauthorized
 
 SECRET = "test-secret-0123456789-abcdefghij"  # 33 characters: no short-key warning
-NOW = time.time()
 
 
 def b64url(data: bytes) -> str:
@@ -34,7 +33,7 @@ def b64url(data: bytes) -> str:
 def claims(**changes: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "sub": "alice", "tenant": "acme", "roles": ["member"], "kind": "human",
-        "iat": int(NOW), "exp": int(NOW + 3600), "iss": "nexus", "aud": "nexus",
+        "iat": int(time.time()), "exp": int(time.time() + 3600), "iss": "nexus", "aud": "nexus",
     }
     base.update(changes)
     return {k: v for k, v in base.items() if v is not None}
@@ -107,23 +106,23 @@ def test_explicit_hmac_secret_argument() -> None:
 
 
 def test_expired(hs: TokenVerifier) -> None:
-    err = rejected(hs, hs_token(claims(iat=int(NOW - 7200), exp=int(NOW - 60))))
+    err = rejected(hs, hs_token(claims(iat=int(time.time() - 7200), exp=int(time.time() - 60))))
     assert "expired" in err.message
 
 
 def test_leeway_accepts_recently_expired() -> None:
     verifier = TokenVerifier(Settings(auth_secret=SECRET, auth_leeway=120.0))
-    assert verifier.verify(hs_token(claims(exp=int(NOW - 60)))).user_id == "alice"
-    rejected(verifier, hs_token(claims(exp=int(NOW - 600))))
+    assert verifier.verify(hs_token(claims(exp=int(time.time() - 60)))).user_id == "alice"
+    rejected(verifier, hs_token(claims(exp=int(time.time() - 600))))
 
 
 def test_not_before_in_future(hs: TokenVerifier) -> None:
-    err = rejected(hs, hs_token(claims(nbf=int(NOW + 600))))
+    err = rejected(hs, hs_token(claims(nbf=int(time.time() + 600))))
     assert "not yet valid" in err.message
 
 
 def test_not_before_in_past_accepted(hs: TokenVerifier) -> None:
-    assert hs.verify(hs_token(claims(nbf=int(NOW - 10)))).user_id == "alice"
+    assert hs.verify(hs_token(claims(nbf=int(time.time() - 10)))).user_id == "alice"
 
 
 def test_wrong_signature(hs: TokenVerifier) -> None:
@@ -261,7 +260,7 @@ def test_rs256_other_key_rejected(rs: TokenVerifier) -> None:
 
 
 def test_rs256_expired(rs: TokenVerifier, rsa_key: rsa.RSAPrivateKey) -> None:
-    assert "expired" in rejected(rs, rs_token(claims(exp=int(NOW - 5)), rsa_key)).message
+    assert "expired" in rejected(rs, rs_token(claims(exp=int(time.time() - 5)), rsa_key)).message
 
 
 def test_hs_rs_confusion_rejected(rs: TokenVerifier, public_key_file: Path) -> None:
