@@ -258,5 +258,12 @@ def validate(s: Settings) -> None:
                 raise ConfigError(name, f"file not found: {path}")
     if s.auth_secret is not None and len(s.auth_secret) < 32:
         raise ConfigError("auth_secret", "must be at least 32 characters")
-    if s.auth_secret_file and not Path(s.auth_secret_file).is_file():
-        raise ConfigError("auth_secret_file", f"file not found: {s.auth_secret_file}")
+    if s.auth_secret_file:
+        if not Path(s.auth_secret_file).is_file():
+            raise ConfigError("auth_secret_file", f"file not found: {s.auth_secret_file}")
+        try:
+            held = Path(s.auth_secret_file).read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError("auth_secret_file", f"cannot read: {exc}") from None
+        if len(held) < 32:
+            raise ConfigError("auth_secret_file", "must hold a secret of at least 32 characters")

@@ -12,9 +12,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
+import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -112,6 +114,18 @@ def start_server(data_dir: Path, **settings: Any) -> ServerProcess:
     proc.kill()
     raise RuntimeError("server did not start:\n" + "".join(server.output))
 
+
+
+def module_server(**settings: Any) -> Callable[..., Iterator[ServerProcess]]:
+    """A module-scoped fixture: one server with ``settings`` for the module's tests."""
+
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+        srv = start_server(tmp_path_factory.mktemp("data"), **settings)
+        yield srv
+        srv.stop()
+
+    return fixture
 
 def token(user: str, tenant: str = "acme", roles: tuple[str, ...] = ("member",),
           kind: str = "human", **kw: Any) -> str:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from .harness import Client, ServerProcess, start_server, token
+from .harness import Client, ServerProcess, module_server, start_server, token
 
 ADMIN = token("ada", roles=("admin",))
 MEMBER = token("mia", roles=("member",))
@@ -278,11 +278,7 @@ async def test_metrics_count_scripted_traffic(tmp_path_factory: pytest.TempPathF
         srv.stop()
 
 
-@pytest.fixture(scope="module")
-def locked_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path_factory.mktemp("data"), metrics_token="scrape-secret")
-    yield srv
-    srv.stop()
+locked_metrics = module_server(metrics_token="scrape-secret")
 
 
 async def test_metrics_token(locked_metrics: ServerProcess) -> None:

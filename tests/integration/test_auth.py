@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -18,7 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from nexus.auth import mint_token
 from nexus.errors import CloseCode
 
-from .harness import AUDIENCE, ISSUER, Client, ServerProcess, start_server, token
+from .harness import (
+    AUDIENCE, ISSUER, Client, ServerProcess, module_server, start_server, token,
+)
 
 
 def b64(data: bytes) -> str:
@@ -103,11 +106,7 @@ async def test_second_auth_is_a_bad_request(server: ServerProcess) -> None:
     await client.close()
 
 
-@pytest.fixture(scope="module")
-def quick_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path_factory.mktemp("data"), auth_timeout=0.5)
-    yield srv
-    srv.stop()
+quick_auth_server = module_server(auth_timeout=0.5)
 
 
 async def test_no_auth_within_timeout_closes_4001(quick_auth_server: ServerProcess) -> None:
@@ -167,12 +166,7 @@ async def test_hs256_with_shared_secret_rejected_when_rs256_pinned(
     assert code == CloseCode.UNAUTHORIZED
 
 
-@pytest.fixture(scope="module")
-def fast_sweep_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path_factory.mktemp("data"), heartbeat_interval=0.4,
-                       heartbeat_timeout=0.4)
-    yield srv
-    srv.stop()
+fast_sweep_server = module_server(heartbeat_interval=0.4, heartbeat_timeout=0.4)
 
 
 async def test_session_closes_when_its_token_expires(fast_sweep_server: ServerProcess) -> None:
@@ -181,6 +175,18 @@ async def test_session_closes_when_its_token_expires(fast_sweep_server: ServerPr
     event = await client.next("error", timeout=10)
     assert (event["code"], event["message"]) == ("unauthorized", "token expired")
     assert await client.closed_code() == CloseCode.TOKEN_EXPIRED
+
+
+lenient_server = module_server(heartbeat_interval=0.4, heartbeat_timeout=0.4, auth_leeway=60)
+
+
+async def test_leeway_that_admitted_a_token_keeps_its_session(
+        lenient_server: ServerProcess) -> None:
+    # Expired 5 s ago, admitted by the 60 s leeway: the expiry sweep must not close it.
+    client = await Client.connect(lenient_server.url, token("late", ttl=-5))
+    await asyncio.sleep(2.0)  # several sweeps at 0.4 s
+    assert (await client.request({"type": "ping"}))["type"] == "pong"
+    await client.close()
 
 
 async def test_room_and_ids_with_trailing_newline_are_refused(server: ServerProcess) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from nexus.errors import CloseCode
 
-from .harness import Client, ServerProcess, start_server, token
+from .harness import Client, ServerProcess, module_server, token
 
 
 @pytest.mark.parametrize("frame, code", [
@@ -77,12 +76,8 @@ async def test_error_echoes_request_id(server: ServerProcess) -> None:
     await client.close()
 
 
-@pytest.fixture(scope="module")
-def small_frame_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path_factory.mktemp("data"), max_frame_bytes=8192,
-                       max_body_bytes=4096, max_meta_bytes=1024)
-    yield srv
-    srv.stop()
+small_frame_server = module_server(max_frame_bytes=8192, max_body_bytes=4096,
+                                   max_meta_bytes=1024)
 
 
 async def test_oversized_frame_closes_1009(small_frame_server: ServerProcess) -> None:

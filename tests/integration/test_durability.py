@@ -250,6 +250,49 @@ async def test_edit_and_delete_are_sequenced_and_permissioned(tmp_path: Path) ->
         server.stop()
 
 
+async def test_retried_delete_gets_its_ack_and_archived_room_refuses_changes(
+        tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    try:
+        room = "archive-me"
+        olga = await Client.connect(server.url, token("olga"))  # creator: room admin
+        ann = await Client.connect(server.url, token("ann"))
+        for c in (olga, ann):
+            await c.join(room)
+        first = await ann.say(room, "to be deleted")
+        kept = await ann.say(room, "to be kept")
+        delete = {"type": "message.delete", "room": room, "message_id": first["message_id"],
+                  "client_msg_id": "del-1"}
+        done = await ann.request(delete)
+        assert done["type"] == "ack" and done["seq"] == 3
+        # The retry finds the message deleted, but it is the same request: same ack, no event.
+        again = await ann.request(delete)
+        assert (again["type"], again["seq"], again["message_id"], again.get("duplicate")) == (
+            "ack", 3, done["message_id"], True)
+
+        req = urllib.request.Request(f"{server.api}/v1/rooms/{room}", method="DELETE",
+                                     headers={"Authorization": f"Bearer {token('olga')}"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 200
+        for change in ({"type": "message.edit", "room": room,
+                        "message_id": kept["message_id"], "body": "late edit"},
+                       {"type": "message.delete", "room": room,
+                        "message_id": kept["message_id"]},
+                       {"type": "message.send", "room": room, "body": "late send"}):
+            refused = await olga.request(change)
+            assert (refused["type"], refused["code"]) == ("error", "forbidden"), change
+        # A retry of something committed before the archive still gets its ack.
+        late_retry = await ann.request(delete)
+        assert (late_retry["seq"], late_retry.get("duplicate")) == (3, True)
+        page = await ann.request({"type": "history", "room": room})
+        assert [m["seq"] for m in page["messages"]] == [1, 2, 3]
+        assert page["messages"][1]["body"] == "to be kept"
+        for c in (olga, ann):
+            await c.close()
+    finally:
+        server.stop()
+
+
 def http_status(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:

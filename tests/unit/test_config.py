@@ -284,6 +284,21 @@ def test_missing_secret_file(tmp_path: Path) -> None:
     assert err.setting == "auth_secret_file"
 
 
+@pytest.mark.parametrize("held", ["", "short\n", "  " + "x" * 31 + "  \n"])
+def test_short_secret_file(tmp_path: Path, held: str) -> None:
+    path = tmp_path / "secret"
+    path.write_text(held, "utf-8")
+    err = config_error(environ={"NEXUS_AUTH_SECRET_FILE": str(path)})
+    assert err.setting == "auth_secret_file"
+    assert "at least 32" in err.problem
+
+
+def test_secret_file_of_32_characters_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("x" * 32 + "\n", "utf-8")
+    assert load_settings(environ={"NEXUS_AUTH_SECRET_FILE": str(path)}).auth_secret_file
+
+
 @pytest.mark.parametrize("secret", ["", "short", "x" * 15])
 def test_short_secret(secret: str) -> None:
     err = config_error(overrides={"auth_secret": secret})

@@ -152,7 +152,9 @@ class Connection(WSListener):
         if self._auth_timer is not None:
             self._auth_timer.cancel()  # type: ignore[attr-defined]
             self._auth_timer = None
-        self.expires_at = principal.expires_at
+        # The same leeway that admitted the token applies to closing the session.
+        exp = principal.expires_at
+        self.expires_at = exp + self.gateway.settings.auth_leeway if exp else 0.0
         self.gateway.node.attach(self.session, principal)
         self.session.send(events.auth_ok(rid, principal.user_id, principal.tenant,
                                          self.session.session_id, principal.kind,

@@ -26,6 +26,7 @@ from ..protocol import (
     Auth, History, MessageDelete, MessageEdit, MessageSend, Ping, Request, RoomJoin, RoomLeave,
     Typing, events,
 )
+from ..protocol.requests import RequestId
 from ..store import LmdbStore
 from ..store.keys import log_prefix, user_key
 from .caller import Caller
@@ -261,8 +262,8 @@ class Node:
         """Queue a message from ``caller`` into ``room``; the caller gets the ack or error."""
         principal = caller.principal
         assert principal is not None
-        if room.meta.get("archived"):
-            raise Forbidden(f"room {room.name} is archived")
+        if not self._writable(caller, room, req.id, req.client_msg_id):
+            return
         if req.reply_to is not None:
             where = self.store.message_location(req.reply_to)
             if where is None or where[0] != log_prefix(room.key):
@@ -317,6 +318,19 @@ class Node:
             [("user", user_key(principal.tenant, principal.user_id), orjson.dumps(record))])
         done.add_done_callback(_ignore_result)  # best effort: a failure is logged by the pipeline
 
+    def _writable(self, caller: Caller, room: Room, rid: RequestId,
+                  client_msg_id: str | None) -> bool:
+        """False when this is a resend already answered; Forbidden when the room is archived.
+
+        The resend check comes first: a retry of something that committed gets its ack
+        even if the room or the message changed since."""
+        if client_msg_id is not None and self.pipeline.answered_duplicate(caller, rid,
+                                                                          client_msg_id):
+            return False
+        if room.meta.get("archived"):
+            raise Forbidden(f"room {room.name} is archived")
+        return True
+
     def _editable(self, caller: Caller, room: Room, message_id: str) -> int:
         """Seq of message ``message_id`` of ``room``, checked changeable by the caller."""
         principal = caller.principal
@@ -331,6 +345,8 @@ class Node:
         return seq
 
     def edit_message(self, caller: Caller, room: Room, req: MessageEdit) -> None:
+        if not self._writable(caller, room, req.id, req.client_msg_id):
+            return
         target_seq = self._editable(caller, room, req.message_id)
         assert caller.principal is not None
         by = caller.principal.user_id
@@ -343,6 +359,8 @@ class Node:
         self.pipeline.submit(caller, room, req.id, req.client_msg_id, build)
 
     def delete_message(self, caller: Caller, room: Room, req: MessageDelete) -> None:
+        if not self._writable(caller, room, req.id, req.client_msg_id):
+            return
         target_seq = self._editable(caller, room, req.message_id)
         assert caller.principal is not None
         by = caller.principal.user_id

@@ -156,17 +156,9 @@ class MessagePipeline:
         assert principal is not None
         ckey = None
         if client_msg_id is not None:
+            if self.answered_duplicate(caller, rid, client_msg_id):
+                return
             ckey = client_key(principal.tenant, principal.user_id, client_msg_id)
-            queued = self._by_ckey.get(ckey)
-            if queued is not None:
-                queued.duplicates.append((caller, rid))
-                return
-            ref = self._store.client_message(principal.tenant, principal.user_id, client_msg_id)
-            if ref is not None:
-                # Already stored: answer with the original, create nothing.
-                caller.send(events.ack(rid, split_room_key(ref.room_key)[1], ref.seq,
-                                        ref.message_id, client_msg_id, duplicate=True))
-                return
         pending = PendingEntry(caller, rid, room, ckey, client_msg_id, build)
         if self._tracer is not None:
             ctx = trace.get_current_span().get_span_context()
@@ -177,6 +169,26 @@ class MessagePipeline:
         if ckey is not None:
             self._by_ckey[ckey] = pending
         self._schedule()
+
+    def answered_duplicate(self, caller: Caller, rid: RequestId, client_msg_id: str) -> bool:
+        """If ``client_msg_id`` of the caller's principal is queued or stored, answer this
+        resend with the original's ack (now, or when its commit lands) and return True.
+
+        Callers check this before validating against current state: a retried delete must
+        get its ack, not "already deleted"."""
+        principal = caller.principal
+        assert principal is not None
+        ckey = client_key(principal.tenant, principal.user_id, client_msg_id)
+        queued = self._by_ckey.get(ckey)
+        if queued is not None:
+            queued.duplicates.append((caller, rid))
+            return True
+        ref = self._store.client_message(principal.tenant, principal.user_id, client_msg_id)
+        if ref is None:
+            return False
+        caller.send(events.ack(rid, split_room_key(ref.room_key)[1], ref.seq, ref.message_id,
+                                client_msg_id, duplicate=True))
+        return True
 
     def persist_room(self, room: Room) -> None:
         self._pending_rooms.append(room)
