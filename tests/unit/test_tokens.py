@@ -345,3 +345,13 @@ def test_resolve_hmac_secret_from_file(tmp_path: Path) -> None:
     settings = Settings(data_dir=str(tmp_path), auth_secret_file=str(path))
     assert resolve_hmac_secret(settings) == SECRET
     assert TokenVerifier(settings).verify(hs_token(claims())).user_id == "alice"
+
+
+def test_principals_share_role_sets_and_tenant(hs: TokenVerifier) -> None:
+    # Per-connection memory: equal role sets and tenants are one object, not one per token.
+    a = hs.verify(hs_token(claims(sub="ann", roles=["member", "admin"])))
+    b = hs.verify(hs_token(claims(sub="ben", roles=["admin", "member"])))
+    assert a.roles is b.roles and a.roles == frozenset({"member", "admin"})
+    assert a.tenant is b.tenant
+    c = hs.verify(hs_token(claims(sub="cy", roles=["member"])))
+    assert c.roles == frozenset({"member"}) and c.roles is not a.roles

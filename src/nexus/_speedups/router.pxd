@@ -11,8 +11,7 @@ cdef class FlushQueue:
 
 
 cdef class Outbox:
-    cdef object _write
-    cdef object _buffered
+    cdef object _transport
     cdef FlushQueue _queue
     cdef list _pending
     cdef readonly Py_ssize_t pending_bytes

@@ -61,8 +61,8 @@ cdef class Outbox:
     def __init__(self, transport, FlushQueue queue not None, Py_ssize_t limit, on_overflow):
         if limit <= 0:
             raise ValueError("limit must be positive")
-        self._write = transport.write
-        self._buffered = transport.get_write_buffer_size
+        # The transport, not its two bound methods: 128 bytes less per idle connection.
+        self._transport = transport
         self._queue = queue
         self._pending = []
         self.pending_bytes = 0
@@ -88,7 +88,7 @@ cdef class Outbox:
             if self.pending_bytes:
                 self._write_pending()
             else:
-                self.transport_buffered = self._buffered()
+                self.transport_buffered = self._transport.get_write_buffer_size()
             if self.transport_buffered + size > self.limit:
                 self._overflow()
                 return False
@@ -128,10 +128,10 @@ cdef class Outbox:
         self._queue.writes += 1
         self.pending_bytes = 0
         if n == 1:
-            self._write(pending[0])
+            self._transport.write(pending[0])
         else:
-            self._write(b"".join(pending))
-        self.transport_buffered = self._buffered()
+            self._transport.write(b"".join(pending))
+        self.transport_buffered = self._transport.get_write_buffer_size()
 
     cdef _flush(self):
         self._marked = False

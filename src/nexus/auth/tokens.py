@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,22 @@ class TokenVerifier:
         return principal_from_claims(claims)
 
 
+# Idle connections are mostly their principal: share the few distinct role sets and the
+# tenant/kind strings between principals instead of keeping one copy per token.
+_ROLE_SETS: dict[tuple[str, ...], frozenset[str]] = {}
+_ROLE_SETS_MAX = 4096
+
+
+def _role_set(roles: list[str]) -> frozenset[str]:
+    key = tuple(sorted(roles))
+    shared = _ROLE_SETS.get(key)
+    if shared is None:
+        if len(_ROLE_SETS) >= _ROLE_SETS_MAX:
+            _ROLE_SETS.clear()
+        shared = _ROLE_SETS[key] = frozenset(sys.intern(r) for r in key)
+    return shared
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     sub, tenant = claims.get("sub"), claims.get("tenant")
     roles, kind = claims.get("roles", []), claims.get("kind", "human")
@@ -119,7 +136,8 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     if kind not in ("human", "agent"):
         raise Unauthorized("invalid kind claim")
     exp = claims.get("exp")
-    return Principal(user_id=sub, tenant=tenant, roles=frozenset(roles), kind=kind,
+    return Principal(user_id=sub, tenant=sys.intern(tenant), roles=_role_set(roles),
+                     kind="human" if kind == "human" else "agent",
                      expires_at=float(exp) if isinstance(exp, int | float) else 0.0)
 
 
