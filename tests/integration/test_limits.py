@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .harness import Client, ServerProcess, start_server, token
+from .harness import Client, ServerProcess, module_server, start_server, token
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,27 @@ async def test_user_bucket_is_shared_across_connections(strict_server: ServerPro
     assert 15 <= len(replies) - len(limited) <= 18
     await a1.close()
     await a2.close()
+
+
+slow_refill_server = module_server(rate_conn_per_s=1, rate_conn_burst=10, rate_user_per_s=1,
+                                   rate_user_burst=15)
+
+
+async def test_reconnecting_does_not_refill_the_user_bucket(
+        slow_refill_server: ServerProcess) -> None:
+    first = await Client.connect(slow_refill_server.url, token("yan"))
+    # auth takes 1 of the connection's 10 tokens; 9 pings take the rest, and 9 of the
+    # user's 15
+    for i in range(9):
+        assert (await first.request({"type": "ping", "id": i}))["type"] == "pong"
+    await first.close()
+    second = await Client.connect(slow_refill_server.url, token("yan"))
+    replies = [await second.request({"type": "ping", "id": i}) for i in range(8)]
+    passed = [r for r in replies if r["type"] == "pong"]
+    # A fresh connection bucket (9 after auth), but the user's has ~6 left (refill 1/s).
+    assert 5 <= len(passed) <= 7, replies
+    assert all(r["code"] == "rate_limited" for r in replies if r["type"] == "error")
+    await second.close()
 
 
 # -- slow consumer ----------------------------------------------------------------------------

@@ -118,7 +118,24 @@ class Node:
         if entry is not None:
             entry.sessions -= 1
             if entry.sessions <= 0:
-                del self._user_buckets[key]
+                self._release_user_bucket(key)
+
+    def _release_user_bucket(self, key: tuple[str, str]) -> None:
+        """Forget a user's bucket once no session holds it and it has refilled.
+
+        Dropping it at the last disconnect would hand a fresh burst to anyone who
+        reconnects; keeping it until full loses nothing and bounds the map by the
+        users active within one refill period."""
+        entry = self._user_buckets.get(key)
+        if entry is None or entry.sessions > 0:
+            return
+        bucket = entry.bucket
+        missing = bucket.burst - bucket.available(self._monotonic())
+        if missing <= 0 or bucket.rate <= 0:
+            del self._user_buckets[key]
+        else:
+            asyncio.get_running_loop().call_later(missing / bucket.rate,
+                                                  self._release_user_bucket, key)
 
     # -- requests ------------------------------------------------------------
     def handle(self, session: Session, req: Request) -> None:
