@@ -151,13 +151,14 @@ class MessagePipeline:
     # -- intake --------------------------------------------------------------
     def submit(self, caller: Caller, room: Room, rid: RequestId, client_msg_id: str | None,
                build: Builder) -> None:
-        """Queue one sequenced entry of ``caller``'s principal into ``room``."""
+        """Queue one sequenced entry of ``caller``'s principal into ``room``.
+
+        The caller has already asked ``answered_duplicate`` (before its own checks), and
+        nothing ran on the loop since: ``client_msg_id`` is new."""
         principal = caller.principal
         assert principal is not None
         ckey = None
         if client_msg_id is not None:
-            if self.answered_duplicate(caller, rid, client_msg_id):
-                return
             ckey = client_key(principal.tenant, principal.user_id, client_msg_id)
         pending = PendingEntry(caller, rid, room, ckey, client_msg_id, build)
         if self._tracer is not None:
