@@ -19,6 +19,7 @@ from typing import Any, get_type_hints
 from .errors import ConfigError
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+MIN_SECRET_CHARS = 32  # an HMAC key shorter than the SHA-256 output weakens HS256
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
@@ -256,14 +257,20 @@ def validate(s: Settings) -> None:
             path = getattr(s, name)
             if path and not Path(path).is_file():
                 raise ConfigError(name, f"file not found: {path}")
-    if s.auth_secret is not None and len(s.auth_secret) < 32:
-        raise ConfigError("auth_secret", "must be at least 32 characters")
+    if s.auth_secret is not None and len(s.auth_secret) < MIN_SECRET_CHARS:
+        raise ConfigError("auth_secret", f"must be at least {MIN_SECRET_CHARS} characters")
     if s.auth_secret_file:
         if not Path(s.auth_secret_file).is_file():
             raise ConfigError("auth_secret_file", f"file not found: {s.auth_secret_file}")
         try:
-            held = Path(s.auth_secret_file).read_text("utf-8").strip()
+            held = read_secret_file(s.auth_secret_file)
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError("auth_secret_file", f"cannot read: {exc}") from None
-        if len(held) < 32:
-            raise ConfigError("auth_secret_file", "must hold a secret of at least 32 characters")
+        if len(held) < MIN_SECRET_CHARS:
+            raise ConfigError("auth_secret_file",
+                              f"must hold a secret of at least {MIN_SECRET_CHARS} characters")
+
+
+def read_secret_file(path: str | Path) -> str:
+    """The secret a file holds: its text without surrounding whitespace."""
+    return Path(path).read_text("utf-8").strip()

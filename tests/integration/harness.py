@@ -10,9 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -115,7 +115,6 @@ def start_server(data_dir: Path, **settings: Any) -> ServerProcess:
     raise RuntimeError("server did not start:\n" + "".join(server.output))
 
 
-
 def module_server(**settings: Any) -> Callable[..., Iterator[ServerProcess]]:
     """A module-scoped fixture: one server with ``settings`` for the module's tests."""
 
@@ -126,6 +125,7 @@ def module_server(**settings: Any) -> Callable[..., Iterator[ServerProcess]]:
         srv.stop()
 
     return fixture
+
 
 def token(user: str, tenant: str = "acme", roles: tuple[str, ...] = ("member",),
           kind: str = "human", **kw: Any) -> str:

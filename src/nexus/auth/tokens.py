@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 
-from ..config import HMAC_ALGORITHMS, Settings
+from ..config import HMAC_ALGORITHMS, Settings, read_secret_file
 from ..errors import Unauthorized
 from .principal import ID_PATTERN, Principal
 
@@ -31,10 +31,10 @@ def resolve_hmac_secret(settings: Settings, *, create: bool = False) -> str | No
     if settings.auth_secret:
         return settings.auth_secret
     if settings.auth_secret_file:
-        return Path(settings.auth_secret_file).read_text("utf-8").strip()
+        return read_secret_file(settings.auth_secret_file)
     path = settings.data_path / DEV_SECRET_FILE
     if path.is_file():
-        return path.read_text("utf-8").strip()
+        return read_secret_file(path)
     if not create:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -48,11 +48,12 @@ def _ignore_result(future: asyncio.Future[None]) -> None:
 class UserBucket:
     """A user's token bucket, shared by all their sessions on this node."""
 
-    __slots__ = ("bucket", "sessions")
+    __slots__ = ("bucket", "sessions", "release")
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.bucket = bucket
         self.sessions = 0
+        self.release: asyncio.TimerHandle | None = None  # pending _release_user_bucket
 
 
 class Node:
@@ -117,7 +118,7 @@ class Node:
         entry = self._user_buckets.get(key)
         if entry is not None:
             entry.sessions -= 1
-            if entry.sessions <= 0:
+            if entry.sessions <= 0 and entry.release is None:
                 self._release_user_bucket(key)
 
     def _release_user_bucket(self, key: tuple[str, str]) -> None:
@@ -125,17 +126,21 @@ class Node:
 
         Dropping it at the last disconnect would hand a fresh burst to anyone who
         reconnects; keeping it until full loses nothing and bounds the map by the
-        users active within one refill period."""
+        users active within one refill period. At most one check is pending per user,
+        however often they reconnect."""
         entry = self._user_buckets.get(key)
-        if entry is None or entry.sessions > 0:
+        if entry is None:
+            return
+        entry.release = None
+        if entry.sessions > 0:
             return
         bucket = entry.bucket
         missing = bucket.burst - bucket.available(self._monotonic())
-        if missing <= 0 or bucket.rate <= 0:
+        if missing <= 0:
             del self._user_buckets[key]
-        else:
-            asyncio.get_running_loop().call_later(missing / bucket.rate,
-                                                  self._release_user_bucket, key)
+        else:  # rates are validated positive
+            entry.release = asyncio.get_running_loop().call_later(
+                missing / bucket.rate, self._release_user_bucket, key)
 
     # -- requests ------------------------------------------------------------
     def handle(self, session: Session, req: Request) -> None:
