@@ -19,6 +19,7 @@ from .api.deps import ApiContext
 from .api.server import HttpServer
 from .auth import TokenVerifier, mint_token, resolve_hmac_secret
 from .config import HMAC_ALGORITHMS, Settings
+from .core.rate_limits import UserRateLimits
 from .core.rooms import RoomDirectory
 from .gateway.node import Node
 from .gateway.pipeline import MessagePipeline
@@ -90,7 +91,8 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop,
     pipeline = MessagePipeline(store, writer, router, loop, max_batch=settings.commit_max_batch,
                                tracer=tracer)
     rooms = RoomDirectory(store, settings.room_create_roles)
-    node = Node(settings, rooms, router, pipeline, store)
+    user_limits = UserRateLimits(settings.rate_user_per_s, settings.rate_user_burst)
+    node = Node(settings, rooms, router, pipeline, store, user_limits)
     gateway = Gateway(settings, node, verifier, loop)
 
     def policy(rkey: str) -> tuple[int, float]:

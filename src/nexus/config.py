@@ -31,63 +31,80 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 TRACE_EXPORTERS = ("none", "console", "otlp")
 
 
+def _setting(default: Any, doc: str) -> Any:
+    """A settings field with its one-line documentation (shown by ``nexus serve --help``)."""
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every tunable of the server. See docs/configuration.md for each one."""
 
-    host: str = "127.0.0.1"
-    port: int = 8765
-    data_dir: str = "./data"
-    http_host: str = "127.0.0.1"
-    http_port: int = 8766
-    metrics_token: str | None = None  # when set, /metrics needs "Authorization: Bearer <it>"
+    host: str = _setting("127.0.0.1", "WebSocket listen address (also /healthz, /readyz)")
+    port: int = _setting(8765, "WebSocket port; 0 picks a free port")
+    data_dir: str = _setting("./data", "LMDB files and the development secret")
+    http_host: str = _setting("127.0.0.1", "HTTP API listen address")
+    http_port: int = _setting(8766, "HTTP API port; 0 picks a free port")
+    metrics_token: str | None = _setting(
+        None, "when set, /metrics needs 'Authorization: Bearer <it>'")
+    http_max_body_bytes: int = _setting(
+        65536, "largest HTTP request body (413 beyond it; checked before reading)")
 
-    auth_algorithms: tuple[str, ...] = ("HS256",)
-    auth_secret: str | None = None
-    auth_secret_file: str | None = None
-    auth_public_key_file: str | None = None
-    auth_jwks_file: str | None = None
-    auth_issuer: str = "nexus"
-    auth_audience: str = "nexus"
-    auth_leeway: float = 0.0
-    auth_timeout: float = 10.0
+    auth_algorithms: tuple[str, ...] = _setting(("HS256",), "JWT algorithms accepted (pinned)")
+    auth_secret: str | None = _setting(None, "HMAC secret for HS*, 32+ characters")
+    auth_secret_file: str | None = _setting(None, "file holding the HMAC secret")
+    auth_public_key_file: str | None = _setting(None, "PEM public key for RS*/PS*/ES*/EdDSA")
+    auth_jwks_file: str | None = _setting(None, "JWKS file; the token's kid picks the key")
+    auth_issuer: str = _setting("nexus", "required iss claim")
+    auth_audience: str = _setting("nexus", "required aud claim")
+    auth_leeway: float = _setting(0.0, "seconds of clock skew allowed for exp/nbf/iat")
+    auth_timeout: float = _setting(10.0, "seconds to authenticate after the upgrade (4001)")
 
-    room_create_roles: tuple[str, ...] = ("admin", "member")
-    max_rooms_per_connection: int = 64
-    max_frame_bytes: int = 65536
-    max_body_bytes: int = 16384
-    max_meta_bytes: int = 4096
-    outbound_limit_bytes: int = 1 << 20
-    read_buffer_bytes: int = 2048  # per connection, grows for larger frames
-    listen_backlog: int = 2048
-    rate_conn_per_s: float = 50.0
-    rate_conn_burst: int = 100
-    rate_user_per_s: float = 100.0
-    rate_user_burst: int = 200
-    heartbeat_interval: float = 20.0
-    heartbeat_timeout: float = 10.0
-    history_max_limit: int = 100
-    presence_broadcast_max: int = 1000  # rooms above this many present users get no
-    presence_list_max: int = 200  # join/leave events; room.joined lists at most this many
+    room_create_roles: tuple[str, ...] = _setting(("admin", "member"),
+                                                  "roles that may create rooms")
+    max_rooms_per_connection: int = _setting(64, "rooms one connection may be in")
+    max_frame_bytes: int = _setting(65536, "largest inbound message payload (close 1009)")
+    max_body_bytes: int = _setting(16384, "largest message body, UTF-8 bytes (too_large)")
+    max_meta_bytes: int = _setting(4096, "largest message meta, JSON bytes (too_large)")
+    outbound_limit_bytes: int = _setting(
+        1 << 20, "bytes queued for one connection before it is closed (4002)")
+    read_buffer_bytes: int = _setting(2048, "initial read buffer per connection")
+    listen_backlog: int = _setting(2048, "listen() backlog of the WebSocket listener")
+    frames_per_tick: int = _setting(
+        64, "work units one connection may use per loop iteration (1 a frame + 1 a 4 KiB)")
+    flood_backlog_frames: int = _setting(
+        4096, "frames held back past frames_per_tick before the reader is closed (4004)")
+    rate_conn_per_s: float = _setting(50.0, "per-connection request refill rate")
+    rate_conn_burst: int = _setting(100, "per-connection bucket size")
+    rate_user_per_s: float = _setting(100.0, "per-user refill rate (WebSocket and HTTP writes)")
+    rate_user_burst: int = _setting(200, "per-user bucket size")
+    refused_per_s: float = _setting(10.0, "refill rate of a connection's refused-frame allowance")
+    refused_burst: int = _setting(
+        100, "refused frames (errors, rate limits, binary, pings over the rate) before 4004")
+    heartbeat_interval: float = _setting(20.0, "seconds of silence before a server PING")
+    heartbeat_timeout: float = _setting(10.0, "seconds after the PING before closing (1001)")
+    history_max_limit: int = _setting(100, "largest history page (WebSocket and HTTP)")
+    presence_broadcast_max: int = _setting(
+        1000, "rooms with more present users get no presence events")
+    presence_list_max: int = _setting(200, "most users listed in room.joined")
 
-    store_map_size: int = 64 << 30  # address space, not disk: the file is sparse
-    store_durability: str = "full"
-    commit_max_batch: int = 1024
-    idempotency_window: float = 86400.0
-    retention_max_count: int = 0  # 0 = keep every message (rooms may override)
-    retention_max_age: float = 0.0  # seconds; 0 = no age limit
-    retention_interval: float = 60.0
-    replay_page: int = 256
+    store_map_size: int = _setting(64 << 30, "LMDB map size in bytes (address space)")
+    store_durability: str = _setting("full", "fsync per commit: full, data or none")
+    commit_max_batch: int = _setting(1024, "most log entries in one group commit")
+    idempotency_window: float = _setting(86400.0, "seconds a client_msg_id is remembered")
+    retention_max_count: int = _setting(0, "entries kept per room; 0 = all")
+    retention_max_age: float = _setting(0.0, "seconds entries are kept; 0 = forever")
+    retention_interval: float = _setting(60.0, "seconds between retention sweeps")
+    replay_page: int = _setting(256, "entries per page of a since catch-up")
 
-    drain_delay: float = 0.0  # seconds /readyz reports draining before clients are closed
-
-    shutdown_timeout: float = 10.0
-    log_level: str = "info"
-    log_format: str = "console"
-    trace_exporter: str = "none"  # none | console | otlp (otlp when trace_endpoint is set)
-    trace_endpoint: str | None = None
-    service_name: str = "nexus"
-    print_dev_token: bool = True
+    drain_delay: float = _setting(0.0, "seconds /readyz says draining before clients close")
+    shutdown_timeout: float = _setting(10.0, "seconds to finish commits and close clients")
+    log_level: str = _setting("info", "debug, info, warning or error")
+    log_format: str = _setting("console", "console or json")
+    trace_exporter: str = _setting("none", "none, console or otlp")
+    trace_endpoint: str | None = _setting(None, "OTLP/HTTP endpoint (implies otlp)")
+    service_name: str = _setting("nexus", "OpenTelemetry service.name")
+    print_dev_token: bool = _setting(True, "print a development token at start")
 
     @property
     def data_path(self) -> Path:
@@ -107,6 +124,7 @@ class Settings:
 
 _HINTS = get_type_hints(Settings)
 FIELD_NAMES = tuple(f.name for f in fields(Settings))
+FIELD_DOCS = {f.name: str(f.metadata["doc"]) for f in fields(Settings)}
 
 
 def _coerce(name: str, raw: Any) -> Any:
@@ -215,13 +233,15 @@ def validate(s: Settings) -> None:
     for name in (
         "max_rooms_per_connection", "max_frame_bytes", "max_body_bytes", "max_meta_bytes",
         "outbound_limit_bytes", "read_buffer_bytes", "rate_conn_burst", "rate_user_burst",
-        "listen_backlog", "presence_list_max",
+        "listen_backlog", "presence_list_max", "http_max_body_bytes", "frames_per_tick",
+        "flood_backlog_frames", "refused_burst",
         "history_max_limit", "store_map_size", "commit_max_batch", "replay_page",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
     for name in (
-        "auth_timeout", "rate_conn_per_s", "rate_user_per_s", "heartbeat_interval",
+        "auth_timeout", "rate_conn_per_s", "rate_user_per_s", "refused_per_s",
+        "heartbeat_interval",
         "heartbeat_timeout", "shutdown_timeout", "idempotency_window", "retention_interval",
     ):
         if getattr(s, name) <= 0:

@@ -15,12 +15,14 @@ class CloseCode:
 
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down / heartbeat lost
-    UNSUPPORTED_DATA = 1003  # fragmented messages
-    MESSAGE_TOO_BIG = 1009  # frame above max_frame_bytes
+    PROTOCOL_ERROR = 1002  # RFC 6455 violation: reserved bits, bad close code, bad fragments
+    INVALID_DATA = 1007  # a text message that is not UTF-8
+    MESSAGE_TOO_BIG = 1009  # frame or reassembled message above max_frame_bytes
     INTERNAL_ERROR = 1011
     AUTH_TIMEOUT = 4001  # no auth within auth_timeout
     SLOW_CONSUMER = 4002  # outbound buffer limit exceeded
     TOKEN_EXPIRED = 4003  # the token's exp passed: reconnect with a fresh token
+    TOO_MANY_REFUSED = 4004  # kept sending frames that were refused (or flooded the reader)
     UNAUTHORIZED = 4501  # bad token, or a request before auth
     FORCED = 4502  # disconnected by an administrator
 

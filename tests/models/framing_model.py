@@ -20,6 +20,18 @@ def frame_text(payload: bytes) -> bytes:
     return frame(0x1, payload)
 
 
+def frame_ping(payload: bytes = b"") -> bytes:
+    if len(payload) > 125:
+        raise ValueError(len(payload))
+    return frame(0x9, bytes(payload))
+
+
+def frame_pong(payload: bytes = b"") -> bytes:
+    if len(payload) > 125:
+        raise ValueError(len(payload))
+    return frame(0xA, bytes(payload))
+
+
 def frame_close(code: int, reason: str = "") -> bytes:
     if not 1000 <= code <= 4999:
         raise ValueError(code)

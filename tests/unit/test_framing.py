@@ -56,3 +56,18 @@ def test_counting_messages_by_prefix() -> None:
 def test_masked_input_is_rejected() -> None:
     with pytest.raises(ValueError):
         framing.count_frames(b"\x81\x85\x00\x00\x00\x00hello")
+
+
+@given(st.binary(max_size=125))
+def test_ping_and_pong_frames_like_the_model(payload: bytes) -> None:
+    assert framing.frame_ping(payload) == model.frame_ping(payload)
+    assert framing.frame_pong(payload) == model.frame_pong(payload)
+    # memoryviews (the picows payload type) frame the same bytes
+    assert framing.frame_pong(memoryview(payload)) == model.frame_pong(payload)
+
+
+def test_control_frames_are_capped_at_125_bytes() -> None:
+    assert model.parse(framing.frame_pong(b"x" * 125))[0] == [(0xA, b"x" * 125)]
+    for build in (framing.frame_ping, framing.frame_pong):
+        with pytest.raises(ValueError):
+            build(b"x" * 126)

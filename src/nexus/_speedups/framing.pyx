@@ -13,6 +13,9 @@ cdef enum:
     OP_TEXT = 0x1
     OP_BINARY = 0x2
     OP_CLOSE = 0x8
+    OP_PING = 0x9
+    OP_PONG = 0xA
+    MAX_CONTROL_PAYLOAD = 125
 
 
 cdef inline Py_ssize_t header_size(Py_ssize_t n) noexcept:
@@ -53,6 +56,30 @@ def frame_text(bytes payload not None) -> bytes:
 def frame_binary(bytes payload not None) -> bytes:
     """Return one unmasked, final BINARY frame carrying ``payload``."""
     return frame_bytes(OP_BINARY, PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload))
+
+
+cdef bytes control_frame(uint8_t opcode, payload):
+    cdef const unsigned char[:] view = payload
+    cdef Py_ssize_t n = view.shape[0]
+    if n > MAX_CONTROL_PAYLOAD:
+        raise ValueError(f"control frame payload over 125 bytes: {n}")
+    if n == 0:
+        return frame_bytes(opcode, NULL, 0)
+    return frame_bytes(opcode, <const char*>&view[0], n)
+
+
+def frame_ping(payload=b"") -> bytes:
+    """Return one PING frame; ``payload`` (any bytes-like object) is at most 125 bytes."""
+    return control_frame(OP_PING, payload)
+
+
+def frame_pong(payload=b"") -> bytes:
+    """Return one PONG frame echoing ``payload`` (any bytes-like object, at most 125 bytes).
+
+    Pongs are queued in the connection's outbox like any other frame, so they count
+    against its outbound limit: a client flooding pings without reading is cut off.
+    """
+    return control_frame(OP_PONG, payload)
 
 
 def frame_close(int code, str reason="") -> bytes:

@@ -18,10 +18,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException
 
 from .. import __version__
-from ..errors import NexusError
+from ..errors import NexusError, RateLimited
 from ..observability.metrics import HttpMetrics
 from . import directory, messages, rooms
 from .deps import ApiContext
+from .guard import RequestGuard, retry_after_header
 from .schemas import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,19 @@ def create_api(ctx: ApiContext, registry: CollectorRegistry, http_metrics: HttpM
     app.state.ctx = ctx
     for r in (rooms.router, messages.router, directory.router):
         app.include_router(r, responses=ERROR_RESPONSES)
+    # Added before the observing middleware below, so it runs inside it (its refusals are
+    # counted and traced like any response).
+    app.add_middleware(RequestGuard, max_body=ctx.settings.http_max_body_bytes,
+                       verifier=ctx.verifier, user_limits=ctx.node.user_limits,
+                       on_auth_failure=ctx.gateway.stats.auth_failed)
 
     @app.exception_handler(NexusError)
     async def nexus_error(_: Request, exc: NexusError) -> JSONResponse:
-        return error_response(exc.http_status, exc.code, exc.message, **exc.details())
+        response = error_response(exc.http_status, exc.code, exc.message, **exc.details())
+        if isinstance(exc, RateLimited):
+            name, value = retry_after_header(exc)
+            response.headers[name.decode()] = value.decode()
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -21,6 +21,7 @@ from ..errors import (
 from ..gateway.node import Node
 from ..gateway.server import Gateway
 from ..store import LmdbStore
+from .guard import PRINCIPAL_KEY
 
 WRITE_TIMEOUT_S = 10.0
 bearer = HTTPBearer(auto_error=False, description="A JWT, as for the WebSocket gateway")
@@ -52,8 +53,13 @@ def context(request: Request) -> ApiContext:
 Ctx = Annotated[ApiContext, Depends(context)]
 
 
-def principal(ctx: Ctx, creds: Annotated[HTTPAuthorizationCredentials | None,
-                                         Depends(bearer)]) -> Principal:
+def principal(request: Request, ctx: Ctx,
+              creds: Annotated[HTTPAuthorizationCredentials | None,
+                               Depends(bearer)]) -> Principal:
+    who: Principal | None = request.scope.get("state", {}).get(PRINCIPAL_KEY)
+    if who is not None:  # verified by the RequestGuard before the body was read
+        ctx.node.note_user(who)
+        return who
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         ctx.gateway.stats.auth_failed("missing bearer token")
         raise Unauthorized("missing bearer token")

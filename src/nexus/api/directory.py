@@ -10,14 +10,14 @@ from fastapi import APIRouter, Path, Query, Response
 from .. import __version__
 from ..errors import CloseCode, NotFound
 from .deps import Caller, Ctx, require_admin
-from .schemas import ConnectionInfo, ConnectionList, ServerInfo, User, UserList
+from .schemas import USER_ID, ConnectionInfo, ConnectionList, ServerInfo, User, UserList
 
 router = APIRouter(prefix="/v1", tags=["directory", "admin"])
 
 
 @router.get("/users", response_model=UserList, summary="Users and agents of the tenant")
 async def list_users(ctx: Ctx, who: Caller, limit: Annotated[int, Query(ge=1, le=100)] = 50,
-                     cursor: Annotated[str | None, Query(max_length=256)] = None) -> UserList:
+                     cursor: Annotated[str | None, Query(pattern=USER_ID)] = None) -> UserList:
     rows = ctx.store.users(who.tenant, cursor, limit + 1)
     online = {s.principal.user_id for s in ctx.node.sessions.values()
               if s.principal is not None and s.principal.tenant == who.tenant}

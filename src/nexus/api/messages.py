@@ -3,6 +3,7 @@ pipeline as gateway sends (sequenced, committed, fanned out to WebSocket members
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import orjson
@@ -11,6 +12,7 @@ from ..errors import BadRequest, TooLarge
 from ..protocol import MessageDelete as DeleteReq
 from ..protocol import MessageEdit as EditReq
 from ..protocol import MessageSend
+from ..protocol.decoder import ID_MAX_BYTES
 from .deps import ApiContext, Caller, Ctx, HttpReply, json_size, visible_room
 
 from .schemas import (
@@ -19,15 +21,15 @@ from .schemas import (
 
 router = APIRouter(prefix="/v1/rooms/{room}/messages", tags=["messages"])
 RoomName = Annotated[str, Path(pattern=ROOM_NAME)]
-MessageId = Annotated[str, Path(min_length=1, max_length=128)]
+MessageId = Annotated[str, Path(min_length=1, max_length=ID_MAX_BYTES)]
+CURSOR = re.compile(r"[ab][0-9]{1,19}")  # ASCII digits only: "b²" is not a cursor
 
 
 def _parse_cursor(cursor: str | None) -> tuple[str, int] | None:
     """Cursors are ``b<seq>`` (older than seq) or ``a<seq>`` (newer than seq)."""
     if cursor is None:
         return None
-    if len(cursor) < 2 or cursor[0] not in "ab" or not cursor[1:].isdigit() \
-            or len(cursor) > 20:
+    if not CURSOR.fullmatch(cursor):
         raise BadRequest("cursor must be b<seq> or a<seq>")
     return cursor[0], int(cursor[1:])
 
@@ -47,10 +49,11 @@ def _ack(event: dict[str, object]) -> WriteAck:
         "room", "seq", "message_id", "client_msg_id", "duplicate")})
 
 
-@router.get("", response_model=EntryPage, summary="Page through the room log")
+@router.get("", response_model=EntryPage, response_model_exclude_unset=True,
+            summary="Page through the room log")
 async def list_messages(
     ctx: Ctx, who: Caller, room: RoomName,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    limit: Annotated[int, Query(ge=1, description="lowered to history_max_limit")] = 50,
     cursor: Annotated[str | None, Query(max_length=20, description="b<seq> or a<seq>")] = None,
 ) -> EntryPage:
     state = visible_room(ctx, who, room)
@@ -74,7 +77,8 @@ async def list_messages(
                      next_cursor=nxt)
 
 
-@router.get("/{message_id}", response_model=Entry, summary="Get one entry by id")
+@router.get("/{message_id}", response_model=Entry, response_model_exclude_unset=True,
+            summary="Get one entry by id")
 async def get_message(ctx: Ctx, who: Caller, room: RoomName, message_id: MessageId) -> Entry:
     state = visible_room(ctx, who, room)
     _, record = ctx.node.find_message(state, message_id)

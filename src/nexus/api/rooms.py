@@ -22,7 +22,8 @@ router = APIRouter(prefix="/v1/rooms", tags=["rooms"])
 RoomName = Annotated[str, Path(pattern=ROOM_NAME)]
 UserId = Annotated[str, Path(pattern=USER_ID)]
 Limit = Annotated[int, Query(ge=1, le=100)]
-Cursor = Annotated[str | None, Query(max_length=256)]
+RoomCursor = Annotated[str | None, Query(pattern=ROOM_NAME, description="a room name")]
+UserCursor = Annotated[str | None, Query(pattern=USER_ID, description="a user id")]
 MAX_METADATA_BYTES = 4096
 
 
@@ -62,7 +63,8 @@ def _require_room_admin(ctx: ApiContext, who: Any, room: RoomState) -> None:
 
 
 @router.get("", response_model=RoomList, summary="List the tenant's rooms")
-async def list_rooms(ctx: Ctx, who: Caller, limit: Limit = 50, cursor: Cursor = None) -> RoomList:
+async def list_rooms(ctx: Ctx, who: Caller, limit: Limit = 50,
+                     cursor: RoomCursor = None) -> RoomList:
     rows = ctx.store.list_rooms(who.tenant, cursor, limit + 1)
     rooms = []
     for meta in rows[:limit]:
@@ -120,7 +122,7 @@ async def archive_room(ctx: Ctx, who: Caller, room: RoomName) -> Room:
 
 @router.get("/{room}/members", response_model=MemberList, summary="List members")
 async def list_members(ctx: Ctx, who: Caller, room: RoomName, limit: Limit = 50,
-                       cursor: Cursor = None) -> MemberList:
+                       cursor: UserCursor = None) -> MemberList:
     state = visible_room(ctx, who, room)
     rows = ctx.store.members(state.key, cursor, limit + 1)
     more = len(rows) > limit

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from ..protocol.decoder import ID_MAX_BYTES
 
 ROOM_NAME = r"^[A-Za-z0-9_.:@-]{1,128}$"
 USER_ID = r"^[A-Za-z0-9_.@:+-]{1,128}$"
+
+
+def _id_bytes(value: str) -> str:
+    if len(value.encode("utf-8", "surrogatepass")) > ID_MAX_BYTES:
+        raise ValueError(f"at most {ID_MAX_BYTES} UTF-8 bytes")
+    return value
+
+
+# client_msg_id, reply_to, message ids: stored or looked up as LMDB keys, so bounded in bytes
+KeyId = Annotated[str, Field(min_length=1, max_length=ID_MAX_BYTES,
+                             description=f"1-{ID_MAX_BYTES} UTF-8 bytes"),
+                  AfterValidator(_id_bytes)]
 
 
 class Strict(BaseModel):
@@ -92,18 +106,18 @@ class Presence(BaseModel):
 
 class MessagePost(Strict):
     body: str = Field(min_length=1)
-    reply_to: str | None = Field(None, min_length=1, max_length=128)
+    reply_to: KeyId | None = None
     meta: dict[str, Any] | None = None
-    client_msg_id: str | None = Field(None, min_length=1, max_length=128)
+    client_msg_id: KeyId | None = None
 
 
 class MessageEdit(Strict):
     body: str = Field(min_length=1)
-    client_msg_id: str | None = Field(None, min_length=1, max_length=128)
+    client_msg_id: KeyId | None = None
 
 
 class MessageDelete(Strict):
-    client_msg_id: str | None = Field(None, min_length=1, max_length=128)
+    client_msg_id: KeyId | None = None
 
 
 class Entry(BaseModel):

@@ -7,6 +7,8 @@ Claims: ``sub`` (user id), ``tenant``, ``roles`` (list of strings), ``kind``
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import secrets
 import sys
@@ -19,6 +21,8 @@ import jwt
 from ..config import HMAC_ALGORITHMS, Settings, read_secret_file
 from ..errors import Unauthorized
 from .principal import ID_PATTERN, Principal
+
+log = logging.getLogger(__name__)
 
 DEV_SECRET_FILE = "dev-secret"
 
@@ -105,6 +109,11 @@ class TokenVerifier:
             raise Unauthorized(f"missing claim: {exc.claim}") from None
         except jwt.PyJWTError:
             raise Unauthorized("malformed token") from None
+        except Unauthorized:
+            raise
+        except Exception:  # whatever a crafted token trips in the library is still a 401
+            log.warning("token verification failed unexpectedly", exc_info=True)
+            raise Unauthorized("malformed token") from None
         return principal_from_claims(claims)
 
 
@@ -124,7 +133,22 @@ def _role_set(roles: list[str]) -> frozenset[str]:
     return shared
 
 
+TIME_CLAIMS = ("exp", "nbf", "iat")
+MAX_TIME = 2.0 ** 53  # beyond this a float loses whole seconds
+
+
+def _numeric_time(value: object) -> bool:
+    """RFC 7519 NumericDate: a JSON number. pyjwt also accepts numeric strings ("123")."""
+    return (type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+            and abs(value) < MAX_TIME)  # type: ignore[arg-type]
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    # Checked after the signature and pyjwt's own time checks, which coerce strings and
+    # let NaN and Infinity through: a session must never be "without expiry" by accident.
+    for name in TIME_CLAIMS:
+        if name in claims and not _numeric_time(claims[name]):
+            raise Unauthorized(f"{name} must be a number")
     sub, tenant = claims.get("sub"), claims.get("tenant")
     roles, kind = claims.get("roles", []), claims.get("kind", "human")
     if not isinstance(sub, str) or not ID_PATTERN.fullmatch(sub):
@@ -135,10 +159,11 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         raise Unauthorized("invalid roles claim")
     if kind not in ("human", "agent"):
         raise Unauthorized("invalid kind claim")
-    exp = claims.get("exp")
+    if "exp" not in claims:
+        raise Unauthorized("missing claim: exp")
     return Principal(user_id=sub, tenant=sys.intern(tenant), roles=_role_set(roles),
                      kind="human" if kind == "human" else "agent",
-                     expires_at=float(exp) if isinstance(exp, int | float) else 0.0)
+                     expires_at=float(claims["exp"]))
 
 
 def mint_token(

@@ -16,16 +16,18 @@ from typing import Any
 import orjson
 
 from .._speedups.framing import frame_text
-from .._speedups.ratelimit import TokenBucket, take_both
+from .._speedups.ratelimit import TokenBucket
 from .._speedups.router import Router
 from ..auth import Principal
 from ..config import Settings
+from ..core.rate_limits import UserRateLimits
 from ..core.rooms import Room, RoomDirectory
-from ..errors import BadRequest, Conflict, Forbidden, LimitExceeded, NotFound, RateLimited
+from ..errors import BadRequest, Conflict, Forbidden, LimitExceeded, NotFound
 from ..protocol import (
     Auth, History, MessageDelete, MessageEdit, MessageSend, Ping, Request, RoomJoin, RoomLeave,
     Typing, events,
 )
+from ..protocol.decoder import ID_MAX_BYTES
 from ..protocol.requests import RequestId
 from ..store import LmdbStore
 from ..store.keys import log_prefix, user_key
@@ -45,31 +47,19 @@ def _ignore_result(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-class UserBucket:
-    """A user's token bucket, shared by all their sessions on this node."""
-
-    __slots__ = ("bucket", "sessions", "release")
-
-    def __init__(self, bucket: TokenBucket) -> None:
-        self.bucket = bucket
-        self.sessions = 0
-        self.release: asyncio.TimerHandle | None = None  # pending _release_user_bucket
-
-
 class Node:
     def __init__(self, settings: Settings, rooms: RoomDirectory, router: Router,
-                 pipeline: MessagePipeline, store: LmdbStore,
+                 pipeline: MessagePipeline, store: LmdbStore, user_limits: UserRateLimits,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.rooms = rooms
         self.router = router
         self.pipeline = pipeline
         self.store = store
+        self.user_limits = user_limits
         self._monotonic = monotonic
-        self._user_buckets: dict[tuple[str, str], UserBucket] = {}
         self.sessions: dict[str, Session] = {}
         self._user_seen: dict[tuple[str, str], int] = {}
-        self.rate_limited = 0
         self._handlers: dict[type, Callable[[Session, object], None]] = {
             Ping: self._ping,  # type: ignore[dict-item]
             RoomJoin: self._join,  # type: ignore[dict-item]
@@ -89,15 +79,7 @@ class Node:
     def attach(self, session: Session, principal: Principal) -> None:
         """Bind an authenticated principal to the session."""
         session.principal = principal
-        key = (principal.tenant, principal.user_id)
-        entry = self._user_buckets.get(key)
-        if entry is None:
-            s = self.settings
-            entry = UserBucket(TokenBucket(s.rate_user_per_s, s.rate_user_burst,
-                                           self._monotonic()))
-            self._user_buckets[key] = entry
-        entry.sessions += 1
-        session.user_bucket = entry.bucket
+        session.user_bucket = self.user_limits.hold((principal.tenant, principal.user_id))
         self.sessions[session.session_id] = session
         self.note_user(principal)
 
@@ -114,42 +96,11 @@ class Node:
         for room in list(session.rooms.values()):
             self._leave_room(session, room)
         session.rooms.clear()
-        key = (principal.tenant, principal.user_id)
-        entry = self._user_buckets.get(key)
-        if entry is not None:
-            entry.sessions -= 1
-            if entry.sessions <= 0 and entry.release is None:
-                self._release_user_bucket(key)
-
-    def _release_user_bucket(self, key: tuple[str, str]) -> None:
-        """Forget a user's bucket once no session holds it and it has refilled.
-
-        Dropping it at the last disconnect would hand a fresh burst to anyone who
-        reconnects; keeping it until full loses nothing and bounds the map by the
-        users active within one refill period. At most one check is pending per user,
-        however often they reconnect."""
-        entry = self._user_buckets.get(key)
-        if entry is None:
-            return
-        entry.release = None
-        if entry.sessions > 0:
-            return
-        bucket = entry.bucket
-        missing = bucket.burst - bucket.available(self._monotonic())
-        if missing <= 0:
-            del self._user_buckets[key]
-        else:  # rates are validated positive
-            entry.release = asyncio.get_running_loop().call_later(
-                missing / bucket.rate, self._release_user_bucket, key)
+        self.user_limits.unhold((principal.tenant, principal.user_id))
 
     # -- requests ------------------------------------------------------------
     def handle(self, session: Session, req: Request) -> None:
-        assert session.user_bucket is not None
-        wait_ms = take_both(session.bucket, session.user_bucket, self._monotonic())
-        if wait_ms:
-            self.rate_limited += 1
-            raise RateLimited("request rate limit exceeded", retry_after_ms=wait_ms,
-                              request_id=req.id)
+        """Run one request of an authenticated session (already charged to its buckets)."""
         if isinstance(req, Auth):
             raise BadRequest("already authenticated", request_id=req.id)
         try:
@@ -300,6 +251,8 @@ class Node:
 
     def find_message(self, room: Room, message_id: str) -> tuple[int, dict[str, Any]]:
         """(seq, current record) of message ``message_id`` in ``room``, or NotFound."""
+        if len(message_id.encode("utf-8", "surrogatepass")) > ID_MAX_BYTES:
+            raise NotFound(f"no message {message_id[:64]} in room {room.name}")
         where = self.store.message_location(message_id)
         raw = None
         if where is not None and where[0] == log_prefix(room.key):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 import random
 import time
 from collections.abc import Callable
@@ -123,6 +124,7 @@ class MessagePipeline:
         self._pending_rooms: list[Room] = []
         self._pending_meta: list[PendingMeta] = []
         self._by_ckey: dict[bytes, PendingEntry] = {}
+        self._retry: deque[Part] = deque()  # pieces of a failed batch, committed apart
         self._inflight: tuple[list[PendingEntry], list[Room], list[PendingMeta],
                               BatchTrace | None] | None = None
         self._tracer = tracer
@@ -143,7 +145,7 @@ class MessagePipeline:
     @property
     def idle(self) -> bool:
         return (self._inflight is None and not self._pending and not self._pending_rooms
-                and not self._pending_meta)
+                and not self._pending_meta and not self._retry)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -216,13 +218,17 @@ class MessagePipeline:
         self._scheduled = False
         if self._inflight is not None:
             return
-        if not self._pending and not self._pending_rooms and not self._pending_meta:
+        if self._retry:
+            # Pieces of a failed batch go first, alone: they are older than anything pending.
+            taken, rooms, metas = self._retry.popleft()
+        elif self._pending or self._pending_rooms or self._pending_meta:
+            taken = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            rooms, self._pending_rooms = self._pending_rooms, []
+            metas, self._pending_meta = self._pending_meta, []
+        else:
             self._idle.set()
             return
-        taken = self._pending[: self._max_batch]
-        del self._pending[: self._max_batch]
-        rooms, self._pending_rooms = self._pending_rooms, []
-        metas, self._pending_meta = self._pending_meta, []
         for p in taken:
             if not p.room.persisted and p.room not in rooms:
                 rooms.append(p.room)  # a room whose creation failed to commit earlier
@@ -259,10 +265,7 @@ class MessagePipeline:
             if traced is not None:
                 traced.batch.set_status(trace.StatusCode.ERROR, str(error))
                 traced.batch.end()
-            self._fail(taken, error)
-            for m in metas:
-                if not m.future.done():
-                    m.future.set_exception(Internal("metadata could not be stored"))
+            self._failed(taken, rooms, metas, error)
         else:
             self.commits += 1
             self.committed_entries += len(taken)
@@ -299,14 +302,26 @@ class MessagePipeline:
                 traced.batch.end()
         self._dispatch()
 
-    def _fail(self, taken: list[PendingEntry], error: BaseException) -> None:
+    def _failed(self, taken: list[PendingEntry], rooms: list[Room], metas: list[PendingMeta],
+                error: BaseException) -> None:
+        """A commit failed: nothing of it was written. Retry its parts apart, so one bad
+        entry (or a metadata write) cannot fail the requests that shared its batch."""
         self.failed_commits += 1
-        log.error("COMMIT FAILED: %d entries refused, nothing acknowledged: %s", len(taken),
-                  error)
-        # Only this batch held seqs past each room's committed tail: rewind to it.
-        # Unpersisted rooms are retried with their next entry, not in a tight loop.
+        # Only this batch held seqs past each room's committed tail: rewind to it. The
+        # retried parts are sequenced again when they are dispatched.
         for p in taken:
             p.room.seq = min(p.room.seq, p.seq - 1)
+        parts = _split(taken, rooms, metas)
+        if parts is not None:
+            log.warning("commit of %d entries failed (%s); retrying its parts apart",
+                        len(taken), error)
+            self._retry.extendleft(reversed(parts))
+            return
+        log.error("COMMIT FAILED: %d entries and %d metadata writes refused, nothing "
+                  "acknowledged: %s", len(taken), len(metas), error)
+        for m in metas:
+            if not m.future.done():
+                m.future.set_exception(Internal("metadata could not be stored"))
         for p in taken:
             p.caller.send(events.error(Internal("message could not be stored",
                                                  request_id=p.rid)))
@@ -315,3 +330,26 @@ class MessagePipeline:
                                                    request_id=rid)))
             if p.ckey is not None:
                 self._by_ckey.pop(p.ckey, None)
+
+
+Part = tuple[list[PendingEntry], list[Room], list[PendingMeta]]
+
+
+def _split(taken: list[PendingEntry], rooms: list[Room], metas: list[PendingMeta]
+           ) -> list[Part] | None:
+    """Halves of a failed batch to retry, oldest first; None when it cannot be split.
+
+    Room creations and metadata go apart from the entries (the entries of a room that is
+    still unpersisted take it along again), then each group is halved: k bad units among
+    n cost O(k log n) extra commits, and the good ones are written meanwhile."""
+    if (rooms or metas) and taken:
+        return [([], rooms, metas), (taken, [], [])]
+    if len(taken) > 1:
+        half = len(taken) // 2
+        return [(taken[:half], [], []), (taken[half:], [], [])]
+    if len(metas) + len(rooms) > 1:
+        if len(metas) > 1:
+            half = len(metas) // 2
+            return [([], rooms, metas[:half]), ([], [], metas[half:])]
+        return [([], rooms[:1], metas), ([], rooms[1:], [])]
+    return None

@@ -14,8 +14,10 @@ from .._speedups.router import FlushQueue
 from ..auth import TokenVerifier
 from ..config import Settings
 from ..errors import CloseCode, NexusError, Unauthorized
+from ..observability.logging import PICOWS_LOGGER
 from ..protocol import Decoder, Limits
 from .connection import Connection
+from .budget import TickBudgets
 from .heartbeat import Heartbeat
 from .node import Node
 
@@ -25,29 +27,38 @@ WS_PATHS = (b"/", b"/ws")
 JSON = {"Content-Type": "application/json"}
 
 
-def _json_response(status: int, body: dict[str, object]) -> WSUpgradeResponseWithListener:
+VERSION_HEADER = {"Sec-WebSocket-Version": "13"}
+
+
+def _json_response(status: int, body: dict[str, object],
+                   headers: dict[str, str] | None = None) -> WSUpgradeResponseWithListener:
     payload = orjson.dumps(body)
+    extra = JSON if headers is None else {**JSON, **headers}
     if status == 200:
-        response = WSUpgradeResponse.create_ok_response(payload, JSON)
+        response = WSUpgradeResponse.create_ok_response(payload, extra)
     else:
-        response = WSUpgradeResponse.create_error_response(status, payload, JSON)
+        response = WSUpgradeResponse.create_error_response(status, payload, extra)
     return WSUpgradeResponseWithListener(response, None)
 
 
 class GatewayStats:
     """Plain counters updated by connections, read by the metrics scrape."""
 
-    __slots__ = ("connections", "auth_failures", "bytes_in", "frames_in",
-                 "rate_limited_preauth", "slow_consumers", "forced_disconnects")
+    __slots__ = ("connections", "auth_failures", "bytes_in", "frames_in", "rate_limited",
+                 "slow_consumers", "forced_disconnects", "pings_refused", "refused_closes",
+                 "floods")
 
     def __init__(self) -> None:
         self.connections = 0
         self.auth_failures: dict[str, int] = {}
         self.bytes_in = 0
         self.frames_in = 0
-        self.rate_limited_preauth = 0
+        self.rate_limited = 0  # WebSocket requests refused with rate_limited
         self.slow_consumers = 0
         self.forced_disconnects = 0
+        self.pings_refused = 0  # WebSocket PINGs over the rate, left unanswered
+        self.refused_closes = 0  # connections closed 4004 for refused frames
+        self.floods = 0  # connections closed 4004 for too many frames in one read
 
     def auth_failed(self, reason: str) -> None:
         self.auth_failures[reason] = self.auth_failures.get(reason, 0) + 1
@@ -63,6 +74,8 @@ class Gateway:
         self.decoder = Decoder(Limits(settings.max_body_bytes, settings.max_meta_bytes,
                                       settings.history_max_limit))
         self.flush_queue = FlushQueue(loop)
+        self.budgets = TickBudgets(loop)
+        self.frames_per_tick = settings.frames_per_tick
         self.connections: set[Connection] = set()
         self.draining = False
         self.server: asyncio.Server | None = None
@@ -85,9 +98,21 @@ class Gateway:
         if self.draining:
             return _json_response(503, {"error": {"code": "unavailable",
                                                   "message": "server is shutting down"}})
-        if request.headers.get("Upgrade", "").lower() != "websocket":
+        headers = request.headers
+        if headers.get("Upgrade", "").lower() != "websocket":
             return _json_response(426, {"error": {"code": "bad_request",
-                                                  "message": "WebSocket upgrade required"}})
+                                                  "message": "WebSocket upgrade required"}},
+                                  VERSION_HEADER)
+        if headers.get("Sec-WebSocket-Version") != "13":
+            # RFC 6455 4.4: name the version this server speaks.
+            return _json_response(426, {"error": {"code": "bad_request",
+                                                  "message": "WebSocket version 13 required"}},
+                                  VERSION_HEADER)
+        connection = headers.get("Connection", "")
+        if connection.lower() != "upgrade" and "upgrade" in (
+                token.strip().lower() for token in connection.split(",")):
+            # "keep-alive, Upgrade" (Firefox) is a valid upgrade; picows wants it alone.
+            headers["Connection"] = "Upgrade"
         header = request.headers.get("Authorization")
         principal = None
         if header is not None:
@@ -109,9 +134,10 @@ class Gateway:
             max_frame_size=s.max_frame_bytes,
             read_buffer_init_size=s.read_buffer_bytes,
             enable_auto_ping=False,  # one Heartbeat sweep serves all connections
-            enable_auto_pong=True,
+            # Pongs are ours: rate limited and queued in the outbox like any other frame.
+            enable_auto_pong=False,
             websocket_handshake_timeout=s.auth_timeout,
-            logger_name="nexus.gateway",
+            logger_name=PICOWS_LOGGER,
             backlog=s.listen_backlog,
             # uvloop's own TCP transport: 12.8 KB per idle authenticated connection against
             # 18.8 KB with aiofastnet's (picows' default when installed), same throughput.

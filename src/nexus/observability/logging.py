@@ -47,12 +47,39 @@ class ConsoleFormatter(logging.Formatter):
         return f"{line} [{context}]" if context else line
 
 
+# picows logs per connection under this name (gateway.server.PICOWS_LOGGER): accepted and
+# disconnected at INFO, and a client's protocol violations (an oversized frame, a bad
+# opcode) at ERROR. Those are the client's faults, not the server's.
+PICOWS_LOGGER = "nexus.ws"
+CLIENT_FAULTS = ("WS parser error", "on_ws_frame raised WSProtocolError")
+
+
+class ClientFaultFilter(logging.Filter):
+    """Logs picows' client-caused errors at INFO (dropped below the configured level)."""
+
+    def __init__(self, threshold: int) -> None:
+        super().__init__()
+        self._threshold = threshold
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.name.startswith(PICOWS_LOGGER) and \
+                isinstance(record.msg, str) and record.msg.startswith(CLIENT_FAULTS):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return record.levelno >= self._threshold
+        return True
+
+
 def setup_logging(level: str, fmt: str) -> None:
+    threshold = logging.getLevelName(level.upper())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     handler.addFilter(TraceIdFilter())
+    handler.addFilter(ClientFaultFilter(threshold))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(threshold)
+    # picows' per-connection lines (health probes included) only when debugging.
+    logging.getLogger(PICOWS_LOGGER).setLevel(
+        logging.DEBUG if threshold <= logging.DEBUG else logging.WARNING)
     # Per-request access lines are the metrics' job; keep uvicorn's own logs to warnings.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -65,7 +65,13 @@ class NexusCollector(Collector):
         yield CounterMetricFamily("nexus_frames_in", "WebSocket frames received",
                                   value=stats.frames_in)
         yield CounterMetricFamily("nexus_rate_limited", "Requests refused with rate_limited",
-                                  value=node.rate_limited + stats.rate_limited_preauth)
+                                  value=stats.rate_limited)
+        yield CounterMetricFamily("nexus_pings_refused",
+                                  "WebSocket PINGs over the rate limit, left unanswered",
+                                  value=stats.pings_refused)
+        yield CounterMetricFamily("nexus_refused_disconnects",
+                                  "Connections closed (4004) for refused or flooding frames",
+                                  value=stats.refused_closes + stats.floods)
         yield CounterMetricFamily("nexus_slow_consumer_disconnects",
                                   "Connections closed for exceeding the outbound buffer",
                                   value=stats.slow_consumers)

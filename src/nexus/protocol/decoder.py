@@ -16,7 +16,10 @@ from .requests import (
 )
 
 ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
-CLIENT_ID_MAX = 128
+CLIENT_ID_MAX = 128  # request ids: characters (echoed, never stored)
+# client_msg_id, message_id, reply_to: UTF-8 bytes. They become LMDB keys (limit 511 bytes
+# for a whole key: tenant + user + client_msg_id must fit), so they are bounded in bytes.
+ID_MAX_BYTES = 128
 MAX_SEQ = (1 << 63) - 1
 
 
@@ -89,12 +92,15 @@ class Decoder:
         return value
 
     @staticmethod
-    def _opt_str(obj: dict[str, Any], name: str, max_len: int) -> str | None:
+    def _opt_id(obj: dict[str, Any], name: str) -> str | None:
+        """An optional id stored or looked up as a key: 1-128 UTF-8 bytes."""
         value = obj.get(name)
         if value is None:
             return None
-        if not isinstance(value, str) or not 0 < len(value) <= max_len:
-            raise BadRequest(f"{name} must be a string of 1-{max_len} characters")
+        if not isinstance(value, str) or not value or (
+                len(value) > ID_MAX_BYTES // 4
+                and len(value.encode("utf-8", "surrogatepass")) > ID_MAX_BYTES):
+            raise BadRequest(f"{name} must be a string of 1-{ID_MAX_BYTES} UTF-8 bytes")
         return value
 
     # -- one parser per type -------------------------------------------------
@@ -128,18 +134,18 @@ class Decoder:
         return body
 
     def _target(self, obj: dict[str, Any]) -> str:
-        target = self._opt_str(obj, "message_id", CLIENT_ID_MAX)
+        target = self._opt_id(obj, "message_id")
         if target is None:
             raise BadRequest("missing field: message_id")
         return target
 
     def _edit(self, obj: dict[str, Any], rid: RequestId) -> MessageEdit:
         return MessageEdit(rid, self._room(obj), self._target(obj), self._body(obj),
-                           self._opt_str(obj, "client_msg_id", CLIENT_ID_MAX))
+                           self._opt_id(obj, "client_msg_id"))
 
     def _delete(self, obj: dict[str, Any], rid: RequestId) -> MessageDelete:
         return MessageDelete(rid, self._room(obj), self._target(obj),
-                             self._opt_str(obj, "client_msg_id", CLIENT_ID_MAX))
+                             self._opt_id(obj, "client_msg_id"))
 
     def _send(self, obj: dict[str, Any], rid: RequestId) -> MessageSend:
         room = self._room(obj)
@@ -156,8 +162,8 @@ class Decoder:
                 raise TooLarge(f"meta exceeds {self.limits.max_meta_bytes} bytes")
         return MessageSend(
             rid, room, body,
-            client_msg_id=self._opt_str(obj, "client_msg_id", CLIENT_ID_MAX),
-            reply_to=self._opt_str(obj, "reply_to", CLIENT_ID_MAX),
+            client_msg_id=self._opt_id(obj, "client_msg_id"),
+            reply_to=self._opt_id(obj, "reply_to"),
             meta=meta,
         )
 
