@@ -109,6 +109,12 @@ class Connection(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if self._closing:
             return
+        if transport.is_close_frame_sent:
+            # picows parses one frame ahead and has failed the connection on the next one
+            # (bad opcode, oversized): nothing may follow its close frame, queued replies
+            # included.
+            self._abandon()
+            return
         gw = self.gateway
         self.last_rx = gw.loop.time()
         self.ping_sent = 0.0
@@ -165,6 +171,12 @@ class Connection(WSListener):
             self._held = None
             self._held_bytes = 0
             self.transport.underlying_transport.resume_reading()
+
+    def _abandon(self) -> None:
+        self._closing = True
+        self._held = None
+        self.session.outbox.close()
+        self.gateway.node.detach(self.session)
 
     def _hold(self, item: Held) -> None:
         held = self._held

@@ -221,6 +221,14 @@ class MessagePipeline:
         if self._retry:
             # Pieces of a failed batch go first, alone: they are older than anything pending.
             taken, rooms, metas = self._retry.popleft()
+            # An entry whose room could not be created (its part went first) fails with it.
+            lost = [p for p in taken if not p.room.persisted and p.room not in rooms]
+            if lost:
+                self._refuse(lost)
+                taken = [p for p in taken if p.room.persisted or p.room in rooms]
+                if not (taken or rooms or metas):
+                    self._loop.call_soon(self._dispatch)
+                    return
         elif self._pending or self._pending_rooms or self._pending_meta:
             taken = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
@@ -322,6 +330,9 @@ class MessagePipeline:
         for m in metas:
             if not m.future.done():
                 m.future.set_exception(Internal("metadata could not be stored"))
+        self._refuse(taken)
+
+    def _refuse(self, taken: list[PendingEntry]) -> None:
         for p in taken:
             p.caller.send(events.error(Internal("message could not be stored",
                                                  request_id=p.rid)))
@@ -347,9 +358,12 @@ def _split(taken: list[PendingEntry], rooms: list[Room], metas: list[PendingMeta
     if len(taken) > 1:
         half = len(taken) // 2
         return [(taken[:half], [], []), (taken[half:], [], [])]
-    if len(metas) + len(rooms) > 1:
-        if len(metas) > 1:
-            half = len(metas) // 2
-            return [([], rooms, metas[:half]), ([], [], metas[half:])]
-        return [([], rooms[:1], metas), ([], rooms[1:], [])]
+    if len(rooms) > 1:
+        half = len(rooms) // 2
+        return [([], rooms[:half], metas), ([], rooms[half:], [])]
+    if rooms and metas:
+        return [([], rooms, []), ([], [], metas)]
+    if len(metas) > 1:
+        half = len(metas) // 2
+        return [([], [], metas[:half]), ([], [], metas[half:])]
     return None

@@ -1,0 +1,180 @@
+"""The write pipeline on a real LMDB file, with the writer run synchronously on the loop:
+batching, acks after commit, duplicates, and failed commits isolated to the bad entry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from nexus._speedups.router import Router
+from nexus.auth import Principal
+from nexus.core.rooms import Room
+from nexus.gateway.pipeline import MessagePipeline
+from nexus.protocol import events
+from nexus.store import LmdbStore
+from nexus.store.keys import room_key
+from nexus.store.writer import Done
+
+
+class InlineWriter:
+    """Runs each job on the loop at the next iteration: the group-commit contract without
+    a thread, so a test can count commits exactly."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.jobs = 0
+
+    def submit(self, work: Callable[[], Any], done: Done) -> None:
+        self.jobs += 1
+
+        def run() -> None:
+            try:
+                result = work()
+            except Exception as exc:  # handed to the pipeline like the real writer does
+                done(exc, 0.0, None)
+            else:
+                done(None, 0.0, result)
+
+        self._loop.call_soon(run)
+
+
+class Inbox:
+    """A caller: a principal and the events the pipeline sends back."""
+
+    def __init__(self, user: str, tenant: str = "acme") -> None:
+        self._principal = Principal(user, tenant, frozenset({"member"}), expires_at=1e12)
+        self.events: list[dict[str, Any]] = []
+
+    @property
+    def principal(self) -> Principal | None:
+        return self._principal
+
+    def send(self, payload: bytes) -> None:
+        self.events.append(orjson.loads(payload))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[LmdbStore]:
+    s = LmdbStore(tmp_path / "lmdb", map_size=1 << 26, durability="none")
+    yield s
+    s.close()
+
+
+def make_pipeline(store: LmdbStore) -> tuple[MessagePipeline, InlineWriter]:
+    loop = asyncio.get_running_loop()
+    writer = InlineWriter(loop)
+    pipeline = MessagePipeline(store, writer, Router(), loop,  # type: ignore[arg-type]
+                               max_batch=64)
+    return pipeline, writer
+
+
+def new_room(name: str = "general", tenant: str = "acme") -> Room:
+    meta = {"tenant": tenant, "name": name, "created_by": "t", "created_at": 0}
+    return Room(tenant, name, meta, 0, persisted=False)
+
+
+def post(pipeline: MessagePipeline, caller: Inbox, room: Room, body: str,
+         client_msg_id: str | None = None) -> None:
+    assert caller.principal is not None
+    user = caller.principal.user_id
+
+    def build(seq: int, event_id: str, now_ms: int) -> tuple[bytes, None]:
+        return events.message(room.name, seq, event_id, user, "human", now_ms, body, None,
+                              None), None
+
+    pipeline.submit(caller, room, body, client_msg_id, build)
+
+
+async def test_one_batch_per_iteration_acks_in_seq_order(store: LmdbStore) -> None:
+    pipeline, writer = make_pipeline(store)
+    room = new_room()
+    ann = Inbox("ann")
+    for i in range(10):
+        post(pipeline, ann, room, f"m{i}", f"c{i}")
+    await pipeline.wait_idle()
+    assert writer.jobs == 1  # the ten entries shared one commit
+    assert [e["seq"] for e in ann.events] == list(range(1, 11))
+    assert [e["id"] for e in ann.events] == [f"m{i}" for i in range(10)]
+    assert store.last_seq(room.key) == 10 and room.persisted
+
+
+async def test_a_resend_in_flight_gets_the_same_ack(store: LmdbStore) -> None:
+    pipeline, _ = make_pipeline(store)
+    room = new_room()
+    ann, again = Inbox("ann"), Inbox("ann")
+    post(pipeline, ann, room, "once", "same")
+    assert pipeline.answered_duplicate(again, "again", "same")
+    await pipeline.wait_idle()
+    [first], [second] = ann.events, again.events
+    assert second["duplicate"] and second["seq"] == first["seq"] == 1
+    # ...and after the commit the store answers it
+    late = Inbox("ann")
+    assert pipeline.answered_duplicate(late, "late", "same")
+    assert late.events[0]["message_id"] == first["message_id"]
+
+
+async def test_a_bad_entry_fails_alone(store: LmdbStore) -> None:
+    """An entry LMDB refuses (its idempotency key is over the 511-byte key limit) gets an
+    error; every other entry of its batch, other users' and other tenants', is stored,
+    acknowledged and gaplessly sequenced."""
+    pipeline, writer = make_pipeline(store)
+    general, other = new_room(), new_room("general", tenant="globex")
+    users = [Inbox(f"u{i}") for i in range(7)]
+    outsider = Inbox("zed", tenant="globex")
+    poison = Inbox("mallory")
+    for i, user in enumerate(users[:3]):
+        post(pipeline, user, general, f"before {i}", f"b{i}")
+    post(pipeline, poison, general, "poison", "\U0001F600" * 128)  # 512 bytes of UTF-8
+    for i, user in enumerate(users[3:]):
+        post(pipeline, user, general, f"after {i}", f"a{i}")
+    post(pipeline, outsider, other, "elsewhere", "z1")
+    await pipeline.wait_idle()
+
+    [refusal] = poison.events
+    assert refusal["type"] == "error" and refusal["code"] == "internal"
+    acks = [e for user in users for e in user.events]
+    assert all(e["type"] == "ack" for e in acks) and len(acks) == 7
+    assert sorted(e["seq"] for e in acks) == list(range(1, 8))  # no gap where it was
+    assert outsider.events[0]["type"] == "ack" and outsider.events[0]["seq"] == 1
+    stored = [orjson.loads(r) for r in store.read_range(general.key, 0, 100, 100)]
+    assert [m["body"] for m in stored] == [
+        "before 0", "before 1", "before 2", "after 0", "after 1", "after 2", "after 3"]
+    assert general.seq == general.delivered == 7
+    assert writer.jobs > 1 and pipeline.failed_commits >= 1
+    # The pipeline keeps working afterwards.
+    post(pipeline, users[0], general, "later", "later")
+    await pipeline.wait_idle()
+    assert users[0].events[-1]["seq"] == 8
+
+
+async def test_a_failed_room_creation_does_not_take_the_batch_down(store: LmdbStore) -> None:
+    pipeline, _ = make_pipeline(store)
+    good = new_room("good")
+    bad = new_room("bad")
+    bad.key = room_key("acme", "x" * 600)  # a room key LMDB cannot store
+    pipeline.persist_room(bad)
+    ann = Inbox("ann")
+    post(pipeline, ann, good, "hello", "h1")
+    done = pipeline.submit_meta([("user", b"acme\x1fann", b"{}")])
+    await pipeline.wait_idle()
+    assert ann.events[0]["type"] == "ack" and good.persisted and not bad.persisted
+    await done  # the metadata write of the same batch was committed too
+    assert store.user("acme", "ann") == {}
+
+
+async def test_entries_of_a_room_that_cannot_be_created_fail_with_it(
+        store: LmdbStore) -> None:
+    pipeline, _ = make_pipeline(store)
+    bad = new_room("bad")
+    bad.key = room_key("acme", "x" * 600)
+    ann, bob = Inbox("ann"), Inbox("bob")
+    post(pipeline, ann, bad, "lost", "l1")
+    post(pipeline, bob, new_room("fine"), "kept", "k1")
+    await pipeline.wait_idle()
+    assert ann.events[0]["type"] == "error" and bob.events[0]["type"] == "ack"
+    assert bad.seq == 0  # nothing was handed out for it
