@@ -219,6 +219,8 @@ def keys() -> Iterator[KeyRing]:
 
 @dataclass(frozen=True)
 class Servers:
+    """The module's three servers, one per way of configuring verification."""
+
     hs: ServerProcess  # HS256, the harness secret
     rs: ServerProcess  # RS256, auth_public_key_file
     jwks: ServerProcess  # RS256, auth_jwks_file with key-a and key-b
