@@ -32,7 +32,8 @@ fuzz = settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None)
 REQUEST_TYPES = (Auth, Ping, RoomJoin, RoomLeave, MessageSend, MessageEdit, MessageDelete,
                  Typing, History)
 MAX_SEQ = 2**63 - 1  # protocol.md §3: ids and seqs
-ID_MAX_CHARS = 128
+ID_MAX_CHARS = 128  # request ids
+ID_MAX_BYTES = 128  # client_msg_id, reply_to, message_id
 ROOM_CHARS = frozenset(string.ascii_letters + string.digits + "_.:@-")
 META_MAX_DEPTH = 254  # protocol.md §4.5: "nested more than 254 levels deep: bad_request"
 DEFAULT_HISTORY_LIMIT = 50
@@ -83,8 +84,9 @@ def valid_seq(value: Any) -> bool:
 
 
 def valid_text_id(value: Any) -> bool:
-    """``client_msg_id``, ``reply_to``, ``message_id``: 1-128 characters (code points)."""
-    return isinstance(value, str) and 1 <= len(value) <= ID_MAX_CHARS
+    """``client_msg_id``, ``reply_to``, ``message_id``: 1-128 UTF-8 bytes (they become LMDB
+    keys, whose size is counted in bytes)."""
+    return isinstance(value, str) and 1 <= len(value.encode()) <= ID_MAX_BYTES
 
 
 def depth(value: Any) -> int:
@@ -288,8 +290,8 @@ valid_ids = (st.text(max_size=ID_MAX_CHARS) | st.integers(-MAX_SEQ, MAX_SEQ)
 near_ids = (st.sampled_from(["x" * 129, MAX_SEQ + 1, -MAX_SEQ - 1, 2**64, 10**30, -(10**30),
                              1.0, 1.5, -0.0, True, False, [], {}, [1]])
             | st.text(min_size=129, max_size=140) | wrong_types)
-valid_text_ids = (st.text(min_size=1, max_size=ID_MAX_CHARS)
-                  | st.sampled_from(["c", "x" * 128, "\U0001f600" * 128]))
+valid_text_ids = (st.text(min_size=1, max_size=ID_MAX_CHARS).filter(valid_text_id)
+                  | st.sampled_from(["c", "x" * 128, "\U0001f600" * 32, "\u00e9" * 64]))
 near_text_ids = st.sampled_from(["", "x" * 129, "\U0001f600" * 129]) | wrong_types
 valid_seqs = st.integers(0, MAX_SEQ) | st.sampled_from([0, 1, MAX_SEQ])
 near_seqs = (st.sampled_from([-1, MAX_SEQ + 1, 2**64 - 1, 2**64, 10**30, -(2**63), 1.0, 0.0,
@@ -572,11 +574,19 @@ def test_history_limit_is_clamped(top: int, data: st.DataObject) -> None:
     assert isinstance(req, History) and req.limit == min(DEFAULT_HISTORY_LIMIT, top)
 
 
-@pytest.mark.parametrize("limit", [2**63, 2**64 - 1, 2**64, 10**30])
-def test_history_limit_clamps_integers_beyond_64_bits(limit: int) -> None:
-    """protocol.md §4.9: any integer ``limit`` >= 1 above the maximum is lowered silently. The
-    JSON parser reads integers from 2^64 up as floats, so these must still be integers here."""
+@pytest.mark.parametrize("limit", [2**63, 2**64 - 1])
+def test_history_limit_clamps_integers_up_to_64_bits(limit: int) -> None:
+    """protocol.md §4.9: an integer ``limit`` >= 1 above the maximum is lowered silently."""
     req = decode(Decoder(), json.dumps({"type": "history", "id": 1, "room": "r",
                                         "limit": limit}).encode())
     assert isinstance(req, History), req
     assert req.limit == Limits().history_max_limit
+
+
+@pytest.mark.parametrize("limit", [2**64, 10**30])
+def test_history_limit_beyond_64_bits_is_not_an_integer(limit: int) -> None:
+    """protocol.md §4.9: integers are JSON numbers up to 2^64-1; the parser reads larger ones
+    as floats, and a float limit is refused like any other non-integer."""
+    outcome = decode(Decoder(), json.dumps({"type": "history", "id": 1, "room": "r",
+                                            "limit": limit}).encode())
+    assert isinstance(outcome, Failure) and outcome.code == "bad_request", outcome

@@ -97,6 +97,8 @@ cdef Py_ssize_t scan(const uint8_t[:] data, Py_ssize_t start, const unsigned cha
     starts with ``prefix`` (when plen > 0). Returns the offset after the last complete one."""
     cdef Py_ssize_t n = data.shape[0]
     cdef Py_ssize_t pos = start
+    if start < 0:  # compiled without bounds checks: a negative start would read before data
+        raise ValueError(f"start must not be negative, got {start}")
     cdef Py_ssize_t h, i
     cdef uint64_t length
     cdef uint8_t b1
