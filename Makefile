@@ -19,9 +19,13 @@ test: $(STAMP)
 install: $(STAMP)
 
 $(STAMP): $(SOURCES)
+	@echo "==> Creating $(VENV) and installing Nexus into it (the first time takes a few"
+	@echo "    minutes: pip fetches the dependencies and compiles the Cython extensions)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet '.[test]'
+	@echo "==> pip install '.[test]' (dependencies, then the Cython build of nexus._speedups)"
+	$(PY) -m pip install --quiet --progress-bar off '.[test]'
+	@echo "==> Installed; the next runs start at once unless the sources change"
 	touch $@
 
 bench: $(STAMP)

@@ -290,3 +290,62 @@ async def test_metrics_token(locked_metrics: ServerProcess) -> None:
         assert ok.status_code == 200 and "nexus_connections_open" in ok.text
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         assert (await http.get("/readyz")).status_code == 200
+
+
+# -- hardening: no client input gives a 500; one record shape on both transports ---------------
+
+async def test_odd_input_is_4xx_never_500(http: httpx.AsyncClient) -> None:
+    room = await make_room(http)
+    long_id = "\U0001F600" * 128  # 128 characters, 512 bytes: more than a storage key holds
+    cases = [
+        ("GET", f"/v1/rooms/{room}/messages/{long_id}", None, 404),
+        ("PATCH", f"/v1/rooms/{room}/messages/{long_id}", {"body": "x"}, 404),
+        ("POST", f"/v1/rooms/{room}/messages", {"body": "x", "client_msg_id": long_id}, 400),
+        ("POST", f"/v1/rooms/{room}/messages", {"body": "x", "reply_to": long_id}, 400),
+        ("GET", f"/v1/rooms/{room}/messages?cursor=a%F0%9F%98%80", None, 400),
+        ("GET", f"/v1/rooms/{room}/messages?cursor=a99999999999999999999", None, 400),
+        ("GET", f"/v1/rooms?cursor={'%C3%A9' * 200}", None, 400),
+        ("GET", f"/v1/users?cursor={'x' * 300}", None, 400),
+        ("GET", f"/v1/rooms/{room}/members?cursor=%00", None, 400),
+    ]
+    for method, path, body, status in cases:
+        response = await http.request(method, path, json=body, headers=auth(ADMIN))
+        assert response.status_code == status, (method, path, response.text)
+        assert response.json()["error"]["code"] in ("bad_request", "not_found")
+    # a 4-byte client_msg_id that fits in 128 bytes is fine
+    ok = await http.post(f"/v1/rooms/{room}/messages", headers=auth(ADMIN),
+                         json={"body": "x", "client_msg_id": "\U0001F600" * 32})
+    assert ok.status_code == 201, ok.text
+
+
+async def test_http_and_websocket_records_have_one_shape(server: ServerProcess,
+                                                         http: httpx.AsyncClient) -> None:
+    room = await make_room(http)
+    first = await post(http, room, "to be edited")
+    await post(http, room, "plain")
+    edited = await http.patch(f"/v1/rooms/{room}/messages/{first['message_id']}",
+                              json={"body": "edited"}, headers=auth(ADMIN))
+    assert edited.status_code == 200
+    page = (await http.get(f"/v1/rooms/{room}/messages", headers=auth(ADMIN))).json()
+    client = await Client.connect(server.url, ADMIN)
+    history = await client.request({"type": "history", "room": room})
+    await client.close()
+    assert page["messages"] == history["messages"]
+    assert all(None not in (m.get("edited"), m.get("target_id")) or
+               "edited" not in m or "target_id" not in m for m in page["messages"])
+    plain = page["messages"][1]
+    assert "edited" not in plain and "deleted" not in plain and "target_id" not in plain
+    one = (await http.get(f"/v1/rooms/{room}/messages/{plain['id']}",
+                          headers=auth(ADMIN))).json()
+    assert one == plain
+
+
+async def test_message_page_limit_is_lowered_to_history_max_limit(
+        http: httpx.AsyncClient) -> None:
+    room = await make_room(http)
+    for i in range(3):
+        await post(http, room, f"m{i}")
+    small = await http.get(f"/v1/rooms/{room}/messages?limit=2", headers=auth(ADMIN))
+    assert len(small.json()["messages"]) == 2 and small.json()["has_more"]
+    big = await http.get(f"/v1/rooms/{room}/messages?limit=100000", headers=auth(ADMIN))
+    assert big.status_code == 200 and len(big.json()["messages"]) == 3

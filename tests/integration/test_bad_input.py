@@ -94,3 +94,28 @@ async def test_body_limit_is_in_utf8_bytes(small_frame_server: ServerProcess) ->
     big = await client.request({"type": "message.send", "room": "utf8", "body": "é" * 2049})
     assert big["code"] == "too_large"
     await client.close()
+
+
+async def test_an_unstorable_client_msg_id_fails_its_sender_alone(server: ServerProcess) -> None:
+    """128 four-byte characters (512 bytes) exceed LMDB's key size: it used to fail the whole
+    group commit, other users' and tenants' messages included. Now it is bad_request for
+    its sender, at intake, and everyone else's messages in the same instant are stored."""
+    others = [await Client.connect(server.url, token(f"peer{i}", tenant=t))
+              for i, t in enumerate(["acme", "acme", "globex"])]
+    poison = await Client.connect(server.url, token("mallory"))
+    for c in (*others, poison):
+        await c.join("poisoned")
+    for i, c in enumerate(others):
+        await c.send({"type": "message.send", "room": "poisoned", "body": f"ok {i}",
+                      "client_msg_id": f"ok-{i}", "id": f"s{i}"})
+    await poison.send({"type": "message.send", "room": "poisoned", "body": "bad",
+                       "client_msg_id": "\U0001F600" * 128, "id": "bad"})
+    error = await poison.next("error")
+    assert (error["id"], error["code"]) == ("bad", "bad_request")
+    for c in others:
+        assert (await c.next("ack"))["type"] == "ack"
+    # 32 four-byte characters are 128 bytes: accepted
+    ack = await poison.say("poisoned", "fits", client_msg_id="\U0001F600" * 32)
+    assert ack["client_msg_id"] == "\U0001F600" * 32
+    for c in (*others, poison):
+        await c.close()

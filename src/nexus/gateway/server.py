@@ -137,7 +137,7 @@ class Gateway:
             # Pongs are ours: rate limited and queued in the outbox like any other frame.
             enable_auto_pong=False,
             websocket_handshake_timeout=s.auth_timeout,
-            logger_name=PICOWS_LOGGER,
+            logger_name=logging.getLogger(PICOWS_LOGGER),  # a Logger: no "picows." prefix
             backlog=s.listen_backlog,
             # uvloop's own TCP transport: 12.8 KB per idle authenticated connection against
             # 18.8 KB with aiofastnet's (picows' default when installed), same throughput.
