@@ -24,6 +24,7 @@ from .core.rooms import RoomDirectory
 from .gateway.node import Node
 from .gateway.pipeline import MessagePipeline
 from .gateway.server import Gateway
+from .observability.loop_lag import LoopLag
 from .observability.metrics import make_registry
 from .observability.tracing import make_tracer_provider, tracer_from
 from .store import GroupCommitWriter, LmdbStore
@@ -45,12 +46,14 @@ class App:
     sweeper: RetentionSweeper
     http: HttpServer
     tracer_provider: TracerProvider | None
+    loop_lag: LoopLag
 
     async def start(self) -> tuple[int, int]:
         """Start listening; returns (WebSocket port, HTTP port)."""
         ws_port = await self.gateway.start()
         http_port = await self.http.start()
         self.sweeper.start()
+        self.loop_lag.start()
         return ws_port, http_port
 
     async def stop(self) -> None:
@@ -58,6 +61,7 @@ class App:
         s = self.settings
         self.gateway.draining = True  # /readyz answers 503 from here on
         self.sweeper.stop()
+        self.loop_lag.stop()
         if s.drain_delay:
             # Give load balancers time to notice /readyz before the listener goes.
             await asyncio.sleep(s.drain_delay)
@@ -103,11 +107,13 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop,
 
     sweeper = RetentionSweeper(store, writer, policy, interval=settings.retention_interval,
                                idempotency_window=settings.idempotency_window)
-    registry, http_metrics = make_registry(gateway)
+    loop_lag = LoopLag(loop)
+    registry, http_metrics = make_registry(gateway, loop_lag)
     api = create_api(ApiContext(settings, node, gateway, verifier, tracer or NoOpTracer()),
                      registry, http_metrics)
     http = HttpServer(api, settings.http_host, settings.http_port)
-    return App(settings, store, writer, pipeline, node, gateway, sweeper, http, provider)
+    return App(settings, store, writer, pipeline, node, gateway, sweeper, http, provider,
+               loop_lag)
 
 
 def dev_token(settings: Settings) -> str | None:

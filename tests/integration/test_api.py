@@ -270,6 +270,7 @@ async def test_metrics_count_scripted_traffic(tmp_path_factory: pytest.TempPathF
         assert delta['nexus_auth_failures_total{reason="token expired"}'] == 1
         assert delta["nexus_ack_seconds_count"] == total
         assert after["nexus_connections_open"] == 2
+        assert 0 <= after["nexus_event_loop_lag_seconds"] < 60
         posted = [k for k in delta if k.startswith("nexus_http_requests_total")
                   and 'route="/v1/rooms/{room}/messages"' in k and 'status="201"' in k]
         assert posted and delta[posted[0]] == http_sent

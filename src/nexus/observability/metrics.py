@@ -14,6 +14,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .._speedups.histogram import Histogram
+from .loop_lag import LoopLag
 
 if TYPE_CHECKING:
     from ..gateway.server import Gateway
@@ -27,8 +28,9 @@ def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
 
 
 class NexusCollector(Collector):
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, loop_lag: LoopLag) -> None:
         self._gw = gateway
+        self._lag = loop_lag
 
     def collect(self) -> Iterator[Metric]:
         gw = self._gw
@@ -37,6 +39,9 @@ class NexusCollector(Collector):
         stats = gw.stats
         yield GaugeMetricFamily("nexus_connections_open", "Open WebSocket connections",
                                 value=len(gw.connections))
+        yield GaugeMetricFamily("nexus_event_loop_lag_seconds",
+                                "Worst event-loop lag seen since the previous scrape "
+                                "(how late a 250 ms timer fired)", value=self._lag.take_max())
         yield GaugeMetricFamily("nexus_sessions_authenticated", "Authenticated sessions",
                                 value=len(node.sessions))
         yield CounterMetricFamily("nexus_connections", "WebSocket connections accepted",
@@ -94,7 +99,7 @@ class HttpMetrics:
                                 ["method", "route", "status"], registry=registry)
 
 
-def make_registry(gateway: Gateway) -> tuple[CollectorRegistry, HttpMetrics]:
+def make_registry(gateway: Gateway, loop_lag: LoopLag) -> tuple[CollectorRegistry, HttpMetrics]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NexusCollector(gateway))
+    registry.register(NexusCollector(gateway, loop_lag))
     return registry, HttpMetrics(registry)
