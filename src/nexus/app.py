@@ -1,4 +1,8 @@
-"""Composition root: builds the object graph from Settings and runs it."""
+"""Composition root: builds the object graph from Settings and runs it.
+
+The only module that knows every layer. Services start in list order and stop in reverse,
+each within a timeout, so a new component is one more entry, not an edit of start/stop.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import gc
 import logging
 import signal
 import sys
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -19,13 +24,20 @@ from .api.deps import ApiContext
 from .api.server import HttpServer
 from .auth import TokenVerifier, mint_token, resolve_hmac_secret
 from .config import HMAC_ALGORITHMS, Settings
+from .core.access import AccessRules
+from .core.directory import UserDirectory
+from .core.interceptors import InterceptorChain
+from .core.observers import Observers
+from .core.pipeline import MessagePipeline
 from .core.rate_limits import UserRateLimits
+from .core.room_admin import RoomAdmin
 from .core.rooms import RoomDirectory
-from .gateway.node import Node
-from .gateway.pipeline import MessagePipeline
+from .core.writes import RoomWrites
+from .gateway.handlers import RequestHandlers
 from .gateway.server import Gateway
+from .observability.health import Health
 from .observability.loop_lag import LoopLag
-from .observability.metrics import make_registry
+from .observability.metrics import MetricSources, make_registry
 from .observability.tracing import make_tracer_provider, tracer_from
 from .store import GroupCommitWriter, LmdbStore
 from .store.retention import RetentionSweeper
@@ -33,6 +45,24 @@ from .store.retention import RetentionSweeper
 log = logging.getLogger("nexus")
 
 DEV_TOKEN_TTL = 24 * 3600
+SERVICE_STOP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A component with a lifecycle: started in order, stopped in reverse."""
+
+    name: str
+    start: Callable[[], Awaitable[None]]
+    stop: Callable[[], Awaitable[None]]
+    timeout: float = SERVICE_STOP_TIMEOUT
+
+
+def _sync(fn: Callable[[], object]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        fn()
+
+    return run
 
 
 @dataclass
@@ -41,40 +71,39 @@ class App:
     store: LmdbStore
     writer: GroupCommitWriter
     pipeline: MessagePipeline
-    node: Node
+    handlers: RequestHandlers
     gateway: Gateway
-    sweeper: RetentionSweeper
     http: HttpServer
+    health: Health
     tracer_provider: TracerProvider | None
-    loop_lag: LoopLag
+    services: list[Service] = field(default_factory=list)
+    _started: list[Service] = field(default_factory=list)
 
     async def start(self) -> tuple[int, int]:
-        """Start listening; returns (WebSocket port, HTTP port)."""
-        ws_port = await self.gateway.start()
-        http_port = await self.http.start()
-        self.sweeper.start()
-        self.loop_lag.start()
-        return ws_port, http_port
+        """Start every service; returns (WebSocket port, HTTP port)."""
+        for service in self.services:
+            await asyncio.wait_for(service.start(), service.timeout)
+            self._started.append(service)
+        return self.gateway.port, self.http.port
 
     async def stop(self) -> None:
-        """Graceful drain: unready, stop accepting, finish commits, close clients with 1001."""
-        s = self.settings
-        self.gateway.draining = True  # /readyz answers 503 from here on
-        self.sweeper.stop()
-        self.loop_lag.stop()
-        if s.drain_delay:
+        """Graceful drain: unready, wait ``drain_delay``, stop the services in reverse order
+        (the gateway finishes pending commits and closes clients with 1001), then the
+        writer and the store."""
+        self.health.draining = True  # /readyz answers 503 from here on
+        if self.settings.drain_delay:
             # Give load balancers time to notice /readyz before the listener goes.
-            await asyncio.sleep(s.drain_delay)
-        if self.gateway.server is not None:
-            self.gateway.server.close()
-        try:
-            await asyncio.wait_for(self.pipeline.wait_idle(), s.shutdown_timeout)
-        except TimeoutError:
-            log.error("pending commits did not finish within %.1fs", s.shutdown_timeout)
-        self.gateway.flush_queue.flush()
-        await self.gateway.drain(s.shutdown_timeout)
-        await self.http.stop()
-        self.writer.close(s.shutdown_timeout)
+            await asyncio.sleep(self.settings.drain_delay)
+        while self._started:
+            service = self._started.pop()
+            try:
+                await asyncio.wait_for(service.stop(), service.timeout)
+            except TimeoutError:
+                log.error("service %s did not stop within %.1fs", service.name,
+                          service.timeout)
+            except Exception:
+                log.exception("service %s failed to stop", service.name)
+        self.writer.close(self.settings.shutdown_timeout)
         self.store.close()
         if self.tracer_provider is not None:
             self.tracer_provider.shutdown()
@@ -92,12 +121,25 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop,
     router = Router()
     provider = make_tracer_provider(settings, span_exporter)
     tracer = tracer_from(provider)
+    health = Health()
+
+    # core
+    interceptors = InterceptorChain(max_body_bytes=settings.max_body_bytes,
+                                    max_meta_bytes=settings.max_meta_bytes)
+    observers = Observers()
     pipeline = MessagePipeline(store, writer, router, loop, max_batch=settings.commit_max_batch,
-                               tracer=tracer)
+                               interceptors=interceptors, observers=observers, tracer=tracer)
     rooms = RoomDirectory(store, settings.room_create_roles)
+    access = AccessRules(store)
+    writes = RoomWrites(pipeline, store, access)
+    room_admin = RoomAdmin(rooms, pipeline, store, access)
+    directory = UserDirectory(store, pipeline.submit_meta)
     user_limits = UserRateLimits(settings.rate_user_per_s, settings.rate_user_burst)
-    node = Node(settings, rooms, router, pipeline, store, user_limits)
-    gateway = Gateway(settings, node, verifier, loop)
+
+    # edges
+    handlers = RequestHandlers(settings, rooms, router, writes, access, store, user_limits,
+                               directory)
+    gateway = Gateway(settings, handlers, verifier, pipeline, health, loop)
 
     def policy(rkey: str) -> tuple[int, float]:
         meta = store.room_meta(rkey) or {}
@@ -106,14 +148,30 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop,
                 float(retention.get("max_age", settings.retention_max_age)))
 
     sweeper = RetentionSweeper(store, writer, policy, interval=settings.retention_interval,
-                               idempotency_window=settings.idempotency_window)
+                               idempotency_window=settings.idempotency_window,
+                               on_trim=observers.trimmed)
     loop_lag = LoopLag(loop)
-    registry, http_metrics = make_registry(gateway, loop_lag)
-    api = create_api(ApiContext(settings, node, gateway, verifier, tracer or NoOpTracer()),
-                     registry, http_metrics)
+    registry, http_metrics = make_registry(MetricSources(
+        stats=gateway.stats, connections=gateway.connection_count,
+        sessions=lambda: len(handlers.sessions), pipeline=pipeline, router=router,
+        flush_queue=gateway.flush_queue, loop_lag=loop_lag))
+    api = create_api(
+        ApiContext(settings, store, rooms, access, writes, room_admin, directory, gateway,
+                   health, tracer or NoOpTracer()),
+        verifier=verifier, user_limits=user_limits, on_auth_failure=gateway.stats.auth_failed,
+        registry=registry, http_metrics=http_metrics)
     http = HttpServer(api, settings.http_host, settings.http_port)
-    return App(settings, store, writer, pipeline, node, gateway, sweeper, http, provider,
-               loop_lag)
+    services = [
+        Service("observers", _sync(observers.start), observers.stop),
+        Service("loop-lag", _sync(loop_lag.start), _sync(loop_lag.stop)),
+        Service("retention", _sync(sweeper.start), _sync(sweeper.stop)),
+        Service("http", http.start, http.stop),
+        # Stops first: closes the listener, lets pending commits finish, closes clients.
+        Service("gateway", gateway.start, gateway.stop,
+                timeout=2 * settings.shutdown_timeout + 5),
+    ]
+    return App(settings, store, writer, pipeline, handlers, gateway, http, health, provider,
+               services)
 
 
 def dev_token(settings: Settings) -> str | None:

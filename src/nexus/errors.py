@@ -115,3 +115,12 @@ ERROR_CLASSES: tuple[type[NexusError], ...] = (
     BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge,
     LimitExceeded, RateLimited, Internal, Unavailable,
 )
+
+
+_BY_CODE: dict[str, type[NexusError]] = {cls.code: cls for cls in ERROR_CLASSES}
+
+
+def error_for(code: str, message: str) -> NexusError:
+    """The NexusError of a protocol error code (an ``error`` event turned back into one)."""
+    return _BY_CODE.get(code, Internal)(message) if code != "rate_limited" else \
+        RateLimited(message, retry_after_ms=1000)

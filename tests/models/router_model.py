@@ -90,7 +90,25 @@ class Outbox:
 class Router:
     def __init__(self) -> None:
         self.rooms: dict[Hashable, dict[Outbox, None]] = {}
+        self.local: dict[Hashable, dict[Callable[[bytes], object], None]] = {}
         self.deliveries = 0
+        self.local_errors = 0
+
+    def join_local(self, room: Hashable, member: Callable[[bytes], object]) -> bool:
+        members = self.local.setdefault(room, {})
+        if member in members:
+            return False
+        members[member] = None
+        return True
+
+    def leave_local(self, room: Hashable, member: Callable[[bytes], object]) -> bool:
+        members = self.local.get(room)
+        if members is None or member not in members:
+            return False
+        del members[member]
+        if not members:
+            del self.local[room]
+        return True
 
     def join(self, room: Hashable, box: Outbox) -> bool:
         members = self.rooms.setdefault(room, {})
@@ -112,6 +130,12 @@ class Router:
         sent = sum(1 for box in list(self.rooms.get(room, ())) if box is not exclude
                    and box.push(frame))
         self.deliveries += sent
+        for member in list(self.local.get(room, ())):
+            try:
+                member(frame)
+                sent += 1
+            except Exception:
+                self.local_errors += 1
         return sent
 
     def is_member(self, room: Hashable, box: Outbox) -> bool:

@@ -14,8 +14,7 @@ import pytest
 from nexus._speedups.router import Router
 from nexus.auth import Principal
 from nexus.core.rooms import Room
-from nexus.gateway.pipeline import MessagePipeline
-from nexus.protocol import events
+from nexus.core.pipeline import MESSAGE, MessagePipeline, PendingEntry
 from nexus.store import LmdbStore
 from nexus.store.keys import room_key
 from nexus.store.writer import Done
@@ -80,14 +79,10 @@ def new_room(name: str = "general", tenant: str = "acme") -> Room:
 
 def post(pipeline: MessagePipeline, caller: Inbox, room: Room, body: str,
          client_msg_id: str | None = None) -> None:
+    """A message whose request id is its body (so acks say which one they answer)."""
     assert caller.principal is not None
-    user = caller.principal.user_id
-
-    def build(seq: int, event_id: str, now_ms: int) -> tuple[bytes, None]:
-        return events.message(room.name, seq, event_id, user, "human", now_ms, body, None,
-                              None), None
-
-    pipeline.submit(caller, room, body, client_msg_id, build)
+    pipeline.submit(PendingEntry(caller, caller.principal, body, room, MESSAGE, client_msg_id,
+                                 body=body))
 
 
 async def test_one_batch_per_iteration_acks_in_seq_order(store: LmdbStore) -> None:

@@ -91,6 +91,28 @@ def frame_close(int code, str reason="") -> bytes:
     return frame_bytes(OP_CLOSE, PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
 
 
+def unframe(bytes frame not None) -> bytes:
+    """The payload of one complete unmasked frame built by this module (a broadcast frame
+    handed to an in-process room member)."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(frame)
+    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(frame)
+    cdef Py_ssize_t h
+    if n < 2 or p[1] & 0x80:
+        raise ValueError("not an unmasked frame")
+    h = header_size_of(p[1] & 0x7F)
+    if n < h:
+        raise ValueError("truncated frame")
+    return frame[h:]
+
+
+cdef inline Py_ssize_t header_size_of(uint8_t length_byte) noexcept:
+    if length_byte < 126:
+        return 2
+    if length_byte == 126:
+        return 4
+    return 10
+
+
 cdef Py_ssize_t scan(const uint8_t[:] data, Py_ssize_t start, const unsigned char* prefix,
                      Py_ssize_t plen, Py_ssize_t* count, Py_ssize_t* matching) except -1:
     """Walk complete unmasked frames from ``start``; count them, and those whose payload

@@ -25,7 +25,6 @@ cdef class Outbox:
     cdef readonly unsigned long long frames_out
     cdef readonly unsigned long long bytes_out
     cdef readonly unsigned long long writes
-    cdef public object owner
     cdef inline bint _push(self, bytes frame)
     cdef void _overflow(self)
     cdef _write_pending(self)
@@ -34,7 +33,11 @@ cdef class Outbox:
 
 cdef class Router:
     cdef dict _rooms
+    cdef dict _local
+    cdef Py_ssize_t _local_count
     cdef public unsigned long long deliveries
+    cdef public unsigned long long local_errors
+    cdef Py_ssize_t _deliver_local(self, object room, bytes frame)
     cpdef bint join(self, object room, Outbox box)
     cpdef bint leave(self, object room, Outbox box)
     cpdef Py_ssize_t broadcast(self, object room, bytes frame, Outbox exclude=*)

@@ -161,11 +161,19 @@ cdef class Outbox:
 
 
 cdef class Router:
-    """Room key -> local member outboxes, with fan-out of pre-framed bytes."""
+    """Room key -> local member outboxes, with fan-out of pre-framed bytes.
+
+    Besides sockets, a room may have in-process members (an agent runtime, a bot): a
+    callable given each frame. They live in a separate map that ``broadcast`` consults
+    only while at least one exists, so socket fan-out pays one integer test for them.
+    """
 
     def __init__(self):
         self._rooms = {}
+        self._local = {}
+        self._local_count = 0
         self.deliveries = 0
+        self.local_errors = 0
 
     cpdef bint join(self, object room, Outbox box):
         """Add ``box`` to ``room``. Returns False if it was already a member."""
@@ -211,13 +219,54 @@ cdef class Router:
             if box._push(frame):
                 sent += 1
         self.deliveries += sent
+        if self._local_count:
+            sent += self._deliver_local(room, frame)
         return sent
+
+    cdef Py_ssize_t _deliver_local(self, object room, bytes frame):
+        cdef PyObject* found = PyDict_GetItem(self._local, room)
+        cdef Py_ssize_t sent = 0
+        if found is NULL:
+            return 0
+        for member in list(<dict>found):  # a member may leave while it is called
+            try:
+                member(frame)
+                sent += 1
+            except Exception:  # one member's bug must not stop the others' delivery
+                self.local_errors += 1
+        return sent
+
+    def join_local(self, room, member):
+        """Add an in-process member: ``member(frame)`` is called with every frame broadcast
+        to ``room`` (the same bytes sockets get; ``framing.unframe`` gives the payload).
+        Returns False if it was a member already."""
+        members = self._local.setdefault(room, {})
+        if member in members:
+            return False
+        members[member] = None
+        self._local_count += 1
+        return True
+
+    def leave_local(self, room, member):
+        """Remove an in-process member. Returns False if it was not one."""
+        members = self._local.get(room)
+        if members is None or member not in members:
+            return False
+        del members[member]
+        self._local_count -= 1
+        if not members:
+            del self._local[room]
+        return True
+
+    def local_members(self, room):
+        return list(self._local.get(room, ()))
 
     cpdef bint is_member(self, object room, Outbox box):
         cdef PyObject* found = PyDict_GetItem(self._rooms, room)
         return found is not NULL and PyDict_GetItem(<dict>found, box) is not NULL
 
     cpdef Py_ssize_t count(self, object room):
+        """Socket members of ``room`` (in-process members not included)."""
         cdef PyObject* found = PyDict_GetItem(self._rooms, room)
         return 0 if found is NULL else PyDict_Size(<dict>found)
 

@@ -18,6 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException
 
 from .. import __version__
+from ..auth import TokenVerifier
+from ..core.rate_limits import UserRateLimits
 from ..errors import NexusError, RateLimited
 from ..observability.metrics import HttpMetrics
 from . import directory, messages, rooms
@@ -48,7 +50,9 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
     return JSONResponse({"error": detail}, status_code=status)
 
 
-def create_api(ctx: ApiContext, registry: CollectorRegistry, http_metrics: HttpMetrics) -> FastAPI:
+def create_api(ctx: ApiContext, *, verifier: TokenVerifier, user_limits: UserRateLimits,
+               on_auth_failure: Callable[[str], None], registry: CollectorRegistry,
+               http_metrics: HttpMetrics) -> FastAPI:
     app = FastAPI(title="Nexus HTTP API", version=__version__,
                   description="Rooms, members, messages, presence, directory and admin. "
                               "Errors are `{error: {code, message}}` with the WebSocket "
@@ -59,8 +63,8 @@ def create_api(ctx: ApiContext, registry: CollectorRegistry, http_metrics: HttpM
     # Added before the observing middleware below, so it runs inside it (its refusals are
     # counted and traced like any response).
     app.add_middleware(RequestGuard, max_body=ctx.settings.http_max_body_bytes,
-                       verifier=ctx.verifier, user_limits=ctx.node.user_limits,
-                       on_auth_failure=ctx.gateway.stats.auth_failed)
+                       verifier=verifier, user_limits=user_limits,
+                       on_auth_failure=on_auth_failure)
 
     @app.exception_handler(NexusError)
     async def nexus_error(_: Request, exc: NexusError) -> JSONResponse:
@@ -107,15 +111,15 @@ def create_api(ctx: ApiContext, registry: CollectorRegistry, http_metrics: HttpM
         return response
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> JSONResponse:
+        status, body = ctx.health.live()
+        return JSONResponse(body, status_code=status)
 
     @app.get("/readyz", tags=["health"], summary="Readiness (503 while draining)",
              responses={503: {"description": "draining"}})
     async def readyz() -> JSONResponse:
-        if ctx.gateway.draining:
-            return JSONResponse({"status": "draining"}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        status, body = ctx.health.ready()
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics",
              response_class=Response, responses={401: {"model": ErrorBody}})

@@ -12,14 +12,16 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry.trace import NoOpTracer, Tracer
 
-from ..auth import Principal, TokenVerifier
+from ..auth import Principal
 from ..config import Settings
+from ..core.access import AccessRules
+from ..core.directory import UserDirectory
+from ..core.room_admin import RoomAdmin
 from ..core.rooms import Room, RoomDirectory
-from ..errors import (
-    BadRequest, Forbidden, Internal, NexusError, NotFound, Unauthorized, Unavailable,
-)
-from ..gateway.node import Node
-from ..gateway.server import Gateway
+from ..core.sessions import LiveSessions
+from ..core.writes import RoomWrites
+from ..errors import BadRequest, Unauthorized, Unavailable, error_for
+from ..observability.health import Health
 from ..store import LmdbStore
 from .guard import PRINCIPAL_KEY
 
@@ -29,20 +31,19 @@ bearer = HTTPBearer(auto_error=False, description="A JWT, as for the WebSocket g
 
 @dataclass
 class ApiContext:
+    """The core services the routes use (built in app.py; no gateway internals)."""
+
     settings: Settings
-    node: Node
-    gateway: Gateway
-    verifier: TokenVerifier
+    store: LmdbStore
+    rooms: RoomDirectory
+    access: AccessRules
+    writes: RoomWrites
+    room_admin: RoomAdmin
+    directory: UserDirectory
+    sessions: LiveSessions
+    health: Health
     tracer: Tracer = field(default_factory=NoOpTracer)
     started_at: float = field(default_factory=time.time)
-
-    @property
-    def store(self) -> LmdbStore:
-        return self.node.store
-
-    @property
-    def rooms(self) -> RoomDirectory:
-        return self.node.rooms
 
 
 def context(request: Request) -> ApiContext:
@@ -54,38 +55,21 @@ Ctx = Annotated[ApiContext, Depends(context)]
 
 
 def principal(request: Request, ctx: Ctx,
-              creds: Annotated[HTTPAuthorizationCredentials | None,
-                               Depends(bearer)]) -> Principal:
+              _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    """The caller, verified by the RequestGuard before the body was read."""
     who: Principal | None = request.scope.get("state", {}).get(PRINCIPAL_KEY)
-    if who is not None:  # verified by the RequestGuard before the body was read
-        ctx.node.note_user(who)
-        return who
-    if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
-        ctx.gateway.stats.auth_failed("missing bearer token")
+    if who is None:  # only reachable if the guard is not installed in front of the app
         raise Unauthorized("missing bearer token")
-    try:
-        who = ctx.verifier.verify(creds.credentials)
-    except NexusError as exc:
-        ctx.gateway.stats.auth_failed(exc.message)
-        raise
-    ctx.node.note_user(who)
+    ctx.directory.note(who)
     return who
 
 
 Caller = Annotated[Principal, Depends(principal)]
 
 
-def require_admin(who: Principal) -> None:
-    if "admin" not in who.roles:
-        raise Forbidden("requires the admin role")
-
-
 def visible_room(ctx: ApiContext, who: Principal, name: str) -> Room:
     """The caller's tenant's room ``name`` if the caller may see it, else NotFound."""
-    room = ctx.rooms.find(who.tenant, name)
-    if room is None or not ctx.node.may_see(who, room):
-        raise NotFound(f"no room {name}")
-    return room
+    return ctx.access.require_visible(who, ctx.rooms.find(who.tenant, name), name)
 
 
 def json_size(value: object, what: str) -> int:
@@ -118,6 +102,5 @@ class HttpReply:
         except TimeoutError:
             raise Unavailable("the write was not committed in time") from None
         if event["type"] == "error":
-            raise Internal(event["message"]) if event["code"] == "internal" else \
-                NexusError(event["message"])
+            raise error_for(event["code"], event["message"])
         return event

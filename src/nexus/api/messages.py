@@ -58,21 +58,17 @@ async def list_messages(
 ) -> EntryPage:
     state = visible_room(ctx, who, room)
     limit = min(limit, ctx.settings.history_max_limit)
-    top = state.delivered
     parsed = _parse_cursor(cursor)
     if parsed is not None and parsed[0] == "a":
-        records = ctx.store.read_range(state.key, parsed[1], top, limit + 1)
-        more = len(records) > limit
-        records = records[:limit]
-        entries = [orjson.loads(r) for r in records]
-        nxt = f"a{entries[-1]['seq']}" if more and entries else None
+        records, more = ctx.writes.history(state, after=parsed[1], limit=limit)
     else:
-        before = top + 1 if parsed is None else min(parsed[1], top + 1)
-        records = ctx.store.read_before(state.key, before, limit + 1)
-        more = len(records) > limit
-        records = records[-limit:] if more else records
-        entries = [orjson.loads(r) for r in records]
-        nxt = f"b{entries[0]['seq']}" if more and entries else None
+        before = parsed[1] if parsed is not None else None
+        records, more = ctx.writes.history(state, before=before, limit=limit)
+    entries = [orjson.loads(r) for r in records]
+    nxt = None
+    if more and entries:
+        nxt = f"a{entries[-1]['seq']}" if parsed is not None and parsed[0] == "a" \
+            else f"b{entries[0]['seq']}"
     return EntryPage(messages=[Entry.model_validate(e) for e in entries], has_more=more,
                      next_cursor=nxt)
 
@@ -81,7 +77,7 @@ async def list_messages(
             summary="Get one entry by id")
 async def get_message(ctx: Ctx, who: Caller, room: RoomName, message_id: MessageId) -> Entry:
     state = visible_room(ctx, who, room)
-    _, record = ctx.node.find_message(state, message_id)
+    _, record = ctx.writes.find(state, message_id)
     return Entry.model_validate(record)
 
 
@@ -92,7 +88,7 @@ async def post_message(ctx: Ctx, who: Caller, room: RoomName, body: MessagePost)
     with ctx.tracer.start_as_current_span("nexus.pipeline.validate"):
         _check_sizes(ctx, body.body, body.meta)
         reply = HttpReply(who)
-        ctx.node.post_message(reply, state, MessageSend(
+        ctx.writes.post(reply, state, MessageSend(
             None, room, body.body, client_msg_id=body.client_msg_id, reply_to=body.reply_to,
             meta=body.meta))
     return _ack(await reply.result())
@@ -104,8 +100,7 @@ async def edit_message(ctx: Ctx, who: Caller, room: RoomName, message_id: Messag
     state = visible_room(ctx, who, room)
     _check_sizes(ctx, body.body, None)
     reply = HttpReply(who)
-    ctx.node.edit_message(reply, state, EditReq(None, room, message_id, body.body,
-                                                body.client_msg_id))
+    ctx.writes.edit(reply, state, EditReq(None, room, message_id, body.body, body.client_msg_id))
     return _ack(await reply.result())
 
 
@@ -114,6 +109,6 @@ async def delete_message(ctx: Ctx, who: Caller, room: RoomName, message_id: Mess
                          body: MessageDelete | None = None) -> WriteAck:
     state = visible_room(ctx, who, room)
     reply = HttpReply(who)
-    ctx.node.delete_message(reply, state, DeleteReq(
+    ctx.writes.delete(reply, state, DeleteReq(
         None, room, message_id, body.client_msg_id if body else None))
     return _ack(await reply.result())

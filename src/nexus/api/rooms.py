@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-import time
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Path, Query, Response
 
 from ..core.rooms import Room as RoomState
-from ..errors import Conflict, Forbidden, NotFound, TooLarge
-from ..store.keys import member_key
+from ..errors import TooLarge
 from .deps import ApiContext, Caller, Ctx, json_size, visible_room
 from .schemas import (
     ROOM_NAME, USER_ID, Member, MemberList, MemberPut, Presence, Room, RoomCreate, RoomList,
@@ -44,24 +40,6 @@ def _check_metadata(metadata: dict[str, Any] | None) -> None:
         raise TooLarge(f"metadata exceeds {MAX_METADATA_BYTES} bytes")
 
 
-async def _save(ctx: ApiContext, room: RoomState, before: dict[str, Any]) -> None:
-    """Persist room metadata; on failure put the in-memory copy back."""
-    def persisted() -> None:
-        room.persisted = True
-
-    try:
-        await ctx.node.pipeline.submit_meta(
-            [("room", room.key.encode(), room.meta_json())], persisted)
-    except Exception:
-        room.meta = before
-        raise
-
-
-def _require_room_admin(ctx: ApiContext, who: Any, room: RoomState) -> None:
-    if not ctx.node.is_room_admin(who, room):
-        raise Forbidden("requires a room admin")
-
-
 @router.get("", response_model=RoomList, summary="List the tenant's rooms")
 async def list_rooms(ctx: Ctx, who: Caller, limit: Limit = 50,
                      cursor: RoomCursor = None) -> RoomList:
@@ -69,7 +47,7 @@ async def list_rooms(ctx: Ctx, who: Caller, limit: Limit = 50,
     rooms = []
     for meta in rows[:limit]:
         room = ctx.rooms.find(who.tenant, meta["name"])
-        if room is not None and ctx.node.may_see(who, room):
+        if room is not None and ctx.access.may_see(who, room):
             rooms.append(room_view(ctx, room))
     more = len(rows) > limit
     return RoomList(rooms=rooms, next_cursor=rows[limit - 1]["name"] if more else None)
@@ -77,16 +55,10 @@ async def list_rooms(ctx: Ctx, who: Caller, limit: Limit = 50,
 
 @router.post("", response_model=Room, status_code=201, summary="Create a room")
 async def create_room(ctx: Ctx, who: Caller, body: RoomCreate) -> Room:
-    if not who.has_any_role(ctx.settings.room_create_roles):
-        raise Forbidden("your roles may not create rooms")
     _check_metadata(body.metadata)
-    if ctx.rooms.find(who.tenant, body.name) is not None:
-        raise Conflict(f"room {body.name} exists")
-    room, _ = ctx.rooms.open(who, body.name)
-    before = copy.deepcopy(room.meta)
-    room.meta.update(topic=body.topic, metadata=body.metadata, private=body.private,
-                     retention=body.retention.model_dump() if body.retention else None)
-    await _save(ctx, room, before)
+    room = await ctx.room_admin.create(
+        who, body.name, topic=body.topic, metadata=body.metadata, private=body.private,
+        retention=body.retention.model_dump() if body.retention else None)
     return room_view(ctx, room)
 
 
@@ -98,26 +70,17 @@ async def get_room(ctx: Ctx, who: Caller, room: RoomName) -> Room:
 @router.patch("/{room}", response_model=Room, summary="Update topic, metadata, privacy, retention")
 async def update_room(ctx: Ctx, who: Caller, room: RoomName, body: RoomUpdate) -> Room:
     state = visible_room(ctx, who, room)
-    _require_room_admin(ctx, who, state)
     _check_metadata(body.metadata)
-    before = copy.deepcopy(state.meta)
     changes = body.model_dump(exclude_unset=True)
     if "retention" in changes and body.retention is not None:
         changes["retention"] = body.retention.model_dump()
-    state.meta.update(changes)
-    await _save(ctx, state, before)
-    return room_view(ctx, state)
+    return room_view(ctx, await ctx.room_admin.update(who, state, changes))
 
 
 @router.delete("/{room}", response_model=Room, summary="Archive a room (read-only from then on)")
 async def archive_room(ctx: Ctx, who: Caller, room: RoomName) -> Room:
     state = visible_room(ctx, who, room)
-    _require_room_admin(ctx, who, state)
-    if not state.meta.get("archived"):
-        before = copy.deepcopy(state.meta)
-        state.meta["archived"] = int(time.time() * 1000)
-        await _save(ctx, state, before)
-    return room_view(ctx, state)
+    return room_view(ctx, await ctx.room_admin.archive(who, state))
 
 
 @router.get("/{room}/members", response_model=MemberList, summary="List members")
@@ -134,23 +97,14 @@ async def list_members(ctx: Ctx, who: Caller, room: RoomName, limit: Limit = 50,
 async def put_member(ctx: Ctx, who: Caller, room: RoomName, user_id: UserId,
                      body: MemberPut) -> Member:
     state = visible_room(ctx, who, room)
-    _require_room_admin(ctx, who, state)
-    member = Member(user_id=user_id, role=body.role, added_by=who.user_id,
-                    added_at=int(time.time() * 1000))
-    await ctx.node.pipeline.submit_meta(
-        [("member", member_key(state.key, user_id), orjson.dumps(member.model_dump()))])
-    return member
+    return Member(**await ctx.room_admin.put_member(who, state, user_id, body.role))
 
 
 @router.delete("/{room}/members/{user_id}", status_code=204, response_class=Response,
                summary="Remove a member")
 async def delete_member(ctx: Ctx, who: Caller, room: RoomName, user_id: UserId) -> Response:
     state = visible_room(ctx, who, room)
-    if user_id != who.user_id:
-        _require_room_admin(ctx, who, state)
-    if ctx.store.member(state.key, user_id) is None:
-        raise NotFound(f"{user_id} is not a member of {room}")
-    await ctx.node.pipeline.submit_meta([("member", member_key(state.key, user_id), None)])
+    await ctx.room_admin.remove_member(who, state, user_id)
     return Response(status_code=204)
 
 

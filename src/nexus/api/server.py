@@ -16,9 +16,10 @@ class HttpServer:
         self._port = port
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
+        self.port = 0
 
-    async def start(self) -> int:
-        """Bind, start serving, return the bound port."""
+    async def start(self) -> None:
+        """Bind and start serving; ``port`` is the bound port afterwards."""
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -35,8 +36,7 @@ class HttpServer:
                 self._task.result()
                 raise RuntimeError("HTTP server stopped during startup")
             await asyncio.sleep(0.01)
-        port: int = sock.getsockname()[1]
-        return port
+        self.port = sock.getsockname()[1]
 
     async def stop(self) -> None:
         if self._server is None or self._task is None:

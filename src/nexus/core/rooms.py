@@ -100,16 +100,34 @@ class RoomDirectory:
             raise NotFound(f"no room {name}")
         return room
 
+    def may_create(self, principal: Principal) -> bool:
+        return principal.has_any_role(self._create_roles)
+
     def open(self, principal: Principal, name: str) -> tuple[Room, bool]:
         """The room, created if absent and the principal may create rooms. (room, created)."""
         room = self.find(principal.tenant, name)
         if room is not None:
             return room, False
-        if not principal.has_any_role(self._create_roles):
+        if not self.may_create(principal):
             # Same answer as for a missing room: do not reveal what exists.
             raise NotFound(f"no room {name}")
+        return self.create(principal, name), True
+
+    def create(self, principal: Principal, name: str, **settings: Any) -> Room:
+        """A new room of the principal's tenant, in memory (not yet persisted), with
+        ``settings`` (topic, metadata, private, retention) in its metadata from the start."""
         meta = {"tenant": principal.tenant, "name": name, "created_by": principal.user_id,
-                "created_at": int(self._clock() * 1000)}
+                "created_at": int(self._clock() * 1000), **settings}
         room = Room(principal.tenant, name, meta, 0, persisted=False)
         self._rooms[room.key] = room
-        return room, True
+        return room
+
+    def forget(self, room: Room) -> None:
+        """Drop a room whose creation did not commit (and that holds no entry)."""
+        if not room.persisted and room.seq == 0 and self._rooms.get(room.key) is room:
+            del self._rooms[room.key]
+
+    def head(self, rkey: str) -> int:
+        """The newest delivered seq of a room (from memory, else the store)."""
+        room = self._rooms.get(rkey)
+        return room.delivered if room is not None else self._source.last_seq(rkey)

@@ -33,7 +33,7 @@ from ..protocol.requests import RequestId
 from .session import Session
 
 if TYPE_CHECKING:
-    from .server import Gateway
+    from .context import GatewayContext
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Connection(WSListener):
                  "last_rx", "ping_sent", "expires_at", "_used", "_held", "_held_bytes",
                  "_fragments", "_fragment_kind", "_fragment_bytes", "_refusals")
 
-    def __init__(self, gateway: Gateway, preauthenticated: Principal | None) -> None:
+    def __init__(self, gateway: GatewayContext, preauthenticated: Principal | None) -> None:
         super().__init__()
         self.gateway = gateway
         self._preauth = preauthenticated
@@ -96,8 +96,7 @@ class Connection(WSListener):
         outbox = Outbox(raw, gw.flush_queue, gw.settings.outbound_limit_bytes, self._on_overflow)
         peer = raw.get_extra_info("peername")
         remote = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.session = Session(secrets.token_hex(8), outbox, gw.node.new_bucket(), remote)
-        outbox.owner = self
+        self.session = Session(secrets.token_hex(8), outbox, gw.handlers.new_bucket(), remote)
         gw.connections.add(self)
         gw.stats.connections += 1
         log.debug("connected", extra=self._log_context())
@@ -176,7 +175,7 @@ class Connection(WSListener):
         self._closing = True
         self._held = None
         self.session.outbox.close()
-        self.gateway.node.detach(self.session)
+        self.gateway.handlers.detach(self.session)
 
     def _hold(self, item: Held) -> None:
         held = self._held
@@ -265,7 +264,7 @@ class Connection(WSListener):
         self._closing = True
         self.session.outbox.flush()
         self.session.outbox.close()
-        self.gateway.node.detach(self.session)
+        self.gateway.handlers.detach(self.session)
         self.transport.send_close(WSCloseCode(code), reason)
         self.transport.disconnect()
 
@@ -293,7 +292,7 @@ class Connection(WSListener):
             self._auth_timer.cancel()  # type: ignore[attr-defined]
         self.session.outbox.close()
         self.gateway.connections.discard(self)
-        self.gateway.node.detach(self.session)
+        self.gateway.handlers.detach(self.session)
 
     # -- requests ------------------------------------------------------------
     def _charge(self) -> int:
@@ -339,7 +338,7 @@ class Connection(WSListener):
                     raise
                 self._authenticated(principal, req.id)
             else:
-                gw.node.handle(session, req)
+                gw.handlers.handle(session, req)
         except NexusError as exc:
             self._reply_error(exc)
         except Exception:
@@ -373,7 +372,7 @@ class Connection(WSListener):
             self._auth_timer = None
         # The same leeway that admitted the token applies to closing the session.
         self.expires_at = principal.expires_at + self.gateway.settings.auth_leeway
-        self.gateway.node.attach(self.session, principal)
+        self.gateway.handlers.attach(self.session, principal)
         self.session.send(events.auth_ok(rid, principal.user_id, principal.tenant,
                                          self.session.session_id, principal.kind,
                                          principal.roles))
@@ -413,7 +412,7 @@ class Connection(WSListener):
             outbox.flush()
         outbox.close()
         # The session is over now: leave rooms (presence) without waiting for the socket.
-        self.gateway.node.detach(self.session)
+        self.gateway.handlers.detach(self.session)
         transport = self.transport
         transport.send_close(WSCloseCode(code), reason.encode()[:123])
         if flush:

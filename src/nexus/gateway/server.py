@@ -1,4 +1,9 @@
-"""The gateway listener: HTTP health endpoints and WebSocket upgrades on one port."""
+"""The gateway listener: HTTP health endpoints and WebSocket upgrades on one port.
+
+Also the gateway's face to the rest of the server: it implements ``core.sessions.
+LiveSessions`` (what the HTTP API may see and do about live sessions) and runs as a
+service (start, graceful stop).
+"""
 
 from __future__ import annotations
 
@@ -13,20 +18,22 @@ from picows import (
 from .._speedups.router import FlushQueue
 from ..auth import TokenVerifier
 from ..config import Settings
+from ..core.pipeline import MessagePipeline
+from ..core.sessions import SessionInfo
 from ..errors import CloseCode, NexusError, Unauthorized
+from ..observability.health import Health
 from ..observability.logging import PICOWS_LOGGER
 from ..protocol import Decoder, Limits
-from .connection import Connection
 from .budget import TickBudgets
+from .connection import Connection
+from .context import GatewayContext
+from .handlers import RequestHandlers
 from .heartbeat import Heartbeat
-from .node import Node
 
 log = logging.getLogger(__name__)
 
 WS_PATHS = (b"/", b"/ws")
 JSON = {"Content-Type": "application/json"}
-
-
 VERSION_HEADER = {"Sec-WebSocket-Version": "13"}
 
 
@@ -41,93 +48,71 @@ def _json_response(status: int, body: dict[str, object],
     return WSUpgradeResponseWithListener(response, None)
 
 
-class GatewayStats:
-    """Plain counters updated by connections, read by the metrics scrape."""
-
-    __slots__ = ("connections", "auth_failures", "bytes_in", "frames_in", "rate_limited",
-                 "slow_consumers", "forced_disconnects", "pings_refused", "refused_closes",
-                 "floods")
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self.auth_failures: dict[str, int] = {}
-        self.bytes_in = 0
-        self.frames_in = 0
-        self.rate_limited = 0  # WebSocket requests refused with rate_limited
-        self.slow_consumers = 0
-        self.forced_disconnects = 0
-        self.pings_refused = 0  # WebSocket PINGs over the rate, left unanswered
-        self.refused_closes = 0  # connections closed 4004 for refused frames
-        self.floods = 0  # connections closed 4004 for too many frames in one read
-
-    def auth_failed(self, reason: str) -> None:
-        self.auth_failures[reason] = self.auth_failures.get(reason, 0) + 1
+def _error(status: int, code: str, message: str,
+           headers: dict[str, str] | None = None) -> WSUpgradeResponseWithListener:
+    return _json_response(status, {"error": {"code": code, "message": message}}, headers)
 
 
 class Gateway:
-    def __init__(self, settings: Settings, node: Node, verifier: TokenVerifier,
+    def __init__(self, settings: Settings, handlers: RequestHandlers, verifier: TokenVerifier,
+                 pipeline: MessagePipeline, health: Health,
                  loop: asyncio.AbstractEventLoop) -> None:
         self.settings = settings
-        self.node = node
-        self.verifier = verifier
+        self.handlers = handlers
+        self._pipeline = pipeline
+        self._health = health
         self.loop = loop
-        self.decoder = Decoder(Limits(settings.max_body_bytes, settings.max_meta_bytes,
-                                      settings.history_max_limit))
         self.flush_queue = FlushQueue(loop)
-        self.budgets = TickBudgets(loop)
-        self.frames_per_tick = settings.frames_per_tick
-        self.connections: set[Connection] = set()
-        self.draining = False
+        self.context = GatewayContext(
+            settings, loop, handlers, verifier,
+            Decoder(Limits(settings.max_body_bytes, settings.max_meta_bytes,
+                           settings.history_max_limit)),
+            self.flush_queue, TickBudgets(loop))
+        self.stats = self.context.stats
+        self.connections = self.context.connections
         self.server: asyncio.Server | None = None
-        self.stats = GatewayStats()
         self.heartbeat = Heartbeat(loop, lambda: self.connections,
                                    interval=settings.heartbeat_interval,
                                    timeout=settings.heartbeat_timeout)
+        self.port = 0
 
+    # -- upgrades ------------------------------------------------------------
     def _route(self, request: WSUpgradeRequest) -> Connection | WSUpgradeResponseWithListener:
         path = request.path.split(b"?", 1)[0]
         if path == b"/healthz":
-            return _json_response(200, {"status": "ok"})
+            return _json_response(*self._health.live())
         if path == b"/readyz":
-            if self.draining:
-                return _json_response(503, {"status": "draining"})
-            return _json_response(200, {"status": "ready"})
+            return _json_response(*self._health.ready())
         if path not in WS_PATHS:
-            return _json_response(404, {"error": {"code": "not_found",
-                                                  "message": "no such endpoint"}})
-        if self.draining:
-            return _json_response(503, {"error": {"code": "unavailable",
-                                                  "message": "server is shutting down"}})
+            return _error(404, "not_found", "no such endpoint")
+        if self._health.draining:
+            return _error(503, "unavailable", "server is shutting down")
         headers = request.headers
         if headers.get("Upgrade", "").lower() != "websocket":
-            return _json_response(426, {"error": {"code": "bad_request",
-                                                  "message": "WebSocket upgrade required"}},
-                                  VERSION_HEADER)
+            return _error(426, "bad_request", "WebSocket upgrade required", VERSION_HEADER)
         if headers.get("Sec-WebSocket-Version") != "13":
             # RFC 6455 4.4: name the version this server speaks.
-            return _json_response(426, {"error": {"code": "bad_request",
-                                                  "message": "WebSocket version 13 required"}},
-                                  VERSION_HEADER)
+            return _error(426, "bad_request", "WebSocket version 13 required", VERSION_HEADER)
         connection = headers.get("Connection", "")
         if connection.lower() != "upgrade" and "upgrade" in (
                 token.strip().lower() for token in connection.split(",")):
             # "keep-alive, Upgrade" (Firefox) is a valid upgrade; picows wants it alone.
             headers["Connection"] = "Upgrade"
-        header = request.headers.get("Authorization")
+        header = headers.get("Authorization")
         principal = None
         if header is not None:
             scheme, _, token = header.partition(" ")
             try:
                 if scheme.lower() != "bearer" or not token:
                     raise Unauthorized("Authorization header must be 'Bearer <token>'")
-                principal = self.verifier.verify(token.strip())
+                principal = self.context.verifier.verify(token.strip())
             except NexusError as exc:
                 self.stats.auth_failed(exc.message)
-                return _json_response(401, {"error": {"code": "unauthorized",
-                                                      "message": exc.message}})
-        return Connection(self, principal)
+                return _error(401, "unauthorized", exc.message)
+        return Connection(self.context, principal)
 
-    async def start(self) -> int:
+    # -- service -------------------------------------------------------------
+    async def start(self) -> None:
         s = self.settings
         self.server = await ws_create_server(
             self._route, s.host, s.port,
@@ -144,17 +129,43 @@ class Gateway:
             use_aiofastnet=False,
         )
         self.heartbeat.start()
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
+        self.port = self.server.sockets[0].getsockname()[1]
 
-    async def drain(self, timeout: float) -> None:
-        """Stop accepting, close every client with 1001, wait for them to go (bounded)."""
-        self.draining = True
-        self.heartbeat.stop()
+    async def stop(self) -> None:
+        """Stop accepting, let pending commits finish (their acks go out), then close every
+        client with 1001 and wait for them to go (each step bounded)."""
+        timeout = self.settings.shutdown_timeout
         if self.server is not None:
             self.server.close()
+        try:
+            await asyncio.wait_for(self._pipeline.wait_idle(), timeout)
+        except TimeoutError:
+            log.error("pending commits did not finish within %.1fs", timeout)
+        self.flush_queue.flush()
+        self.heartbeat.stop()
         for conn in list(self.connections):
             conn.close(CloseCode.GOING_AWAY, "server shutting down")
         deadline = self.loop.time() + timeout
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
+
+    # -- core.sessions.LiveSessions --------------------------------------------
+    def sessions_of(self, tenant: str) -> list[SessionInfo]:
+        return self.handlers.sessions_of(tenant)
+
+    def online_users(self, tenant: str) -> set[str]:
+        return {s.user_id for s in self.handlers.sessions_of(tenant)}
+
+    def disconnect(self, tenant: str, session_id: str, code: int, reason: str) -> bool:
+        session = self.handlers.sessions.get(session_id)
+        if session is None or session.principal is None or session.principal.tenant != tenant:
+            return False
+        for conn in self.connections:
+            if conn.session is session:
+                self.stats.forced_disconnects += 1
+                conn.close(code, reason)
+                return True
+        return False
+
+    def connection_count(self) -> int:
+        return len(self.connections)

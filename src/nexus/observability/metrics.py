@@ -4,7 +4,8 @@ per-frame path never calls into a metrics library."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter
@@ -17,7 +18,9 @@ from .._speedups.histogram import Histogram
 from .loop_lag import LoopLag
 
 if TYPE_CHECKING:
-    from ..gateway.server import Gateway
+    from .._speedups.router import FlushQueue, Router
+    from ..core.pipeline import MessagePipeline
+    from ..gateway.stats import GatewayStats
 
 
 def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
@@ -27,23 +30,35 @@ def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
     return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=hist.sum)
 
 
+@dataclass(frozen=True, slots=True)
+class MetricSources:
+    """Where the counters live; passed in explicitly (app.py), read at scrape time."""
+
+    stats: GatewayStats
+    connections: Callable[[], int]
+    sessions: Callable[[], int]
+    pipeline: MessagePipeline
+    router: Router
+    flush_queue: FlushQueue
+    loop_lag: LoopLag
+
+
 class NexusCollector(Collector):
-    def __init__(self, gateway: Gateway, loop_lag: LoopLag) -> None:
-        self._gw = gateway
-        self._lag = loop_lag
+    def __init__(self, sources: MetricSources) -> None:
+        self._src = sources
 
     def collect(self) -> Iterator[Metric]:
-        gw = self._gw
-        node = gw.node
-        pipeline = node.pipeline
-        stats = gw.stats
+        src = self._src
+        pipeline = src.pipeline
+        stats = src.stats
+        flush_queue = src.flush_queue
         yield GaugeMetricFamily("nexus_connections_open", "Open WebSocket connections",
-                                value=len(gw.connections))
+                                value=src.connections())
         yield GaugeMetricFamily("nexus_event_loop_lag_seconds",
                                 "Worst event-loop lag seen since the previous scrape "
-                                "(how late a 250 ms timer fired)", value=self._lag.take_max())
+                                "(how late a 250 ms timer fired)", value=src.loop_lag.take_max())
         yield GaugeMetricFamily("nexus_sessions_authenticated", "Authenticated sessions",
-                                value=len(node.sessions))
+                                value=src.sessions())
         yield CounterMetricFamily("nexus_connections", "WebSocket connections accepted",
                                   value=stats.connections)
         failures = CounterMetricFamily("nexus_auth_failures", "Failed authentications",
@@ -58,13 +73,13 @@ class NexusCollector(Collector):
                                   value=pipeline.committed_entries)
         yield CounterMetricFamily("nexus_messages_delivered",
                                   "Room events fanned out to local members",
-                                  value=node.router.deliveries)
+                                  value=src.router.deliveries)
         yield CounterMetricFamily("nexus_frames_out", "WebSocket frames written",
-                                  value=gw.flush_queue.frames_out)
+                                  value=flush_queue.frames_out)
         yield CounterMetricFamily("nexus_socket_writes", "Socket writes (after coalescing)",
-                                  value=gw.flush_queue.writes)
+                                  value=flush_queue.writes)
         yield CounterMetricFamily("nexus_bytes_out", "WebSocket bytes written",
-                                  value=gw.flush_queue.bytes_out)
+                                  value=flush_queue.bytes_out)
         yield CounterMetricFamily("nexus_bytes_in", "WebSocket payload bytes received",
                                   value=stats.bytes_in)
         yield CounterMetricFamily("nexus_frames_in", "WebSocket frames received",
@@ -89,6 +104,40 @@ class NexusCollector(Collector):
                          pipeline.commit_seconds)
         yield _histogram("nexus_ack_seconds", "Time from accepting a write to its ack",
                          pipeline.ack_seconds)
+        yield from self._hooks()
+
+    def _hooks(self) -> Iterator[Metric]:
+        runners = self._src.pipeline.observers.runners
+        lag = GaugeMetricFamily("nexus_observer_lag_events",
+                                "Committed entries an observer has not handled yet",
+                                labels=["observer"])
+        delivered = CounterMetricFamily("nexus_observer_delivered",
+                                        "Entries handed to an observer", labels=["observer"])
+        errors = CounterMetricFamily("nexus_observer_errors",
+                                     "Failed observer calls (retried)", labels=["observer"])
+        for runner in runners:
+            lag.add_metric([runner.name], runner.lag)
+            delivered.add_metric([runner.name], runner.delivered)
+            errors.add_metric([runner.name], runner.errors)
+        yield lag
+        yield delivered
+        yield errors
+        slots = self._src.pipeline.interceptors.slots
+        faults = CounterMetricFamily("nexus_interceptor_faults",
+                                     "Interceptor calls that raised, overran or answered "
+                                     "nonsense", labels=["interceptor"])
+        denials = CounterMetricFamily("nexus_interceptor_denials", "Writes denied",
+                                      labels=["interceptor"])
+        quarantined = GaugeMetricFamily("nexus_interceptor_quarantined",
+                                        "1 while an interceptor is quarantined",
+                                        labels=["interceptor"])
+        for slot in slots:
+            faults.add_metric([slot.name], slot.faults)
+            denials.add_metric([slot.name], slot.denials)
+            quarantined.add_metric([slot.name], int(slot.quarantined))
+        yield faults
+        yield denials
+        yield quarantined
 
 
 class HttpMetrics:
@@ -99,7 +148,7 @@ class HttpMetrics:
                                 ["method", "route", "status"], registry=registry)
 
 
-def make_registry(gateway: Gateway, loop_lag: LoopLag) -> tuple[CollectorRegistry, HttpMetrics]:
+def make_registry(sources: MetricSources) -> tuple[CollectorRegistry, HttpMetrics]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NexusCollector(gateway, loop_lag))
+    registry.register(NexusCollector(sources))
     return registry, HttpMetrics(registry)

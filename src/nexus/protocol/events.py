@@ -58,6 +58,14 @@ def message_deleted(room: str, seq: int, event_id: str, target_id: str, target_s
                    "target_id": target_id, "target_seq": target_seq, "by": by, "ts": ts})
 
 
+def room_event(kind: str, room: str, seq: int, event_id: str, sender: str, sender_kind: str,
+               ts: int, fields: dict[str, Any]) -> bytes:
+    """A sequenced event of an extension's kind: the common head, then its own fields (which
+    cannot override the head)."""
+    return _dumps({**fields, "type": kind, "room": room, "seq": seq, "id": event_id,
+                   "sender": sender, "sender_kind": sender_kind, "ts": ts})
+
+
 def ack(rid: RequestId, room: str, seq: int, msg_id: str, client_msg_id: str | None,
         duplicate: bool = False) -> bytes:
     return _dumps({"type": "ack", "id": rid, "room": room, "seq": seq, "message_id": msg_id,

@@ -7,6 +7,7 @@ Named databases (keys in ``keys.py``):
   room    room key               -> room metadata (JSON)
   member  room key 0x00 user id  -> membership (JSON: role, added_by, added_at)
   user    tenant 0x1F user id    -> directory entry (JSON: kind, roles, first/last seen)
+  cursor  observer 0x00 room key -> last seq the observer handled (8-byte BE)
 
 Reads run on the event loop thread (memory-mapped, no locks). Writes run only on
 the writer thread, one transaction per batch.
@@ -25,6 +26,13 @@ import orjson
 from .keys import client_key, log_key, log_prefix, member_key, seq_of, user_key
 
 log = logging.getLogger(__name__)
+
+MAX_DBS = 32  # named databases; extensions (memory, tasks, plugins) open their own
+
+
+def _in_room(key: bytes, prefix: bytes) -> bool:
+    """Whether ``key`` is a log key of the room whose log prefix is ``prefix``."""
+    return len(key) == len(prefix) + 8 and key.startswith(prefix)
 
 
 class StoreFull(Exception):
@@ -69,7 +77,7 @@ class LmdbStore:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.env = lmdb.open(
-            str(path), map_size=map_size, max_dbs=8, subdir=True,
+            str(path), map_size=map_size, max_dbs=MAX_DBS, subdir=True,
             sync=durability != "none", metasync=durability == "full",
             readahead=False, max_readers=256, lock=True,
         )
@@ -79,7 +87,10 @@ class LmdbStore:
         self.room_db = self.env.open_db(b"room")
         self.member_db = self.env.open_db(b"member")
         self.user_db = self.env.open_db(b"user")
-        self._meta_dbs = {"room": self.room_db, "member": self.member_db, "user": self.user_db}
+        self.cursor_db = self.env.open_db(b"cursor")
+        self._meta_dbs = {"room": self.room_db, "member": self.member_db, "user": self.user_db,
+                          "cursor": self.cursor_db}
+        self.max_key_bytes: int = self.env.max_key_size()
 
     def close(self) -> None:
         self.env.close()
@@ -139,7 +150,8 @@ class LmdbStore:
     def trim_room(self, rkey: str, keep_last: int, older_than_ms: int,
                   max_items: int = 10000) -> int:
         """Delete the oldest entries beyond the newest ``keep_last`` (0 = no count limit) or
-        stamped before ``older_than_ms`` (0 = no age limit). Returns how many.
+        stamped before ``older_than_ms`` (0 = no age limit). Returns how many (the new
+        first seq is ``first_seq`` afterwards).
 
         The newest entry always stays: the seq counter restarts from it after a restart.
         """
@@ -153,7 +165,7 @@ class LmdbStore:
             ok = cur.set_range(prefix)
             while ok and removed < max_items:
                 key = cur.key()
-                if not key.startswith(prefix) or len(key) != len(prefix) + 8:
+                if not _in_room(key, prefix):
                     break
                 seq = seq_of(key)
                 record = orjson.loads(cur.value())
@@ -227,7 +239,7 @@ class LmdbStore:
             elif not cur.last():
                 return 0
             key = cur.key()
-        return seq_of(key) if key.startswith(prefix) and len(key) == len(prefix) + 8 else 0
+        return seq_of(key) if _in_room(key, prefix) else 0
 
     def first_seq(self, rkey: str) -> int:
         """Lowest seq still stored (retention may have trimmed the head); 0 if none."""
@@ -237,7 +249,13 @@ class LmdbStore:
             if not cur.set_range(prefix):
                 return 0
             key = cur.key()
-        return seq_of(key) if key.startswith(prefix) and len(key) == len(prefix) + 8 else 0
+        return seq_of(key) if _in_room(key, prefix) else 0
+
+    def cursors(self, observer: str) -> dict[str, int]:
+        """Room key -> last seq handled, for every room ``observer`` has a cursor for."""
+        prefix = f"{observer}\x00".encode()
+        return {key.decode(): seq_of(value)
+                for key, value in self._scan(self.cursor_db, prefix, None, 1 << 62)}
 
     def client_message(self, tenant: str, sender: str, client_msg_id: str) -> ClientMessageRef | None:
         with self.env.begin() as txn:
@@ -274,7 +292,7 @@ class LmdbStore:
             if not cur.set_range(log_key(rkey, after + 1)):
                 return out, last
             for key, value in cur:
-                if key > end or not key.startswith(prefix):
+                if key > end or not _in_room(key, prefix):
                     break
                 out.append(value)
                 last = seq_of(key)
@@ -296,7 +314,7 @@ class LmdbStore:
                 ok = cur.last()
             while ok:
                 key = cur.key()
-                if not key.startswith(prefix) or len(key) != len(prefix) + 8:
+                if not _in_room(key, prefix):
                     break
                 out.append(cur.value())
                 if len(out) >= limit:

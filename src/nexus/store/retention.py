@@ -14,6 +14,7 @@ from .writer import GroupCommitWriter
 log = logging.getLogger(__name__)
 
 Policy = Callable[[str], tuple[int, float]]  # room key -> (max count, max age seconds)
+OnTrim = Callable[[str, int], None]  # (room key, first seq still stored)
 
 
 class RetentionSweeper:
@@ -23,7 +24,7 @@ class RetentionSweeper:
     """
 
     def __init__(self, store: LmdbStore, writer: GroupCommitWriter, policy: Policy, *,
-                 interval: float, idempotency_window: float,
+                 interval: float, idempotency_window: float, on_trim: OnTrim | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._writer = writer
@@ -31,6 +32,7 @@ class RetentionSweeper:
         self._interval = interval
         self._window = idempotency_window
         self._clock = clock
+        self._on_trim = on_trim  # observers are told what retention removed
         self._task: asyncio.Task[None] | None = None
         self.trimmed = 0
         self.forgotten = 0
@@ -57,22 +59,30 @@ class RetentionSweeper:
                 policies[rkey] = (max_count, int((now - max_age) * 1000) if max_age else 0)
         window_ms = int((now - self._window) * 1000)
 
-        def work() -> tuple[int, int]:
-            trimmed = sum(self._store.trim_room(rkey, count, age_ms)
-                          for rkey, (count, age_ms) in policies.items())
-            return trimmed, self._store.prune_client_ids(window_ms)
+        def work() -> tuple[dict[str, tuple[int, int]], int]:
+            trims = {}  # room key -> (entries removed, first seq still stored)
+            for rkey, (count, age_ms) in policies.items():
+                removed = self._store.trim_room(rkey, count, age_ms)
+                if removed:
+                    trims[rkey] = (removed, self._store.first_seq(rkey))
+            return trims, self._store.prune_client_ids(window_ms)
 
-        done: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[tuple[dict[str, tuple[int, int]], int]] = \
+            asyncio.get_running_loop().create_future()
 
         def finished(error: BaseException | None, _: float, result: Any) -> None:
             if error is not None:
                 log.error("retention sweep failed: %s", error)
-                done.set_result((0, 0))
+                done.set_result(({}, 0))
             else:
                 done.set_result(result)
 
         self._writer.submit(work, finished)
-        trimmed, forgotten = await done
+        trims, forgotten = await done
+        trimmed = sum(removed for removed, _ in trims.values())
+        if self._on_trim is not None:
+            for rkey, (_, first) in trims.items():
+                self._on_trim(rkey, first)
         self.trimmed += trimmed
         self.forgotten += forgotten
         return trimmed, forgotten

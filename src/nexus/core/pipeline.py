@@ -1,20 +1,23 @@
-"""The write pipeline: sequence -> group commit on the writer thread -> ack and fan-out.
+"""The one write path: intercept -> sequence -> group commit -> ack, fan-out, observe.
 
-One batch is in flight at a time. Entries arriving meanwhile wait in ``_pending``
-and become the next batch, so batch size grows with load and the commit cost
-is shared. Seqs are assigned when a batch is handed to the writer; because only
-that batch is in flight, a failed commit rolls the counters back without gaps.
-Nobody gets an ``ack`` or sees an entry before its commit returned.
+Every change to a room goes through ``MessagePipeline.submit`` as a ``PendingEntry`` from a
+``Caller``: a WebSocket session, an HTTP request, later an agent, a plugin, a task. One
+batch is in flight at a time; entries arriving meanwhile wait in ``_pending`` and become
+the next batch, so batch size grows with load and the commit cost is shared. Seqs are
+assigned when a batch is handed to the writer; because only that batch is in flight, a
+failed commit rolls the counters back without gaps, and its parts are retried apart so
+one bad entry cannot fail its neighbours. Nobody gets an ``ack`` or sees an entry before
+its commit returned; observers get it after the fan-out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 import random
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -24,18 +27,24 @@ from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, Trace
 from .._speedups.framing import frame_text
 from .._speedups.histogram import Histogram
 from .._speedups.router import Router
-from ..core.rooms import Room
-from ..errors import Internal
+from ..auth import Principal
+from ..errors import Internal, NexusError
 from ..protocol import events
 from ..protocol.requests import RequestId
 from ..store import GroupCommitWriter, LmdbStore, LogEntry, WriteBatch
 from ..store.keys import client_key, split_room_key
 from .caller import Caller
+from .interceptors import InterceptorChain
+from .observers import Observers
+from .rooms import Room
 
 log = logging.getLogger(__name__)
 
-# (seq, event id, now ms) -> (record bytes, optional patch of an earlier message)
-Builder = Callable[[int, str, int], tuple[bytes, tuple[int, dict[str, Any]] | None]]
+MESSAGE = "message"
+EDITED = "message.edited"
+DELETED = "message.deleted"
+
+Patch = tuple[int, dict[str, Any]]  # (target seq, fields to set on that earlier record)
 
 
 class EventIds:
@@ -66,23 +75,62 @@ MetaOp = tuple[str, bytes, bytes | None]  # (db name, key, value or None to dele
 
 
 class PendingEntry:
-    __slots__ = ("caller", "rid", "room", "ckey", "client_msg_id", "build", "duplicates",
+    """One write on its way to the log. Interceptors see it as a ``PendingWrite``.
+
+    ``kind`` selects the record: ``message`` (body, reply_to, meta), ``message.edited``
+    (body, target) and ``message.deleted`` (target) are built here; any other kind is an
+    extension's event, its record the common head plus ``fields``.
+    """
+
+    __slots__ = ("caller", "principal", "rid", "room", "kind", "body", "meta", "reply_to",
+                 "target_id", "target_seq", "fields", "ckey", "client_msg_id", "duplicates",
                  "seq", "event_id", "record", "accepted", "trace_ctx")
 
-    def __init__(self, caller: Caller, rid: RequestId, room: Room, ckey: bytes | None,
-                 client_msg_id: str | None, build: Builder) -> None:
+    def __init__(self, caller: Caller, principal: Principal, rid: RequestId, room: Room,
+                 kind: str, client_msg_id: str | None, *, body: str | None = None,
+                 meta: dict[str, Any] | None = None, reply_to: str | None = None,
+                 target_id: str | None = None, target_seq: int = 0,
+                 fields: dict[str, Any] | None = None) -> None:
         self.caller = caller
+        self.principal = principal
         self.rid = rid
         self.room = room
-        self.ckey = ckey
+        self.kind = kind
+        self.body = body
+        self.meta = meta
+        self.reply_to = reply_to
+        self.target_id = target_id
+        self.target_seq = target_seq
+        self.fields = fields
+        self.ckey: bytes | None = None
         self.client_msg_id = client_msg_id
-        self.build = build
         self.duplicates: list[tuple[Caller, RequestId]] = []  # resends while in flight
         self.seq = 0
         self.event_id = ""
         self.record = b""
         self.accepted = time.perf_counter()
         self.trace_ctx: SpanContext | None = None
+
+    def build(self, seq: int, event_id: str, now_ms: int) -> tuple[bytes, Patch | None]:
+        """The record stored and delivered, and the patch of an earlier record if any."""
+        kind = self.kind
+        room = self.room.name
+        user = self.principal.user_id
+        if kind == MESSAGE:
+            return events.message(room, seq, event_id, user, self.principal.kind, now_ms,
+                                  self.body or "", self.reply_to, self.meta), None
+        if kind == EDITED:
+            return (events.message_edited(room, seq, event_id, self.target_id or "",
+                                          self.target_seq, user, now_ms, self.body or ""),
+                    (self.target_seq, {"body": self.body, "edited": now_ms,
+                                       "edited_by": user}))
+        if kind == DELETED:
+            return (events.message_deleted(room, seq, event_id, self.target_id or "",
+                                           self.target_seq, user, now_ms),
+                    (self.target_seq, {"body": "", "meta": None, "deleted": now_ms,
+                                       "deleted_by": user}))
+        return events.room_event(kind, room, seq, event_id, user, self.principal.kind, now_ms,
+                                 self.fields or {}), None
 
 
 class PendingMeta:
@@ -110,9 +158,14 @@ class BatchTrace:
                                               context=trace.set_span_in_context(self.batch))
 
 
+Part = tuple[list[PendingEntry], list[Room], list[PendingMeta]]
+
+
 class MessagePipeline:
     def __init__(self, store: LmdbStore, writer: GroupCommitWriter, router: Router,
                  loop: asyncio.AbstractEventLoop, *, max_batch: int,
+                 interceptors: InterceptorChain | None = None,
+                 observers: Observers | None = None,
                  clock: Callable[[], float] = time.time, tracer: Tracer | None = None) -> None:
         self._store = store
         self._writer = writer
@@ -120,10 +173,16 @@ class MessagePipeline:
         self._loop = loop
         self._max_batch = max_batch
         self._clock = clock
+        self.interceptors = interceptors or InterceptorChain(max_body_bytes=1 << 30,
+                                                             max_meta_bytes=1 << 30)
+        self.observers = observers or Observers()
         self._pending: list[PendingEntry] = []
         self._pending_rooms: list[Room] = []
         self._pending_meta: list[PendingMeta] = []
         self._by_ckey: dict[bytes, PendingEntry] = {}
+        # Rooms with an entry awaiting an asynchronous interceptor: later entries of the
+        # room wait behind it, so a sender's order is kept.
+        self._intercepting: dict[Room, deque[PendingEntry]] = {}
         self._retry: deque[Part] = deque()  # pieces of a failed batch, committed apart
         self._inflight: tuple[list[PendingEntry], list[Room], list[PendingMeta],
                               BatchTrace | None] | None = None
@@ -145,34 +204,12 @@ class MessagePipeline:
     @property
     def idle(self) -> bool:
         return (self._inflight is None and not self._pending and not self._pending_rooms
-                and not self._pending_meta and not self._retry)
+                and not self._pending_meta and not self._retry and not self._intercepting)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
     # -- intake --------------------------------------------------------------
-    def submit(self, caller: Caller, room: Room, rid: RequestId, client_msg_id: str | None,
-               build: Builder) -> None:
-        """Queue one sequenced entry of ``caller``'s principal into ``room``.
-
-        The caller has already asked ``answered_duplicate`` (before its own checks), and
-        nothing ran on the loop since: ``client_msg_id`` is new."""
-        principal = caller.principal
-        assert principal is not None
-        ckey = None
-        if client_msg_id is not None:
-            ckey = client_key(principal.tenant, principal.user_id, client_msg_id)
-        pending = PendingEntry(caller, rid, room, ckey, client_msg_id, build)
-        if self._tracer is not None:
-            ctx = trace.get_current_span().get_span_context()
-            if ctx.is_valid:
-                pending.trace_ctx = ctx
-        self.accepted_entries += 1
-        self._pending.append(pending)
-        if ckey is not None:
-            self._by_ckey[ckey] = pending
-        self._schedule()
-
     def answered_duplicate(self, caller: Caller, rid: RequestId, client_msg_id: str) -> bool:
         """If ``client_msg_id`` of the caller's principal is queued or stored, answer this
         resend with the original's ack (now, or when its commit lands) and return True.
@@ -192,6 +229,76 @@ class MessagePipeline:
         caller.send(events.ack(rid, split_room_key(ref.room_key)[1], ref.seq, ref.message_id,
                                 client_msg_id, duplicate=True))
         return True
+
+    def submit(self, entry: PendingEntry) -> None:
+        """Queue ``entry`` (its caller has already asked ``answered_duplicate``, and nothing
+        ran on the loop since: its ``client_msg_id`` is new). Raises the NexusError of an
+        interceptor's denial; an entry held by an asynchronous interceptor is answered
+        later, like every entry, through its caller."""
+        if entry.client_msg_id is not None:
+            principal = entry.principal
+            entry.ckey = client_key(principal.tenant, principal.user_id, entry.client_msg_id)
+            # Reserved now: a resend while an interceptor is awaited waits for this entry.
+            self._by_ckey[entry.ckey] = entry
+        if self._tracer is not None:
+            ctx = trace.get_current_span().get_span_context()
+            if ctx.is_valid:
+                entry.trace_ctx = ctx
+        self.accepted_entries += 1
+        if self.interceptors:
+            waiting = self._intercepting.get(entry.room)
+            if waiting is not None:
+                waiting.append(entry)
+                return
+            try:
+                rest = self.interceptors.run(self.interceptors.select(entry.room, entry.kind),
+                                             entry)
+            except NexusError:
+                self._release(entry)
+                raise
+            if rest is not None:
+                self._intercepting[entry.room] = deque()
+                self._loop.create_task(self._intercept_room(entry, rest))
+                return
+        self._pending.append(entry)
+        self._schedule()
+
+    async def _intercept_room(self, first: PendingEntry, rest: Awaitable[None]) -> None:
+        """Finish the interception of ``first``, then of the entries that queued behind it
+        in its room, in order; each enters the next batch when it is done."""
+        room = first.room
+        waiting = self._intercepting[room]
+        await self._finish_interception(first, rest)
+        while waiting:
+            entry = waiting.popleft()
+            try:
+                more = self.interceptors.run(self.interceptors.select(room, entry.kind), entry)
+            except NexusError as exc:
+                self._refuse([entry], exc)
+                continue
+            await self._finish_interception(entry, more)
+        del self._intercepting[room]
+        self._schedule()
+
+    async def _finish_interception(self, entry: PendingEntry, rest: Awaitable[None] | None
+                                   ) -> None:
+        try:
+            if rest is not None:
+                await rest
+        except NexusError as exc:
+            self._refuse([entry], exc)
+            return
+        except Exception as exc:  # never leave the room blocked behind a broken check
+            log.exception("interception failed")
+            self._refuse([entry], Internal(f"the write could not be checked: {exc!r}"))
+            return
+        self._pending.append(entry)
+        self._schedule()
+
+    def _release(self, entry: PendingEntry) -> None:
+        self.accepted_entries -= 1
+        if entry.ckey is not None and self._by_ckey.get(entry.ckey) is entry:
+            del self._by_ckey[entry.ckey]
 
     def persist_room(self, room: Room) -> None:
         self._pending_rooms.append(room)
@@ -214,28 +321,36 @@ class MessagePipeline:
             self._loop.call_soon(self._dispatch)
 
     # -- commit --------------------------------------------------------------
-    def _dispatch(self) -> None:
-        self._scheduled = False
-        if self._inflight is not None:
-            return
+    def _take(self) -> Part | None:
         if self._retry:
             # Pieces of a failed batch go first, alone: they are older than anything pending.
             taken, rooms, metas = self._retry.popleft()
             # An entry whose room could not be created (its part went first) fails with it.
             lost = [p for p in taken if not p.room.persisted and p.room not in rooms]
             if lost:
-                self._refuse(lost)
+                self._refuse(lost, Internal("message could not be stored"))
                 taken = [p for p in taken if p.room.persisted or p.room in rooms]
-                if not (taken or rooms or metas):
-                    self._loop.call_soon(self._dispatch)
-                    return
-        elif self._pending or self._pending_rooms or self._pending_meta:
-            taken = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
-            rooms, self._pending_rooms = self._pending_rooms, []
-            metas, self._pending_meta = self._pending_meta, []
-        else:
-            self._idle.set()
+            return taken, rooms, metas
+        if not (self._pending or self._pending_rooms or self._pending_meta):
+            return None
+        taken = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        rooms, self._pending_rooms = self._pending_rooms, []
+        metas, self._pending_meta = self._pending_meta, []
+        return taken, rooms, metas
+
+    def _dispatch(self) -> None:
+        self._scheduled = False
+        if self._inflight is not None:
+            return
+        part = self._take()
+        if part is None:
+            if not self._intercepting:
+                self._idle.set()
+            return
+        taken, rooms, metas = part
+        if not (taken or rooms or metas):
+            self._dispatch()
             return
         for p in taken:
             if not p.room.persisted and p.room not in rooms:
@@ -249,14 +364,15 @@ class MessagePipeline:
         now_ms = int(self._clock() * 1000)
         ids = self._ids
         head = ids.head(now_ms)
+        entries = batch.entries
         for p in taken:
             room = p.room
             room.seq += 1
             p.seq = room.seq
             p.event_id = ids.next(head)
             p.record, patch = p.build(p.seq, p.event_id, now_ms)
-            batch.entries.append(LogEntry(room.key, p.seq, p.event_id, p.record, p.ckey,
-                                          now_ms, patch))
+            entries.append(LogEntry(room.key, p.seq, p.event_id, p.record, p.ckey, now_ms,
+                                    patch))
         traced = BatchTrace(self._tracer, taken) if self._tracer is not None else None
         self._inflight = (taken, rooms, metas, traced)
         self._writer.submit(partial(self._store.apply, batch), self._committed)
@@ -277,8 +393,6 @@ class MessagePipeline:
         else:
             self.commits += 1
             self.committed_entries += len(taken)
-            if taken:
-                self.batch_entries.observe(len(taken))
             for room in rooms:
                 room.persisted = True
             for m in metas:
@@ -286,29 +400,40 @@ class MessagePipeline:
                     m.on_commit()
                 if not m.future.done():
                     m.future.set_result(None)
-            fanout = None
-            if traced is not None:
-                fanout = self._tracer.start_span(  # type: ignore[union-attr]
-                    "nexus.pipeline.fanout", context=trace.set_span_in_context(traced.batch))
-            now = time.perf_counter()
-            ack_seconds = self.ack_seconds
-            broadcast = self._router.broadcast
-            for p in taken:
-                room = p.room
-                room.delivered = p.seq
-                broadcast(room.key, frame_text(p.record))
-                p.caller.send(events.ack(p.rid, room.name, p.seq, p.event_id, p.client_msg_id))
-                for caller, rid in p.duplicates:
-                    caller.send(events.ack(rid, room.name, p.seq, p.event_id, p.client_msg_id,
-                                            duplicate=True))
-                if p.ckey is not None:
-                    self._by_ckey.pop(p.ckey, None)
-                ack_seconds.observe(now - p.accepted)
-            if traced is not None:
-                assert fanout is not None
-                fanout.end()
+            if taken:
+                self.batch_entries.observe(len(taken))
+                self._deliver(taken, traced)
+            elif traced is not None:
                 traced.batch.end()
         self._dispatch()
+
+    def _deliver(self, taken: list[PendingEntry], traced: BatchTrace | None) -> None:
+        """Fan out in seq order, ack the writers, then hand the entries to the observers."""
+        fanout = None
+        if traced is not None:
+            fanout = self._tracer.start_span(  # type: ignore[union-attr]
+                "nexus.pipeline.fanout", context=trace.set_span_in_context(traced.batch))
+        now = time.perf_counter()
+        ack_seconds = self.ack_seconds
+        broadcast = self._router.broadcast
+        by_ckey = self._by_ckey
+        for p in taken:
+            room = p.room
+            room.delivered = p.seq
+            broadcast(room.key, frame_text(p.record))
+            p.caller.send(events.ack(p.rid, room.name, p.seq, p.event_id, p.client_msg_id))
+            for caller, rid in p.duplicates:
+                caller.send(events.ack(rid, room.name, p.seq, p.event_id, p.client_msg_id,
+                                       duplicate=True))
+            if p.ckey is not None:
+                by_ckey.pop(p.ckey, None)
+            ack_seconds.observe(now - p.accepted)
+        if traced is not None:
+            assert fanout is not None
+            fanout.end()
+            traced.batch.end()
+        if self.observers:
+            self.observers.committed(taken)
 
     def _failed(self, taken: list[PendingEntry], rooms: list[Room], metas: list[PendingMeta],
                 error: BaseException) -> None:
@@ -330,20 +455,16 @@ class MessagePipeline:
         for m in metas:
             if not m.future.done():
                 m.future.set_exception(Internal("metadata could not be stored"))
-        self._refuse(taken)
+        self._refuse(taken, Internal("message could not be stored"))
 
-    def _refuse(self, taken: list[PendingEntry]) -> None:
+    def _refuse(self, taken: list[PendingEntry], exc: NexusError) -> None:
+        """Answer each entry (and its resends) with ``exc``; forget its reservation."""
         for p in taken:
-            p.caller.send(events.error(Internal("message could not be stored",
-                                                 request_id=p.rid)))
-            for caller, rid in p.duplicates:
-                caller.send(events.error(Internal("message could not be stored",
-                                                   request_id=rid)))
-            if p.ckey is not None:
-                self._by_ckey.pop(p.ckey, None)
-
-
-Part = tuple[list[PendingEntry], list[Room], list[PendingMeta]]
+            for caller, rid in [(p.caller, p.rid), *p.duplicates]:
+                exc.request_id = rid
+                caller.send(events.error(exc))
+            if p.ckey is not None and self._by_ckey.get(p.ckey) is p:
+                del self._by_ckey[p.ckey]
 
 
 def _split(taken: list[PendingEntry], rooms: list[Room], metas: list[PendingMeta]
