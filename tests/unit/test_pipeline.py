@@ -3,86 +3,11 @@ batching, acks after commit, duplicates, and failed commits isolated to the bad 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
-
 import orjson
-import pytest
 
-from nexus._speedups.router import Router
-from nexus.auth import Principal
-from nexus.core.rooms import Room
-from nexus.core.pipeline import MESSAGE, MessagePipeline, PendingEntry
+from doubles import Inbox, make_pipeline, new_room, post
 from nexus.store import LmdbStore
 from nexus.store.keys import room_key
-from nexus.store.writer import Done
-
-
-class InlineWriter:
-    """Runs each job on the loop at the next iteration: the group-commit contract without
-    a thread, so a test can count commits exactly."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self.jobs = 0
-
-    def submit(self, work: Callable[[], Any], done: Done) -> None:
-        self.jobs += 1
-
-        def run() -> None:
-            try:
-                result = work()
-            except Exception as exc:  # handed to the pipeline like the real writer does
-                done(exc, 0.0, None)
-            else:
-                done(None, 0.0, result)
-
-        self._loop.call_soon(run)
-
-
-class Inbox:
-    """A caller: a principal and the events the pipeline sends back."""
-
-    def __init__(self, user: str, tenant: str = "acme") -> None:
-        self._principal = Principal(user, tenant, frozenset({"member"}), expires_at=1e12)
-        self.events: list[dict[str, Any]] = []
-
-    @property
-    def principal(self) -> Principal | None:
-        return self._principal
-
-    def send(self, payload: bytes) -> None:
-        self.events.append(orjson.loads(payload))
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[LmdbStore]:
-    s = LmdbStore(tmp_path / "lmdb", map_size=1 << 26, durability="none")
-    yield s
-    s.close()
-
-
-def make_pipeline(store: LmdbStore) -> tuple[MessagePipeline, InlineWriter]:
-    loop = asyncio.get_running_loop()
-    writer = InlineWriter(loop)
-    pipeline = MessagePipeline(store, writer, Router(), loop,  # type: ignore[arg-type]
-                               max_batch=64)
-    return pipeline, writer
-
-
-def new_room(name: str = "general", tenant: str = "acme") -> Room:
-    meta = {"tenant": tenant, "name": name, "created_by": "t", "created_at": 0}
-    return Room(tenant, name, meta, 0, persisted=False)
-
-
-def post(pipeline: MessagePipeline, caller: Inbox, room: Room, body: str,
-         client_msg_id: str | None = None) -> None:
-    """A message whose request id is its body (so acks say which one they answer)."""
-    assert caller.principal is not None
-    pipeline.submit(PendingEntry(caller, caller.principal, body, room, MESSAGE, client_msg_id,
-                                 body=body))
 
 
 async def test_one_batch_per_iteration_acks_in_seq_order(store: LmdbStore) -> None:
