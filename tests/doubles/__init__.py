@@ -99,16 +99,17 @@ class Inbox:
 
 
 class FailingStore:
-    """An LmdbStore whose commits fail while ``fail`` is set (nothing of the batch is
-    written, as when LMDB refuses a transaction); everything else is the real store."""
+    """An LmdbStore whose commits fail while ``fail`` is set, or for the batches ``fail``
+    picks when it is a predicate (nothing of the batch is written, as when LMDB refuses a
+    transaction); everything else is the real store."""
 
     def __init__(self, store: LmdbStore) -> None:
         self._store = store
-        self.fail = False
+        self.fail: bool | Callable[[WriteBatch], bool] = False
         self.refused = 0
 
     def apply(self, batch: WriteBatch) -> None:
-        if self.fail:
+        if self.fail is True or (callable(self.fail) and self.fail(batch)):
             self.refused += 1
             raise OSError("injected commit failure")
         self._store.apply(batch)
