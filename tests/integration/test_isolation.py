@@ -33,15 +33,23 @@ async def test_other_tenant_cannot_join_read_or_see_presence(server: ServerProce
     assert [e["body"] for e in alice_seen if e["type"] == "message"] == [
         "for tenant A only", "still tenant A"]
     assert not [e for e in alice_seen if e["type"] in ("presence", "typing")]
+
+    # Typing is not acknowledged. Bob's barrier shows his typing was handled (a connection's
+    # frames are handled in order) and a tenant-B member receiving it shows it was fanned
+    # out, both before alice's barrier: so her barrier would carry it had it leaked.
+    bea = await Client.connect(server.url, token("bea", tenant="tenant-b"))
+    await bea.join("secret")
     await bob.send({"type": "typing", "room": "secret"})
-    assert not [e for e in await alice.barrier() if e["type"] == "typing"]
+    assert not [e for e in await bob.barrier() if e["type"] == "error"]
+    assert (await bea.next("typing"))["user_id"] == "bob"
+    assert not [e for e in await alice.barrier() if e["type"] in ("typing", "presence")]
 
     # A tenant-B sender cannot reply to a tenant-A message by id either.
     a_msg = (await alice.request({"type": "history", "room": "secret"}))["messages"][0]
     cross = await bob.request({"type": "message.send", "room": "secret", "body": "x",
                                "reply_to": a_msg["id"]})
     assert cross["code"] == "not_found"
-    for c in (alice, guest, bob):
+    for c in (alice, guest, bob, bea):
         await c.close()
 
 
