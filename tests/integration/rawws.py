@@ -373,6 +373,19 @@ class RawWebSocket:
         self.stream.close()
         assert rest == b"", f"bytes after the server's close frame: {rest!r}"
 
+    async def answer_pings(self, count: int, timeout: float = TIMEOUT) -> None:
+        """Read until the server has sent ``count`` PINGs, answering each with its PONG.
+
+        Anything else (an event, a CLOSE) fails the test with the frame shown. Each PING is
+        the server's heartbeat sweep reaching this connection and letting it live: heartbeat
+        tests wait for these instead of sleeping through a guess of several sweeps.
+        """
+        for _ in range(count):
+            frame = await self.recv_frame(timeout)
+            if frame.opcode != PING:
+                raise AssertionError(f"expected PING, got {frame}")
+            await self.send_frame(PONG, frame.payload)
+
     async def ping_roundtrip(self, rid: Any = "barrier") -> None:
         """A JSON ``ping`` request answered by its ``pong``: the connection is alive."""
         await self.send_text({"type": "ping", "id": rid})
