@@ -42,8 +42,9 @@ def read_log(data_dir: Path, tenant: str, room: str) -> list[dict[str, object]]:
 class Writer:
     """A client that keeps sending and records what it is acknowledged and what it sees."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, progress: asyncio.Event) -> None:
         self.name = name
+        self.progress = progress  # set on every ack
         self.acked: dict[str, int] = {}  # body -> seq
         self.seen: list[int] = []  # seqs received, in order, across reconnects
         self.counter = 0
@@ -59,6 +60,7 @@ class Writer:
             self.seen.append(seq)  # type: ignore[arg-type]
         elif event["type"] == "ack":
             self.acked[event["client_msg_id"]] = event["seq"]  # type: ignore[index]
+            self.progress.set()
 
     async def run(self, url: str, room: str, stop: asyncio.Event) -> None:
         try:
@@ -70,6 +72,7 @@ class Writer:
                 body = f"{self.name}-{self.counter}"
                 await client.send({"type": "message.send", "room": room, "body": body,
                                    "client_msg_id": body})
+                # Pacing, not synchronisation: an uneven stream, acks still in flight.
                 await asyncio.sleep(random.uniform(0, 0.004))
             if not reader.done():
                 reader.cancel()
@@ -92,16 +95,28 @@ class Writer:
         await client.close()
 
 
+async def acks_reach(writers: list[Writer], target: int, timeout: float = 20.0) -> None:
+    """Wait until the writers together were acknowledged ``target`` messages."""
+    progress = writers[0].progress
+    async with asyncio.timeout(timeout):
+        while sum(len(w.acked) for w in writers) < target:
+            progress.clear()
+            await progress.wait()
+
+
 async def test_acked_messages_survive_sigkill_rounds(tmp_path: Path) -> None:
     room = "crash"
-    writers = [Writer(f"w{i}") for i in range(3)]
+    progress = asyncio.Event()
+    writers = [Writer(f"w{i}", progress) for i in range(3)]
     rng = random.Random(7)
     for round_no in range(4):
         server = start_server(tmp_path, rate_conn_per_s=5000, rate_conn_burst=5000,
                               rate_user_per_s=5000, rate_user_burst=5000)
         stop = asyncio.Event()
         tasks = [asyncio.create_task(w.run(server.url, room, stop)) for w in writers]
-        await asyncio.sleep(rng.uniform(0.3, 0.9))
+        # Kill at a random point of the traffic (counted in acks, not guessed in seconds,
+        # so every round has some), while the writers still have messages in flight.
+        await acks_reach(writers, sum(len(w.acked) for w in writers) + rng.randint(20, 80))
         server.stop(signal.SIGKILL)
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 20)
@@ -144,6 +159,7 @@ async def test_resume_seam_under_live_traffic(tmp_path: Path) -> None:
             for i in range(300, total):
                 await sender.send({"type": "message.send", "room": room, "body": f"m{i}"})
                 if i % 50 == 0:
+                    # Pacing: let the late joiner's replay run while the traffic goes on.
                     await asyncio.sleep(0.001)
 
         sending = asyncio.create_task(keep_sending())
@@ -359,6 +375,8 @@ async def test_retention_trims_oldest(tmp_path: Path) -> None:
         await client.join("short")
         for i in range(12):
             await client.say("short", f"m{i}")
+        # Retention runs on the server's own timer (every 0.1 s here) and tells no client:
+        # there is no event to wait for, so poll history, for at most 10 s.
         for _ in range(200):
             page = await client.request({"type": "history", "room": "short", "after": 0})
             if page["messages"][0]["seq"] == 8:

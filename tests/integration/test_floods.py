@@ -44,7 +44,7 @@ async def peak_rss(server: ServerProcess) -> AsyncIterator[list[int]]:
     async def sample() -> None:
         while True:
             figures[1] = max(figures[1], server.rss_bytes())
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the sampling period, not a wait for anything
 
     task = asyncio.create_task(sample())
     try:
