@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import signal
 import sys
@@ -26,6 +27,7 @@ from .auth import TokenVerifier, mint_token, resolve_hmac_secret
 from .config import HMAC_ALGORITHMS, Settings
 from .core.access import AccessRules
 from .core.directory import UserDirectory
+from .core.extension_host import ExtensionHost
 from .core.interceptors import InterceptorChain
 from .core.observers import Observers
 from .core.pipeline import MessagePipeline
@@ -33,6 +35,8 @@ from .core.rate_limits import UserRateLimits
 from .core.room_admin import RoomAdmin
 from .core.rooms import RoomDirectory
 from .core.writes import RoomWrites
+from .errors import ConfigError
+from .extensions.loader import load_extensions
 from .gateway.handlers import RequestHandlers
 from .gateway.server import Gateway
 from .observability.health import Health
@@ -61,6 +65,15 @@ class Service:
 def _sync(fn: Callable[[], object]) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         fn()
+
+    return run
+
+
+def _maybe_async(fn: Callable[[], object]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        result = fn()
+        if inspect.isawaitable(result):
+            await result
 
     return run
 
@@ -161,8 +174,12 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop,
         verifier=verifier, user_limits=user_limits, on_auth_failure=gateway.stats.auth_failed,
         registry=registry, http_metrics=http_metrics)
     http = HttpServer(api, settings.http_host, settings.http_port)
+    host = ExtensionHost(settings, store, pipeline, rooms, access, writes, router)
+    load_extensions(settings.extensions, host)
     services = [
         Service("observers", _sync(observers.start), observers.stop),
+        *(Service(name, _maybe_async(start), _maybe_async(stop))
+          for name, start, stop in host.services),
         Service("loop-lag", _sync(loop_lag.start), _sync(loop_lag.stop)),
         Service("retention", _sync(sweeper.start), _sync(sweeper.stop)),
         Service("http", http.start, http.stop),
@@ -224,3 +241,6 @@ def run(settings: Settings) -> int:
     except OSError as exc:
         print(f"nexus: cannot start: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        print(f"nexus: {exc}", file=sys.stderr)
+        return 2

@@ -105,6 +105,8 @@ class Settings:
     trace_endpoint: str | None = _setting(None, "OTLP/HTTP endpoint (implies otlp)")
     service_name: str = _setting("nexus", "OpenTelemetry service.name")
     print_dev_token: bool = _setting(True, "print a development token at start")
+    extensions: tuple[str, ...] = _setting(
+        (), "Python extensions to load at start, as module:function (docs/extending.md)")
 
     @property
     def data_path(self) -> Path:

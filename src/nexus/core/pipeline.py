@@ -173,9 +173,10 @@ class MessagePipeline:
         self._loop = loop
         self._max_batch = max_batch
         self._clock = clock
-        self.interceptors = interceptors or InterceptorChain(max_body_bytes=1 << 30,
-                                                             max_meta_bytes=1 << 30)
-        self.observers = observers or Observers()
+        # (empty chains are falsy: test for None, not truth)
+        self.interceptors = interceptors if interceptors is not None else InterceptorChain(
+            max_body_bytes=1 << 30, max_meta_bytes=1 << 30)
+        self.observers = observers if observers is not None else Observers()
         self._pending: list[PendingEntry] = []
         self._pending_rooms: list[Room] = []
         self._pending_meta: list[PendingMeta] = []
