@@ -32,8 +32,7 @@ class ExtensionHost:
     access: AccessRules
     writes: RoomWrites
     router: Router
-    services: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = field(
-        default_factory=list)
+    services: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = field(default_factory=list)
 
     @property
     def interceptors(self) -> InterceptorChain:
