@@ -153,7 +153,9 @@ class LmdbStore:
             ok = cur.first()
             while ok and removed < max_items:
                 if orjson.loads(cur.value())[3] < older_than_ms:
-                    ok = cur.delete()
+                    # delete() moves to the next record; past the last one the cursor is
+                    # unpositioned (empty key) although delete() reported success.
+                    ok = cur.delete() and bool(cur.key())
                     removed += 1
                 else:
                     ok = cur.next()
