@@ -28,6 +28,8 @@ def stamp(iso_date: str) -> str:
 
 
 def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         if value != value:  # NaN
             return "-"
