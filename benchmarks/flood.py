@@ -168,7 +168,7 @@ async def ping_flood(seconds: float, *, auth: bool, max_rss_mb: float) -> dict[s
 @dataclass
 class Bystander:
     """An authenticated client sending a `ping` request every ``interval`` seconds, on
-    schedule whatever the replies do, and timing each `pong`."""
+    schedule whatever the replies do, and timing each answer."""
 
     ws: ClientConnection
     interval: float
@@ -206,9 +206,11 @@ class Bystander:
                 now = time.monotonic()
                 event = orjson.loads(raw)
                 sent_at = self.sent.pop(event.get("id"), None)
-                if event["type"] == "pong" and sent_at is not None:
+                # A `pong` or an `error` (e.g. rate_limited when a stall released a burst of
+                # pings at once): either way the server's answer, and its round trip.
+                if sent_at is not None:
                     self.rtts.append((sent_at, now - sent_at))
-                elif event["type"] == "error":
+                if event["type"] == "error":
                     code = event["code"]
                     self.errors[code] = self.errors.get(code, 0) + 1
         except websockets.ConnectionClosed as exc:
@@ -271,7 +273,7 @@ def fate(flooder: dict[str, Any]) -> str:
     if end == "close":
         return f"closed {flooder['close_code']} {flooder['close_reason']!r}{when}"
     if end == "open":
-        return "still open" + when
+        return f"not closed ({flooder['linger_s']:g} s after the flood)"
     return {"reset": "reset by the server", "eof": "closed without a close frame"}[end] + when
 
 

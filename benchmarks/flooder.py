@@ -91,6 +91,7 @@ class FloodResult:
     write_failed_at_s: float | None = None
     close_code: int | None = None
     close_reason: str | None = None
+    linger_s: float = 0.0  # how long after the flood the flooder waited for a close
 
 
 async def _read(reader: asyncio.StreamReader, inbound: Inbound, result: FloodResult,
@@ -118,7 +119,7 @@ async def _read(reader: asyncio.StreamReader, inbound: Inbound, result: FloodRes
 
 async def flood(kind: str, port: int, seconds: float, *, auth: bool, read: bool,
                 linger: float, drain: float) -> FloodResult:
-    result = FloodResult(kind, auth, read)
+    result = FloodResult(kind, auth, read, linger_s=linger)
     setup, frame = FLOODS[kind]
     chunk = frame * max(1, CHUNK_BYTES // len(frame))
     frames_per_chunk = len(chunk) // len(frame)
