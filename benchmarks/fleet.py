@@ -322,10 +322,15 @@ class Fleet:
         self.storms.append({"t": t0 - started, "dropped": len(victims),
                             "reconnect_s": time.perf_counter() - t0, "failed": len(failed)})
 
-    async def storms_every(self, every: float, fraction: float, started: float) -> None:
+    async def storms_every(self, every: float, fraction: float, started: float,
+                           offset: float = 0.0) -> None:
+        """A storm every ``every`` seconds from ``started`` (``perf_counter`` time), each
+        ``offset`` seconds late."""
+        at = started + every + offset
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
             await self.storm(fraction, started)
+            at += every
 
     async def close(self) -> None:
         for u in self.users:

@@ -195,7 +195,9 @@ async def soak(plan: Plan) -> dict[str, Any]:
         tasks = [asyncio.create_task(c) for c in (
             fleet.send_messages(plan.rate, body), fleet.send_pings(plan.pings_per_s),
             fleet.churn(plan.churn_period),
-            fleet.storms_every(plan.storm_every, plan.storm_fraction, started))]
+            # storms half a sample after a sample is taken, not on top of one
+            fleet.storms_every(plan.storm_every, plan.storm_fraction, started,
+                               offset=plan.sample_every / 2))]
         acked = delivered = 0
         clock = CpuClock(run.proc.pid)
         next_at = started + plan.sample_every
