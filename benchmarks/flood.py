@@ -282,14 +282,16 @@ def tables(data: dict[str, Any]) -> str:
     lines = [f"Nexus flood measurements, {data['date']}, {data['seconds']:g} s floods"]
     lines += ["", ("## 1. ping flood: masked PING frames as fast as possible, never reading "
                    "(server RSS in MB)")]
-    rows = [["when", "before", "max during", "max after", "end", "growth", "pings sent",
-             "flood s", "server alive", "flooding connection"]]
+    rows = [["when", "before", "max during", "max after", "end", "growth", "MB/s flooded",
+             "pings sent", "flood s", "server alive", "flooding connection"]]
     for r in data["ping_flood"]:
         fl = r["flooder"]
         capped = f" (capped at {r['capped_at_s']:.1f} s)" if r["capped_at_s"] else ""
+        flood_s = fl.get("flood_s", float("nan"))
         rows.append([r["when"], f(r["rss_before_mb"]), f(r["rss_max_during_mb"]),
                      f(r["rss_max_after_mb"]), f(r["rss_end_mb"]), f(r["growth_mb"]) + capped,
-                     f"{fl.get('frames_sent', 0):,}", f(fl.get("flood_s", float("nan"))),
+                     f(r["growth_mb"] / flood_s if flood_s else float("nan")),
+                     f"{fl.get('frames_sent', 0):,}", f(flood_s),
                      "yes" if r["server_alive"] else "NO", fate(fl)])
     lines += report.aligned(rows)
     interval = data["frame_flood"][0]["interval_ms"] if data["frame_flood"] else 0
@@ -320,10 +322,12 @@ def chart(data: dict[str, Any], path: Path) -> Path | None:
     fig, (rss_ax, lat_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for r in data["ping_flood"]:
         t, mb = zip(*r["trace"]) if r["trace"] else ((), ())
-        rss_ax.plot(t, mb, label=r["when"])
-    rss_ax.axvspan(0, data["seconds"], color="grey", alpha=0.15, label="flood")
-    rss_ax.set(title="ping flood, never reading: server RSS", xlabel="s since flood start",
-               ylabel="MB")
+        [line] = rss_ax.plot(t, mb, label=r["when"])
+        if "flood_s" in r["flooder"]:
+            rss_ax.axvline(r["flooder"]["flood_s"], color=line.get_color(), linestyle="--",
+                           linewidth=1)
+    rss_ax.set(title="ping flood, never reading: server RSS",
+               xlabel="s since the flood started (dashed: it stopped)", ylabel="MB")
     rss_ax.legend(fontsize=8)
     floods = data["frame_flood"]
     xs = range(len(floods))
