@@ -2,9 +2,10 @@
 messages and `ping` requests, and check every room's sequence as it arrives.
 
 A ``User`` outlives its connections: when one drops (a storm or the server), the next
-rejoins the same rooms with ``since`` = the last seq seen, as a real client would, so every
-message of a room must arrive exactly once and in order across reconnects, leaves and
-rejoins. Anything else is counted in ``Tally`` (gaps, duplicates, strays).
+rejoins the same rooms with ``since`` = the last seq seen, as a real client would, and so
+does a rejoin within ``RESUME_WINDOW_S`` of leaving a room; so every message of a room must
+arrive exactly once and in order across reconnects, leaves and rejoins. Anything else is
+counted in ``Tally`` (gaps, duplicates, strays).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from .targets import Nexus
 
 TARGET = Nexus("nexus")
 RECONNECT_AFTER_S = 1.0  # after an unexpected close, like a client's backoff
+# A room left longer ago than this is joined afresh, not resumed: otherwise the replays of
+# rejoins would grow with the length of the run and the load would not be level.
+RESUME_WINDOW_S = 60.0
 
 
 @dataclass
@@ -91,7 +95,8 @@ class User:
         self._token_ttl = token_ttl
         self.transport: WSTransport | None = None
         self.rooms: dict[str, RoomState] = {}  # rooms of this user, kept across reconnects
-        self.seen: dict[str, int] = {}  # room -> last seq received, kept forever
+        self.seen: dict[str, int] = {}  # room -> last seq received
+        self.left_at: dict[str, float] = {}  # room -> when this user last left it
         self.pending: dict[int, float] = {}  # message.send id -> sent at
         self.pings: dict[int, float] = {}
         self.close_code: int | None = None
@@ -131,6 +136,9 @@ class User:
     # -- requests ---------------------------------------------------------------
     def join(self, room: str) -> None:
         request: dict[str, object] = {"type": "room.join", "id": self._ids(), "room": room}
+        left = self.left_at.pop(room, None)
+        if left is not None and time.perf_counter() - left > RESUME_WINDOW_S:
+            self.seen.pop(room, None)
         since = self.seen.get(room)
         if since is not None:
             request["since"] = since
@@ -192,7 +200,9 @@ class User:
             if self.rooms.get(room) is RoomState.JOINING:
                 self.rooms[room] = RoomState.JOINED
         elif kind == "room.left":
-            self.rooms.pop(str(event["room"]), None)
+            room = str(event["room"])
+            self.rooms.pop(room, None)
+            self.left_at[room] = now
         elif kind == "error":
             code = str(event["code"])
             tally.errors[code] = tally.errors.get(code, 0) + 1
@@ -221,6 +231,7 @@ class User:
         for room, state in list(self.rooms.items()):
             if state is RoomState.LEAVING:
                 del self.rooms[room]
+                self.left_at[room] = time.perf_counter()
         if self.dropping:
             self.dropping = False
             return
