@@ -54,6 +54,7 @@ DEFAULT_INTERVAL_S = 1 / (0.8 * Settings().rate_conn_per_s)
 
 
 def start_server() -> Running:
+    """A fresh `nexus serve` on the server's own defaults (rate and buffer limits included)."""
     return Nexus("nexus", capacity_limits=False).start()
 
 

@@ -99,7 +99,8 @@ async def _read(reader: asyncio.StreamReader, inbound: Inbound, result: FloodRes
     """Read until the stream ends, ``idle`` seconds pass without data, or ``until``."""
     try:
         while True:
-            waits = [w for w in (idle, until and until - time.monotonic()) if w is not None]
+            left = None if until is None else until - time.monotonic()
+            waits = [w for w in (idle, left) if w is not None]
             data = await asyncio.wait_for(reader.read(READ_BYTES),
                                           max(0.0, min(waits)) if waits else None)
             if not data:
