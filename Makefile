@@ -13,8 +13,12 @@ SOURCES := $(shell find src -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -n
 run: $(STAMP)
 	$(VENV)/bin/nexus serve
 
+# The suite (lint, types and import contracts included: tests/test_sourcecode.py) under
+# coverage, the `nexus serve` processes it starts included; then the Cython modules' line
+# coverage from a traced build of them.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --cov --cov-report=term
+	$(PY) tests/speedups_coverage.py
 
 install: $(STAMP)
 
@@ -33,4 +37,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) build data
+	rm -rf $(VENV) build data .coverage .coverage.*

@@ -123,7 +123,7 @@ def main() -> int:
     args = p.parse_args()
     data = uvloop.run(run(args))
     args.out.mkdir(parents=True, exist_ok=True)
-    stamp = data["date"].replace(":", "").replace("-", "")[:15]
+    stamp = report.stamp(data["date"])
     path = args.out / f"{stamp}-{args.mode}.json"
     path.write_text(json.dumps(data, indent=1))
     print(report.table(data))

@@ -22,16 +22,29 @@ from nexus._speedups.framing import count_frames, count_messages
 
 
 
-def client_frame(payload: bytes) -> bytes:
-    """A masked TEXT frame with the zero masking key: the payload goes out unchanged."""
+OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x1, 0x2, 0x8, 0x9
+
+
+def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
+    """A masked final frame (TEXT unless ``opcode`` says otherwise) with the zero masking
+    key: the payload goes out unchanged."""
     n = len(payload)
+    first = 0x80 | opcode
     if n < 126:
-        head = bytes((0x81, 0x80 | n))
+        head = bytes((first, 0x80 | n))
     elif n < 65536:
-        head = bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
+        head = bytes((first, 0x80 | 126)) + n.to_bytes(2, "big")
     else:
-        head = bytes((0x81, 0x80 | 127)) + n.to_bytes(8, "big")
+        head = bytes((first, 0x80 | 127)) + n.to_bytes(8, "big")
     return head + b"\x00\x00\x00\x00" + payload
+
+
+def upgrade_request(host: str, path: str, headers: dict[str, str]) -> bytes:
+    """The HTTP/1.1 WebSocket upgrade request, ``headers`` added (e.g. Authorization)."""
+    return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: "
+            f"{base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
 
 
 @dataclass
@@ -45,11 +58,7 @@ class WsClient(asyncio.Protocol):
 
     def __init__(self, host: str, path: str, headers: dict[str, str], prefix: bytes) -> None:
         self.transport: asyncio.Transport | None = None
-        self._request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: "
-            f"{base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
-            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+        self._request = upgrade_request(host, path, headers)
         self._prefix = prefix
         self._buf = bytearray()
         self._upgraded = False
@@ -166,5 +175,6 @@ class SendTimes:
             out.append(now - times.popleft())
 
 
-__all__ = ["CpuClock", "SendTimes", "Stats", "WsClient", "client_frame", "connect",
-           "count_frames", "percentiles"]
+__all__ = ["OP_BINARY", "OP_CLOSE", "OP_PING", "OP_TEXT", "CpuClock", "SendTimes", "Stats",
+           "WsClient", "client_frame", "connect", "count_frames", "percentiles",
+           "upgrade_request"]

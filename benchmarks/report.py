@@ -22,7 +22,14 @@ EXTRA = {
 BASELINE = "picows-raw"
 
 
-def _fmt(value: Any) -> str:
+def stamp(iso_date: str) -> str:
+    """A run's file name stem from its ISO date: 20261125T192732."""
+    return iso_date.replace(":", "").replace("-", "")[:15]
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         if value != value:  # NaN
             return "-"
@@ -34,7 +41,7 @@ def short(scenario: str, row: dict[str, Any]) -> str:
     if "error" in row:
         return f"ERROR {row['error']}"
     metric, unit, _ = HEADLINE[scenario]
-    return f"{_fmt(row[metric])} {unit}"
+    return f"{fmt(row[metric])} {unit}"
 
 
 def _key(r: dict[str, Any]) -> str:
@@ -69,27 +76,39 @@ def table(data: dict[str, Any]) -> str:
                 ratios.append(f"{mine[metric] / r[metric]:.2f}x"
                               if mine is not None and r["target"] != ours and r.get(metric)
                               else "-")
-            body.append([_key(r), r["target"], _fmt(r[metric]),
-                         *[_fmt(r.get(e, float("nan"))) for e in extra],
-                         _fmt(r.get("gen_cpu", float("nan"))),
-                         _fmt(r.get("server_cpu", r.get("idle_server_cpu", float("nan")))),
+            body.append([_key(r), r["target"], fmt(r[metric]),
+                         *[fmt(r.get(e, float("nan"))) for e in extra],
+                         fmt(r.get("gen_cpu", float("nan"))),
+                         fmt(r.get("server_cpu", r.get("idle_server_cpu", float("nan")))),
                          *ratios])
-        widths = [max(len(str(row[i])) for row in [head, *body] if i < len(row))
-                  for i in range(len(head))]
-        for row in [head, *body]:
-            lines.append("  ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w)
-                                   for i, (c, w) in enumerate(zip(row, widths))))
+        lines += aligned([head, *body], left=2)
     return "\n".join(lines)
 
 
-def charts(data: dict[str, Any], out: Path, stem: str) -> list[Path]:
-    """One PNG per scenario: grouped bars of the headline metric, by parameters and target."""
+def aligned(rows: list[list[str]], left: int = 1) -> list[str]:
+    """Rows as lines of columns: the first ``left`` columns left-aligned, the rest right."""
+    widths = [max(len(str(row[i])) for row in rows if i < len(row))
+              for i in range(len(rows[0]))]
+    return ["  ".join(str(c).rjust(w) if i >= left else str(c).ljust(w)
+                      for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, or None when matplotlib is not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def charts(data: dict[str, Any], out: Path, stem: str) -> list[Path]:
+    """One PNG per scenario: grouped bars of the headline metric, by parameters and target."""
+    plt = pyplot()
+    if plt is None:
         return []
     paths = []
     scenarios = sorted({r["scenario"] for r in data["results"]})

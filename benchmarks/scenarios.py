@@ -18,9 +18,11 @@ def body_of(size: int) -> bytes:
     return b"x" * size
 
 
-def rss(pid: int) -> int:
+def rss(pid: int, field: str = "VmRSS") -> int:
+    """Resident bytes of a process from /proc: ``VmRSS`` (all), or e.g. ``RssAnon`` (heap,
+    without file-backed pages such as an LMDB map)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     return 0
 

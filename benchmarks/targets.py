@@ -28,6 +28,7 @@ class Running:
     proc: subprocess.Popen[str]
     port: int
     tmp: tempfile.TemporaryDirectory[str] | None = None
+    http_port: int = 0  # Nexus' HTTP API (/metrics); 0 for the peers
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -68,28 +69,35 @@ class Target:
         return b'{"type":"send","room":"%s","body":"%s"}' % (room.encode(), body)
 
 
+# Benchmarks measure capacity, not the per-client abuse limits.
+RAISED_RATE_LIMITS = {"rate_conn_per_s": "1e9", "rate_conn_burst": "1000000000",
+                      "rate_user_per_s": "1e9", "rate_user_burst": "1000000000"}
+CAPACITY_SETTINGS = {**RAISED_RATE_LIMITS, "outbound_limit_bytes": str(64 << 20),
+                     "max_rooms_per_connection": "100000"}
+
+
 @dataclass
 class Nexus(Target):
     path: str = "/ws"
+    # False: the server's own defaults (plus ``settings``), e.g. for abuse measurements.
+    capacity_limits: bool = True
 
     def start(self) -> Running:
         tmp = tempfile.TemporaryDirectory(prefix="nexus-bench-")
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
         env.update({"NEXUS_AUTH_SECRET": SECRET, "NEXUS_LOG_LEVEL": "warning",
-                    "NEXUS_PRINT_DEV_TOKEN": "false", "NEXUS_HTTP_PORT": "0",
-                    # benchmarks measure capacity, not the per-client abuse limits
-                    "NEXUS_RATE_CONN_PER_S": "1e9", "NEXUS_RATE_CONN_BURST": "1000000000",
-                    "NEXUS_RATE_USER_PER_S": "1e9", "NEXUS_RATE_USER_BURST": "1000000000",
-                    "NEXUS_OUTBOUND_LIMIT_BYTES": str(64 << 20),
-                    "NEXUS_MAX_ROOMS_PER_CONNECTION": "100000"})
-        env.update({f"NEXUS_{k.upper()}": v for k, v in self.settings.items()})
+                    "NEXUS_PRINT_DEV_TOKEN": "false", "NEXUS_HTTP_PORT": "0"})
+        settings = {**CAPACITY_SETTINGS, **self.settings} if self.capacity_limits \
+            else self.settings
+        env.update({f"NEXUS_{k.upper()}": v for k, v in settings.items()})
         proc = subprocess.Popen([sys.executable, "-m", "nexus", "serve", "--port", "0",
                                  "--data-dir", tmp.name], stdout=subprocess.PIPE, text=True,
                                 env=env)
-        return Running(proc, _wait_port(proc, "nexus listening on"), tmp)
+        port = _wait_port(proc, "nexus listening on")
+        return Running(proc, port, tmp, http_port=_wait_port(proc, "nexus http api on"))
 
-    def headers(self, user: int) -> dict[str, str]:
-        tok = mint_token(SECRET, user=f"u{user}", tenant="bench", roles=["member"])
+    def headers(self, user: int, ttl: float = 3600.0) -> dict[str, str]:
+        tok = mint_token(SECRET, user=f"u{user}", tenant="bench", roles=["member"], ttl=ttl)
         return {"Authorization": f"Bearer {tok}"}
 
     def join(self, room: str) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import signal
 import sys
@@ -26,6 +27,7 @@ from .auth import TokenVerifier, mint_token, resolve_hmac_secret
 from .config import HMAC_ALGORITHMS, Settings
 from .core.access import AccessRules
 from .core.directory import UserDirectory
+from .core.extension_host import ExtensionHost
 from .core.interceptors import InterceptorChain
 from .core.observers import Observers
 from .core.pipeline import MessagePipeline
@@ -33,6 +35,8 @@ from .core.rate_limits import UserRateLimits
 from .core.room_admin import RoomAdmin
 from .core.rooms import RoomDirectory
 from .core.writes import RoomWrites
+from .errors import ConfigError
+from .extensions.loader import load_extensions
 from .gateway.handlers import RequestHandlers
 from .gateway.server import Gateway
 from .observability.health import Health
@@ -61,6 +65,15 @@ class Service:
 def _sync(fn: Callable[[], object]) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         fn()
+
+    return run
+
+
+def _maybe_async(fn: Callable[[], object]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        result = fn()
+        if inspect.isawaitable(result):
+            await result
 
     return run
 
@@ -99,8 +112,7 @@ class App:
             try:
                 await asyncio.wait_for(service.stop(), service.timeout)
             except TimeoutError:
-                log.error("service %s did not stop within %.1fs", service.name,
-                          service.timeout)
+                log.error("service %s did not stop within %.1fs", service.name, service.timeout)
             except Exception:
                 log.exception("service %s failed to stop", service.name)
         self.writer.close(self.settings.shutdown_timeout)
@@ -109,14 +121,18 @@ class App:
             self.tracer_provider.shutdown()
 
 
-def build(settings: Settings, loop: asyncio.AbstractEventLoop,
-          span_exporter: SpanExporter | None = None) -> App:
+def build(
+    settings: Settings, loop: asyncio.AbstractEventLoop, span_exporter: SpanExporter | None = None
+) -> App:
     hmac_secret = None
     if set(settings.auth_algorithms) & HMAC_ALGORITHMS:
         hmac_secret = resolve_hmac_secret(settings, create=True)
     verifier = TokenVerifier(settings, hmac_secret=hmac_secret)
-    store = LmdbStore(settings.data_path / "lmdb", map_size=settings.store_map_size,
-                      durability=settings.store_durability)
+    store = LmdbStore(
+        settings.data_path / "lmdb",
+        map_size=settings.store_map_size,
+        durability=settings.store_durability,
+    )
     writer = GroupCommitWriter(loop)
     router = Router()
     provider = make_tracer_provider(settings, span_exporter)
@@ -124,11 +140,20 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop,
     health = Health()
 
     # core
-    interceptors = InterceptorChain(max_body_bytes=settings.max_body_bytes,
-                                    max_meta_bytes=settings.max_meta_bytes)
+    interceptors = InterceptorChain(
+        max_body_bytes=settings.max_body_bytes, max_meta_bytes=settings.max_meta_bytes
+    )
     observers = Observers()
-    pipeline = MessagePipeline(store, writer, router, loop, max_batch=settings.commit_max_batch,
-                               interceptors=interceptors, observers=observers, tracer=tracer)
+    pipeline = MessagePipeline(
+        store,
+        writer,
+        router,
+        loop,
+        max_batch=settings.commit_max_batch,
+        interceptors=interceptors,
+        observers=observers,
+        tracer=tracer,
+    )
     rooms = RoomDirectory(store, settings.room_create_roles)
     access = AccessRules(store)
     writes = RoomWrites(pipeline, store, access)
@@ -137,55 +162,99 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop,
     user_limits = UserRateLimits(settings.rate_user_per_s, settings.rate_user_burst)
 
     # edges
-    handlers = RequestHandlers(settings, rooms, router, writes, access, store, user_limits,
-                               directory)
+    handlers = RequestHandlers(
+        settings, rooms, router, writes, access, store, user_limits, directory
+    )
     gateway = Gateway(settings, handlers, verifier, pipeline, health, loop)
 
     def policy(rkey: str) -> tuple[int, float]:
         meta = store.room_meta(rkey) or {}
         retention = meta.get("retention") or {}
-        return (int(retention.get("max_count", settings.retention_max_count)),
-                float(retention.get("max_age", settings.retention_max_age)))
+        return (
+            int(retention.get("max_count", settings.retention_max_count)),
+            float(retention.get("max_age", settings.retention_max_age)),
+        )
 
-    sweeper = RetentionSweeper(store, writer, policy, interval=settings.retention_interval,
-                               idempotency_window=settings.idempotency_window,
-                               on_trim=observers.trimmed)
+    sweeper = RetentionSweeper(
+        store,
+        writer,
+        policy,
+        interval=settings.retention_interval,
+        idempotency_window=settings.idempotency_window,
+        on_trim=observers.trimmed,
+    )
     loop_lag = LoopLag(loop)
-    registry, http_metrics = make_registry(MetricSources(
-        stats=gateway.stats, connections=gateway.connection_count,
-        sessions=lambda: len(handlers.sessions), pipeline=pipeline, router=router,
-        flush_queue=gateway.flush_queue, loop_lag=loop_lag))
+    registry, http_metrics = make_registry(
+        MetricSources(
+            stats=gateway.stats,
+            connections=gateway.connection_count,
+            sessions=lambda: len(handlers.sessions),
+            pipeline=pipeline,
+            router=router,
+            flush_queue=gateway.flush_queue,
+            loop_lag=loop_lag,
+        )
+    )
     api = create_api(
-        ApiContext(settings, store, rooms, access, writes, room_admin, directory, gateway,
-                   health, tracer or NoOpTracer()),
-        verifier=verifier, user_limits=user_limits, on_auth_failure=gateway.stats.auth_failed,
-        registry=registry, http_metrics=http_metrics)
+        ApiContext(
+            settings,
+            store,
+            rooms,
+            access,
+            writes,
+            room_admin,
+            directory,
+            gateway,
+            health,
+            tracer or NoOpTracer(),
+        ),
+        verifier=verifier,
+        user_limits=user_limits,
+        on_auth_failure=gateway.stats.auth_failed,
+        registry=registry,
+        http_metrics=http_metrics,
+    )
     http = HttpServer(api, settings.http_host, settings.http_port)
+    host = ExtensionHost(settings, store, pipeline, rooms, access, writes, router)
+    load_extensions(settings.extensions, host)
     services = [
         Service("observers", _sync(observers.start), observers.stop),
+        *(
+            Service(name, _maybe_async(start), _maybe_async(stop))
+            for name, start, stop in host.services
+        ),
         Service("loop-lag", _sync(loop_lag.start), _sync(loop_lag.stop)),
         Service("retention", _sync(sweeper.start), _sync(sweeper.stop)),
         Service("http", http.start, http.stop),
         # Stops first: closes the listener, lets pending commits finish, closes clients.
-        Service("gateway", gateway.start, gateway.stop,
-                timeout=2 * settings.shutdown_timeout + 5),
+        Service("gateway", gateway.start, gateway.stop, timeout=2 * settings.shutdown_timeout + 5),
     ]
-    return App(settings, store, writer, pipeline, handlers, gateway, http, health, provider,
-               services)
+    return App(
+        settings, store, writer, pipeline, handlers, gateway, http, health, provider, services
+    )
 
 
 def dev_token(settings: Settings) -> str | None:
     """A 24h admin token for user 'dev' of tenant 'dev', when the dev HMAC secret is in use."""
-    if not (set(settings.auth_algorithms) & HMAC_ALGORITHMS) or settings.auth_secret \
-            or settings.auth_secret_file:
+    if (
+        not (set(settings.auth_algorithms) & HMAC_ALGORITHMS)
+        or settings.auth_secret
+        or settings.auth_secret_file
+    ):
         return None
     secret = resolve_hmac_secret(settings)
     if secret is None:
         return None
-    return mint_token(secret, user="dev", tenant="dev", roles=["admin", "member"],
-                      ttl=DEV_TOKEN_TTL, issuer=settings.auth_issuer,
-                      audience=settings.auth_audience,
-                      algorithm=sorted(set(settings.auth_algorithms) & HMAC_ALGORITHMS)[0])
+    return mint_token(
+        secret,
+        user="dev",
+        tenant="dev",
+        roles=["admin", "member"],
+        ttl=DEV_TOKEN_TTL,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        algorithm=sorted(set(settings.auth_algorithms) & HMAC_ALGORITHMS)[0],
+    )
 
 
 async def serve(settings: Settings) -> int:
@@ -207,8 +276,12 @@ async def serve(settings: Settings) -> int:
     token = dev_token(settings) if settings.print_dev_token else None
     if token:
         print(f"development token (user dev, tenant dev, 24h): {token}", flush=True)
-    log.info("data in %s; health at http://%s:%d/healthz", settings.data_path.resolve(),
-             settings.host, port)
+    log.info(
+        "data in %s; health at http://%s:%d/healthz",
+        settings.data_path.resolve(),
+        settings.host,
+        port,
+    )
     await stop.wait()
     log.info("shutting down")
     await app.stop()
@@ -224,3 +297,6 @@ def run(settings: Settings) -> int:
     except OSError as exc:
         print(f"nexus: cannot start: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        print(f"nexus: {exc}", file=sys.stderr)
+        return 2

@@ -16,20 +16,26 @@ from .errors import ConfigError
 def _default_text(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(value)
-    return "none" if value is None else str(value).lower() if isinstance(value, bool) \
-        else str(value)
+    return (
+        "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "settings (each also NEXUS_<NAME> in the environment or <name> in the TOML file; "
-        "see docs/configuration.md)")
+        "see docs/configuration.md)"
+    )
     for f in fields(Settings):
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"set_{f.name}",
-                           metavar=f.type.upper() if isinstance(f.type, str) and
-                           f.type in ("int", "float", "str", "bool") else "VALUE",
-                           default=None,
-                           help=f"{FIELD_DOCS[f.name]} (default: {_default_text(f.default)})")
+        group.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f"set_{f.name}",
+            metavar=f.type.upper()
+            if isinstance(f.type, str) and f.type in ("int", "float", "str", "bool")
+            else "VALUE",
+            default=None,
+            help=f"{FIELD_DOCS[f.name]} (default: {_default_text(f.default)})",
+        )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -65,8 +71,11 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
     for what, value in (("--user", args.user), ("--tenant", args.tenant)):
         if not ID_PATTERN.fullmatch(value):
-            print(f"nexus token: {what} must be 1-128 characters of A-Z a-z 0-9 _ . @ : + - "
-                  f"(the server refuses others), got {value!r}", file=sys.stderr)
+            print(
+                f"nexus token: {what} must be 1-128 characters of A-Z a-z 0-9 _ . @ : + - "
+                f"(the server refuses others), got {value!r}",
+                file=sys.stderr,
+            )
             return 2
     algorithm = settings.auth_algorithms[0]
     if algorithm in HMAC_ALGORITHMS:
@@ -75,22 +84,38 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
             # Never invent a secret here: the server would not know it, and every token
             # minted with it would be refused.
             path = (settings.data_path / DEV_SECRET_FILE).resolve()
-            print(f"nexus token: no development secret at {path}. Start the server once "
-                  "(make run) to create it, run this command from the server's directory "
-                  "or pass --data-dir, or configure auth_secret_file.", file=sys.stderr)
+            print(
+                f"nexus token: no development secret at {path}. Start the server once "
+                "(make run) to create it, run this command from the server's directory "
+                "or pass --data-dir, or configure auth_secret_file.",
+                file=sys.stderr,
+            )
             return 2
         if not (settings.auth_secret or settings.auth_secret_file):
-            print("nexus token: signed with the development secret "
-                  f"{(settings.data_path / DEV_SECRET_FILE).resolve()}", file=sys.stderr)
+            print(
+                "nexus token: signed with the development secret "
+                f"{(settings.data_path / DEV_SECRET_FILE).resolve()}",
+                file=sys.stderr,
+            )
     elif args.private_key_file:
         key = Path(args.private_key_file).read_text("utf-8")
     else:
         print("nexus token: --private-key-file is required for " + algorithm, file=sys.stderr)
         return 2
-    print(mint_token(key, user=args.user, tenant=args.tenant,
-                     roles=[r for r in args.roles.split(",") if r], kind=args.kind,
-                     ttl=args.ttl, issuer=settings.auth_issuer, audience=settings.auth_audience,
-                     algorithm=algorithm, kid=args.kid))
+    print(
+        mint_token(
+            key,
+            user=args.user,
+            tenant=args.tenant,
+            roles=[r for r in args.roles.split(",") if r],
+            kind=args.kind,
+            ttl=args.ttl,
+            issuer=settings.auth_issuer,
+            audience=settings.auth_audience,
+            algorithm=algorithm,
+            kid=args.kid,
+        )
+    )
     return 0
 
 

@@ -46,9 +46,11 @@ class Settings:
     http_host: str = _setting("127.0.0.1", "HTTP API listen address")
     http_port: int = _setting(8766, "HTTP API port; 0 picks a free port")
     metrics_token: str | None = _setting(
-        None, "when set, /metrics needs 'Authorization: Bearer <it>'")
+        None, "when set, /metrics needs 'Authorization: Bearer <it>'"
+    )
     http_max_body_bytes: int = _setting(
-        65536, "largest HTTP request body (413 beyond it; checked before reading)")
+        65536, "largest HTTP request body (413 beyond it; checked before reading)"
+    )
 
     auth_algorithms: tuple[str, ...] = _setting(("HS256",), "JWT algorithms accepted (pinned)")
     auth_secret: str | None = _setting(None, "HMAC secret for HS*, 32+ characters")
@@ -60,32 +62,38 @@ class Settings:
     auth_leeway: float = _setting(0.0, "seconds of clock skew allowed for exp/nbf/iat")
     auth_timeout: float = _setting(10.0, "seconds to authenticate after the upgrade (4001)")
 
-    room_create_roles: tuple[str, ...] = _setting(("admin", "member"),
-                                                  "roles that may create rooms")
+    room_create_roles: tuple[str, ...] = _setting(
+        ("admin", "member"), "roles that may create rooms"
+    )
     max_rooms_per_connection: int = _setting(64, "rooms one connection may be in")
     max_frame_bytes: int = _setting(65536, "largest inbound message payload (close 1009)")
     max_body_bytes: int = _setting(16384, "largest message body, UTF-8 bytes (too_large)")
     max_meta_bytes: int = _setting(4096, "largest message meta, JSON bytes (too_large)")
     outbound_limit_bytes: int = _setting(
-        1 << 20, "bytes queued for one connection before it is closed (4002)")
+        1 << 20, "bytes queued for one connection before it is closed (4002)"
+    )
     read_buffer_bytes: int = _setting(2048, "initial read buffer per connection")
     listen_backlog: int = _setting(2048, "listen() backlog of the WebSocket listener")
     frames_per_tick: int = _setting(
-        64, "work units one connection may use per loop iteration (1 a frame + 1 a 4 KiB)")
+        64, "work units one connection may use per loop iteration (1 a frame + 1 a 4 KiB)"
+    )
     flood_backlog_frames: int = _setting(
-        4096, "frames held back past frames_per_tick before the reader is closed (4004)")
+        4096, "frames held back past frames_per_tick before the reader is closed (4004)"
+    )
     rate_conn_per_s: float = _setting(50.0, "per-connection request refill rate")
     rate_conn_burst: int = _setting(100, "per-connection bucket size")
     rate_user_per_s: float = _setting(100.0, "per-user refill rate (WebSocket and HTTP writes)")
     rate_user_burst: int = _setting(200, "per-user bucket size")
     refused_per_s: float = _setting(10.0, "refill rate of a connection's refused-frame allowance")
     refused_burst: int = _setting(
-        100, "refused frames (errors, rate limits, binary, pings over the rate) before 4004")
+        100, "refused frames (errors, rate limits, binary, pings over the rate) before 4004"
+    )
     heartbeat_interval: float = _setting(20.0, "seconds of silence before a server PING")
     heartbeat_timeout: float = _setting(10.0, "seconds after the PING before closing (1001)")
     history_max_limit: int = _setting(100, "largest history page (WebSocket and HTTP)")
     presence_broadcast_max: int = _setting(
-        1000, "rooms with more present users get no presence events")
+        1000, "rooms with more present users get no presence events"
+    )
     presence_list_max: int = _setting(200, "most users listed in room.joined")
 
     store_map_size: int = _setting(64 << 30, "LMDB map size in bytes (address space)")
@@ -105,6 +113,9 @@ class Settings:
     trace_endpoint: str | None = _setting(None, "OTLP/HTTP endpoint (implies otlp)")
     service_name: str = _setting("nexus", "OpenTelemetry service.name")
     print_dev_token: bool = _setting(True, "print a development token at start")
+    extensions: tuple[str, ...] = _setting(
+        (), "Python extensions to load at start, as module:function (docs/extending.md)"
+    )
 
     @property
     def data_path(self) -> Path:
@@ -208,7 +219,7 @@ def load_settings(
     for key, raw in environ.items():
         if not key.startswith("NEXUS_") or key == "NEXUS_CONFIG":
             continue
-        name = key[len("NEXUS_"):].lower()
+        name = key[len("NEXUS_") :].lower()
         if name not in _HINTS:
             raise ConfigError(key, "unknown setting")
         values[name] = _coerce(name, raw)
@@ -231,22 +242,46 @@ def validate(s: Settings) -> None:
     if s.trace_exporter not in TRACE_EXPORTERS:
         raise ConfigError("trace_exporter", f"must be one of {', '.join(TRACE_EXPORTERS)}")
     for name in (
-        "max_rooms_per_connection", "max_frame_bytes", "max_body_bytes", "max_meta_bytes",
-        "outbound_limit_bytes", "read_buffer_bytes", "rate_conn_burst", "rate_user_burst",
-        "listen_backlog", "presence_list_max", "http_max_body_bytes", "frames_per_tick",
-        "flood_backlog_frames", "refused_burst",
-        "history_max_limit", "store_map_size", "commit_max_batch", "replay_page",
+        "max_rooms_per_connection",
+        "max_frame_bytes",
+        "max_body_bytes",
+        "max_meta_bytes",
+        "outbound_limit_bytes",
+        "read_buffer_bytes",
+        "rate_conn_burst",
+        "rate_user_burst",
+        "listen_backlog",
+        "presence_list_max",
+        "http_max_body_bytes",
+        "frames_per_tick",
+        "flood_backlog_frames",
+        "refused_burst",
+        "history_max_limit",
+        "store_map_size",
+        "commit_max_batch",
+        "replay_page",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
     for name in (
-        "auth_timeout", "rate_conn_per_s", "rate_user_per_s", "refused_per_s",
+        "auth_timeout",
+        "rate_conn_per_s",
+        "rate_user_per_s",
+        "refused_per_s",
         "heartbeat_interval",
-        "heartbeat_timeout", "shutdown_timeout", "idempotency_window", "retention_interval",
+        "heartbeat_timeout",
+        "shutdown_timeout",
+        "idempotency_window",
+        "retention_interval",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
-    for name in ("retention_max_count", "retention_max_age", "drain_delay", "presence_broadcast_max"):
+    for name in (
+        "retention_max_count",
+        "retention_max_age",
+        "drain_delay",
+        "presence_broadcast_max",
+    ):
         if getattr(s, name) < 0:
             raise ConfigError(name, f"must not be negative, got {getattr(s, name)}")
     if s.store_durability not in DURABILITY_MODES:
@@ -272,7 +307,9 @@ def validate(s: Settings) -> None:
         raise ConfigError("auth_algorithms", "must not mix HMAC (HS*) and public-key algorithms")
     if algs & ASYMMETRIC_ALGORITHMS:
         if not (s.auth_public_key_file or s.auth_jwks_file):
-            raise ConfigError("auth_public_key_file", "required (or auth_jwks_file) for public-key algorithms")
+            raise ConfigError(
+                "auth_public_key_file", "required (or auth_jwks_file) for public-key algorithms"
+            )
         for name in ("auth_public_key_file", "auth_jwks_file"):
             path = getattr(s, name)
             if path and not Path(path).is_file():
@@ -287,8 +324,9 @@ def validate(s: Settings) -> None:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError("auth_secret_file", f"cannot read: {exc}") from None
         if len(held) < MIN_SECRET_CHARS:
-            raise ConfigError("auth_secret_file",
-                              f"must hold a secret of at least {MIN_SECRET_CHARS} characters")
+            raise ConfigError(
+                "auth_secret_file", f"must hold a secret of at least {MIN_SECRET_CHARS} characters"
+            )
 
 
 def read_secret_file(path: str | Path) -> str:

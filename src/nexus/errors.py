@@ -112,8 +112,16 @@ class ConfigError(Exception):
 
 
 ERROR_CLASSES: tuple[type[NexusError], ...] = (
-    BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge,
-    LimitExceeded, RateLimited, Internal, Unavailable,
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    TooLarge,
+    LimitExceeded,
+    RateLimited,
+    Internal,
+    Unavailable,
 )
 
 
@@ -122,5 +130,8 @@ _BY_CODE: dict[str, type[NexusError]] = {cls.code: cls for cls in ERROR_CLASSES}
 
 def error_for(code: str, message: str) -> NexusError:
     """The NexusError of a protocol error code (an ``error`` event turned back into one)."""
-    return _BY_CODE.get(code, Internal)(message) if code != "rate_limited" else \
-        RateLimited(message, retry_after_ms=1000)
+    return (
+        _BY_CODE.get(code, Internal)(message)
+        if code != "rate_limited"
+        else RateLimited(message, retry_after_ms=1000)
+    )

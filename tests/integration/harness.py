@@ -67,9 +67,14 @@ class ServerProcess:
             raise
 
 
-def start_server(data_dir: Path, **settings: Any) -> ServerProcess:
-    """Start `python -m nexus serve` on a free port and wait for its URL line."""
+def start_server(data_dir: Path, *, env_extra: dict[str, str] | None = None,
+                 **settings: Any) -> ServerProcess:
+    """Start `python -m nexus serve` on a free port and wait for its URL line.
+
+    ``settings`` become NEXUS_* variables; ``env_extra`` adds other environment variables
+    (e.g. PYTHONPATH for a test extension)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    env.update(env_extra or {})
     env.update({
         "NEXUS_AUTH_SECRET": SECRET,
         "NEXUS_AUTH_ISSUER": ISSUER,

@@ -1,7 +1,7 @@
-from typing_extensions import disjoint_base
 import asyncio
 from collections.abc import Callable, Hashable
-from typing import Any
+
+from typing_extensions import disjoint_base
 
 @disjoint_base
 class FlushQueue:

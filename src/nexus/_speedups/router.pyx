@@ -205,20 +205,19 @@ cdef class Router:
     cpdef Py_ssize_t broadcast(self, object room, bytes frame, Outbox exclude=None):
         """Push ``frame`` to every member of ``room`` except ``exclude``. Returns deliveries."""
         cdef PyObject* found = PyDict_GetItem(self._rooms, room)
-        if found is NULL:
-            return 0
         cdef Py_ssize_t pos = 0
         cdef Py_ssize_t sent = 0
         cdef PyObject* key
         cdef PyObject* value
         cdef Outbox box
-        while PyDict_Next(<dict>found, &pos, &key, &value):
-            box = <Outbox>key
-            if box is exclude:
-                continue
-            if box._push(frame):
-                sent += 1
-        self.deliveries += sent
+        if found is not NULL:
+            while PyDict_Next(<dict>found, &pos, &key, &value):
+                box = <Outbox>key
+                if box is exclude:
+                    continue
+                if box._push(frame):
+                    sent += 1
+            self.deliveries += sent
         if self._local_count:
             sent += self._deliver_local(room, frame)
         return sent

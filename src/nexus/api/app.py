@@ -30,18 +30,31 @@ from .schemas import ErrorBody
 log = logging.getLogger(__name__)
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text} for status, text in (
-        (400, "bad_request: invalid input"), (401, "unauthorized: missing or invalid token"),
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "bad_request: invalid input"),
+        (401, "unauthorized: missing or invalid token"),
         (403, "forbidden: the caller's roles do not allow it"),
         (404, "not_found: no such resource in the caller's tenant"),
-        (409, "conflict"), (413, "too_large"), (429, "rate_limited / limit_exceeded"),
+        (409, "conflict"),
+        (413, "too_large"),
+        (429, "rate_limited / limit_exceeded"),
         (500, "internal: the server could not do it (e.g. storage failed)"),
         (503, "unavailable: shutting down or overloaded"),
     )
 }
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "bad_request", 409: "conflict", 413: "too_large", 415: "bad_request",
-              429: "rate_limited", 503: "unavailable"}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "bad_request",
+    409: "conflict",
+    413: "too_large",
+    415: "bad_request",
+    429: "rate_limited",
+    503: "unavailable",
+}
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -50,21 +63,34 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
     return JSONResponse({"error": detail}, status_code=status)
 
 
-def create_api(ctx: ApiContext, *, verifier: TokenVerifier, user_limits: UserRateLimits,
-               on_auth_failure: Callable[[str], None], registry: CollectorRegistry,
-               http_metrics: HttpMetrics) -> FastAPI:
-    app = FastAPI(title="Nexus HTTP API", version=__version__,
-                  description="Rooms, members, messages, presence, directory and admin. "
-                              "Errors are `{error: {code, message}}` with the WebSocket "
-                              "protocol's codes.")
+def create_api(
+    ctx: ApiContext,
+    *,
+    verifier: TokenVerifier,
+    user_limits: UserRateLimits,
+    on_auth_failure: Callable[[str], None],
+    registry: CollectorRegistry,
+    http_metrics: HttpMetrics,
+) -> FastAPI:
+    app = FastAPI(
+        title="Nexus HTTP API",
+        version=__version__,
+        description="Rooms, members, messages, presence, directory and admin. "
+        "Errors are `{error: {code, message}}` with the WebSocket "
+        "protocol's codes.",
+    )
     app.state.ctx = ctx
     for r in (rooms.router, messages.router, directory.router):
         app.include_router(r, responses=ERROR_RESPONSES)
     # Added before the observing middleware below, so it runs inside it (its refusals are
     # counted and traced like any response).
-    app.add_middleware(RequestGuard, max_body=ctx.settings.http_max_body_bytes,
-                       verifier=verifier, user_limits=user_limits,
-                       on_auth_failure=on_auth_failure)
+    app.add_middleware(
+        RequestGuard,
+        max_body=ctx.settings.http_max_body_bytes,
+        verifier=verifier,
+        user_limits=user_limits,
+        on_auth_failure=on_auth_failure,
+    )
 
     @app.exception_handler(NexusError)
     async def nexus_error(_: Request, exc: NexusError) -> JSONResponse:
@@ -82,8 +108,9 @@ def create_api(ctx: ApiContext, *, verifier: TokenVerifier, user_limits: UserRat
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return error_response(exc.status_code, HTTP_CODES.get(exc.status_code, "bad_request"),
-                              str(exc.detail))
+        return error_response(
+            exc.status_code, HTTP_CODES.get(exc.status_code, "bad_request"), str(exc.detail)
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -91,14 +118,16 @@ def create_api(ctx: ApiContext, *, verifier: TokenVerifier, user_limits: UserRat
         return error_response(500, "internal", "internal error")
 
     @app.middleware("http")
-    async def observe(request: Request,
-                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         request_id = request.headers.get("x-request-id", "")[:64] or secrets.token_hex(8)
         started = time.perf_counter()
         with ctx.tracer.start_as_current_span(
-                f"HTTP {request.method}", kind=trace.SpanKind.SERVER,
-                attributes={"http.request.method": request.method,
-                            "nexus.request_id": request_id}) as span:
+            f"HTTP {request.method}",
+            kind=trace.SpanKind.SERVER,
+            attributes={"http.request.method": request.method, "nexus.request_id": request_id},
+        ) as span:
             response = await call_next(request)
             route = getattr(request.scope.get("route"), "path", "unmatched")
             span.update_name(f"HTTP {request.method} {route}")
@@ -106,8 +135,14 @@ def create_api(ctx: ApiContext, *, verifier: TokenVerifier, user_limits: UserRat
             span.set_attribute("http.response.status_code", response.status_code)
         http_metrics.requests.labels(request.method, route, str(response.status_code)).inc()
         response.headers["x-request-id"] = request_id
-        log.debug("%s %s -> %d in %.1f ms", request.method, route, response.status_code,
-                  (time.perf_counter() - started) * 1000, extra={"request_id": request_id})
+        log.debug(
+            "%s %s -> %d in %.1f ms",
+            request.method,
+            route,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+            extra={"request_id": request_id},
+        )
         return response
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
@@ -115,14 +150,23 @@ def create_api(ctx: ApiContext, *, verifier: TokenVerifier, user_limits: UserRat
         status, body = ctx.health.live()
         return JSONResponse(body, status_code=status)
 
-    @app.get("/readyz", tags=["health"], summary="Readiness (503 while draining)",
-             responses={503: {"description": "draining"}})
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Readiness (503 while draining)",
+        responses={503: {"description": "draining"}},
+    )
     async def readyz() -> JSONResponse:
         status, body = ctx.health.ready()
         return JSONResponse(body, status_code=status)
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics",
-             response_class=Response, responses={401: {"model": ErrorBody}})
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={401: {"model": ErrorBody}},
+    )
     async def metrics(request: Request) -> Response:
         token = ctx.settings.metrics_token
         if token:
@@ -133,8 +177,9 @@ def create_api(ctx: ApiContext, *, verifier: TokenVerifier, user_limits: UserRat
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version,
-                                 description=app.description, routes=app.routes)
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
             # Validation failures answer 400 with the common error body, not FastAPI's 422.
             for path in schema.get("paths", {}).values():
                 for op in path.values():

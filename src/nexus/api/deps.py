@@ -54,8 +54,9 @@ def context(request: Request) -> ApiContext:
 Ctx = Annotated[ApiContext, Depends(context)]
 
 
-def principal(request: Request, ctx: Ctx,
-              _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+def principal(
+    request: Request, ctx: Ctx, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
     """The caller, verified by the RequestGuard before the body was read."""
     who: Principal | None = request.scope.get("state", {}).get(PRINCIPAL_KEY)
     if who is None:  # only reachable if the guard is not installed in front of the app

@@ -35,15 +35,23 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PRINCIPAL_KEY = "nexus.principal"
 
 
-async def send_error(send: Send, exc: NexusError, headers: list[tuple[bytes, bytes]] | None
-                     = None) -> None:
+async def send_error(
+    send: Send, exc: NexusError, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     detail: dict[str, Any] = {"code": exc.code, "message": exc.message}
     detail.update(exc.details())
     body = orjson.dumps({"error": detail})
-    await send({"type": "http.response.start", "status": exc.http_status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.http_status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -52,8 +60,15 @@ def retry_after_header(exc: RateLimited) -> tuple[bytes, bytes]:
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, *, max_body: int, verifier: TokenVerifier,
-                 user_limits: UserRateLimits, on_auth_failure: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int,
+        verifier: TokenVerifier,
+        user_limits: UserRateLimits,
+        on_auth_failure: Callable[[str], None],
+    ) -> None:
         self._app = app
         self._max_body = max_body
         self._verifier = verifier
@@ -134,4 +149,3 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
-

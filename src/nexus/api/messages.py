@@ -8,15 +8,21 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Path, Query
+
 from ..errors import BadRequest, TooLarge
 from ..protocol import MessageDelete as DeleteReq
 from ..protocol import MessageEdit as EditReq
 from ..protocol import MessageSend
 from ..protocol.decoder import ID_MAX_BYTES
 from .deps import ApiContext, Caller, Ctx, HttpReply, json_size, visible_room
-
 from .schemas import (
-    ROOM_NAME, Entry, EntryPage, MessageDelete, MessageEdit, MessagePost, WriteAck,
+    ROOM_NAME,
+    Entry,
+    EntryPage,
+    MessageDelete,
+    MessageEdit,
+    MessagePost,
+    WriteAck,
 )
 
 router = APIRouter(prefix="/v1/rooms/{room}/messages", tags=["messages"])
@@ -45,14 +51,21 @@ def _check_sizes(ctx: ApiContext, body: str | None, meta: dict[str, object] | No
 
 
 def _ack(event: dict[str, object]) -> WriteAck:
-    return WriteAck.model_validate({k: event[k] for k in (
-        "room", "seq", "message_id", "client_msg_id", "duplicate")})
+    return WriteAck.model_validate(
+        {k: event[k] for k in ("room", "seq", "message_id", "client_msg_id", "duplicate")}
+    )
 
 
-@router.get("", response_model=EntryPage, response_model_exclude_unset=True,
-            summary="Page through the room log")
+@router.get(
+    "",
+    response_model=EntryPage,
+    response_model_exclude_unset=True,
+    summary="Page through the room log",
+)
 async def list_messages(
-    ctx: Ctx, who: Caller, room: RoomName,
+    ctx: Ctx,
+    who: Caller,
+    room: RoomName,
     limit: Annotated[int, Query(ge=1, description="lowered to history_max_limit")] = 50,
     cursor: Annotated[str | None, Query(max_length=20, description="b<seq> or a<seq>")] = None,
 ) -> EntryPage:
@@ -67,36 +80,58 @@ async def list_messages(
     entries = [orjson.loads(r) for r in records]
     nxt = None
     if more and entries:
-        nxt = f"a{entries[-1]['seq']}" if parsed is not None and parsed[0] == "a" \
+        nxt = (
+            f"a{entries[-1]['seq']}"
+            if parsed is not None and parsed[0] == "a"
             else f"b{entries[0]['seq']}"
-    return EntryPage(messages=[Entry.model_validate(e) for e in entries], has_more=more,
-                     next_cursor=nxt)
+        )
+    return EntryPage(
+        messages=[Entry.model_validate(e) for e in entries], has_more=more, next_cursor=nxt
+    )
 
 
-@router.get("/{message_id}", response_model=Entry, response_model_exclude_unset=True,
-            summary="Get one entry by id")
+@router.get(
+    "/{message_id}",
+    response_model=Entry,
+    response_model_exclude_unset=True,
+    summary="Get one entry by id",
+)
 async def get_message(ctx: Ctx, who: Caller, room: RoomName, message_id: MessageId) -> Entry:
     state = visible_room(ctx, who, room)
     _, record = ctx.writes.find(state, message_id)
     return Entry.model_validate(record)
 
 
-@router.post("", response_model=WriteAck, status_code=201,
-             summary="Post a message as the caller (acknowledged once durable)")
+@router.post(
+    "",
+    response_model=WriteAck,
+    status_code=201,
+    summary="Post a message as the caller (acknowledged once durable)",
+)
 async def post_message(ctx: Ctx, who: Caller, room: RoomName, body: MessagePost) -> WriteAck:
     state = visible_room(ctx, who, room)
     with ctx.tracer.start_as_current_span("nexus.pipeline.validate"):
         _check_sizes(ctx, body.body, body.meta)
         reply = HttpReply(who)
-        ctx.writes.post(reply, state, MessageSend(
-            None, room, body.body, client_msg_id=body.client_msg_id, reply_to=body.reply_to,
-            meta=body.meta))
+        ctx.writes.post(
+            reply,
+            state,
+            MessageSend(
+                None,
+                room,
+                body.body,
+                client_msg_id=body.client_msg_id,
+                reply_to=body.reply_to,
+                meta=body.meta,
+            ),
+        )
     return _ack(await reply.result())
 
 
 @router.patch("/{message_id}", response_model=WriteAck, summary="Edit a message")
-async def edit_message(ctx: Ctx, who: Caller, room: RoomName, message_id: MessageId,
-                       body: MessageEdit) -> WriteAck:
+async def edit_message(
+    ctx: Ctx, who: Caller, room: RoomName, message_id: MessageId, body: MessageEdit
+) -> WriteAck:
     state = visible_room(ctx, who, room)
     _check_sizes(ctx, body.body, None)
     reply = HttpReply(who)
@@ -105,10 +140,12 @@ async def edit_message(ctx: Ctx, who: Caller, room: RoomName, message_id: Messag
 
 
 @router.delete("/{message_id}", response_model=WriteAck, summary="Delete a message")
-async def delete_message(ctx: Ctx, who: Caller, room: RoomName, message_id: MessageId,
-                         body: MessageDelete | None = None) -> WriteAck:
+async def delete_message(
+    ctx: Ctx, who: Caller, room: RoomName, message_id: MessageId, body: MessageDelete | None = None
+) -> WriteAck:
     state = visible_room(ctx, who, room)
     reply = HttpReply(who)
-    ctx.writes.delete(reply, state, DeleteReq(
-        None, room, message_id, body.client_msg_id if body else None))
+    ctx.writes.delete(
+        reply, state, DeleteReq(None, room, message_id, body.client_msg_id if body else None)
+    )
     return _ack(await reply.result())

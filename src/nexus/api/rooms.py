@@ -10,7 +10,15 @@ from ..core.rooms import Room as RoomState
 from ..errors import TooLarge
 from .deps import ApiContext, Caller, Ctx, json_size, visible_room
 from .schemas import (
-    ROOM_NAME, USER_ID, Member, MemberList, MemberPut, Presence, Room, RoomCreate, RoomList,
+    ROOM_NAME,
+    USER_ID,
+    Member,
+    MemberList,
+    MemberPut,
+    Presence,
+    Room,
+    RoomCreate,
+    RoomList,
     RoomUpdate,
 )
 
@@ -26,11 +34,17 @@ MAX_METADATA_BYTES = 4096
 def room_view(ctx: ApiContext, room: RoomState) -> Room:
     meta = room.meta
     return Room(
-        name=room.name, tenant=room.tenant, created_by=meta["created_by"],
-        created_at=meta["created_at"], topic=meta.get("topic"),
-        metadata=meta.get("metadata") or {}, private=bool(meta.get("private")),
-        archived=meta.get("archived"), retention=meta.get("retention"),
-        seq=room.delivered, first_seq=ctx.store.first_seq(room.key),
+        name=room.name,
+        tenant=room.tenant,
+        created_by=meta["created_by"],
+        created_at=meta["created_at"],
+        topic=meta.get("topic"),
+        metadata=meta.get("metadata") or {},
+        private=bool(meta.get("private")),
+        archived=meta.get("archived"),
+        retention=meta.get("retention"),
+        seq=room.delivered,
+        first_seq=ctx.store.first_seq(room.key),
         online=len(room.presence),
     )
 
@@ -41,8 +55,9 @@ def _check_metadata(metadata: dict[str, Any] | None) -> None:
 
 
 @router.get("", response_model=RoomList, summary="List the tenant's rooms")
-async def list_rooms(ctx: Ctx, who: Caller, limit: Limit = 50,
-                     cursor: RoomCursor = None) -> RoomList:
+async def list_rooms(
+    ctx: Ctx, who: Caller, limit: Limit = 50, cursor: RoomCursor = None
+) -> RoomList:
     rows = ctx.store.list_rooms(who.tenant, cursor, limit + 1)
     rooms = []
     for meta in rows[:limit]:
@@ -57,8 +72,13 @@ async def list_rooms(ctx: Ctx, who: Caller, limit: Limit = 50,
 async def create_room(ctx: Ctx, who: Caller, body: RoomCreate) -> Room:
     _check_metadata(body.metadata)
     room = await ctx.room_admin.create(
-        who, body.name, topic=body.topic, metadata=body.metadata, private=body.private,
-        retention=body.retention.model_dump() if body.retention else None)
+        who,
+        body.name,
+        topic=body.topic,
+        metadata=body.metadata,
+        private=body.private,
+        retention=body.retention.model_dump() if body.retention else None,
+    )
     return room_view(ctx, room)
 
 
@@ -84,24 +104,29 @@ async def archive_room(ctx: Ctx, who: Caller, room: RoomName) -> Room:
 
 
 @router.get("/{room}/members", response_model=MemberList, summary="List members")
-async def list_members(ctx: Ctx, who: Caller, room: RoomName, limit: Limit = 50,
-                       cursor: UserCursor = None) -> MemberList:
+async def list_members(
+    ctx: Ctx, who: Caller, room: RoomName, limit: Limit = 50, cursor: UserCursor = None
+) -> MemberList:
     state = visible_room(ctx, who, room)
     rows = ctx.store.members(state.key, cursor, limit + 1)
     more = len(rows) > limit
-    return MemberList(members=[Member(**r) for r in rows[:limit]],
-                      next_cursor=rows[limit - 1]["user_id"] if more else None)
+    return MemberList(
+        members=[Member(**r) for r in rows[:limit]],
+        next_cursor=rows[limit - 1]["user_id"] if more else None,
+    )
 
 
 @router.put("/{room}/members/{user_id}", response_model=Member, summary="Add or change a member")
-async def put_member(ctx: Ctx, who: Caller, room: RoomName, user_id: UserId,
-                     body: MemberPut) -> Member:
+async def put_member(
+    ctx: Ctx, who: Caller, room: RoomName, user_id: UserId, body: MemberPut
+) -> Member:
     state = visible_room(ctx, who, room)
     return Member(**await ctx.room_admin.put_member(who, state, user_id, body.role))
 
 
-@router.delete("/{room}/members/{user_id}", status_code=204, response_class=Response,
-               summary="Remove a member")
+@router.delete(
+    "/{room}/members/{user_id}", status_code=204, response_class=Response, summary="Remove a member"
+)
 async def delete_member(ctx: Ctx, who: Caller, room: RoomName, user_id: UserId) -> Response:
     state = visible_room(ctx, who, room)
     await ctx.room_admin.remove_member(who, state, user_id)

@@ -19,9 +19,11 @@ def _id_bytes(value: str) -> str:
 
 
 # client_msg_id, reply_to, message ids: stored or looked up as LMDB keys, so bounded in bytes
-KeyId = Annotated[str, Field(min_length=1, max_length=ID_MAX_BYTES,
-                             description=f"1-{ID_MAX_BYTES} UTF-8 bytes"),
-                  AfterValidator(_id_bytes)]
+KeyId = Annotated[
+    str,
+    Field(min_length=1, max_length=ID_MAX_BYTES, description=f"1-{ID_MAX_BYTES} UTF-8 bytes"),
+    AfterValidator(_id_bytes),
+]
 
 
 class Strict(BaseModel):
@@ -39,7 +41,9 @@ class ErrorBody(BaseModel):
 
 
 class Retention(Strict):
-    max_count: int = Field(0, ge=0, le=2**31, description="keep at most this many entries (0: no limit)")
+    max_count: int = Field(
+        0, ge=0, le=2**31, description="keep at most this many entries (0: no limit)"
+    )
     max_age: float = Field(0, ge=0, le=10 * 365 * 86400, description="seconds (0: no limit)")
 
 

@@ -25,9 +25,17 @@ class HttpServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self._host, self._port))
         sock.setblocking(False)
-        config = uvicorn.Config(self._app, lifespan="off", log_config=None, access_log=False,
-                                loop="none", http="httptools", ws="none",
-                                timeout_graceful_shutdown=5, server_header=False)
+        config = uvicorn.Config(
+            self._app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            loop="none",
+            http="httptools",
+            ws="none",
+            timeout_graceful_shutdown=5,
+            server_header=False,
+        )
         self._server = uvicorn.Server(config)
         # uvicorn's serve() would take over SIGINT/SIGTERM; the app owns those signals.
         self._task = asyncio.get_running_loop().create_task(self._server._serve([sock]))

@@ -134,7 +134,7 @@ def _role_set(roles: list[str]) -> frozenset[str]:
 
 
 TIME_CLAIMS = ("exp", "nbf", "iat")
-MAX_TIME = 2.0 ** 53  # beyond this a float loses whole seconds
+MAX_TIME = 2.0**53  # beyond this a float loses whole seconds
 
 
 def _numeric_time(value: object) -> bool:
@@ -162,9 +162,13 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         raise Unauthorized("invalid kind claim")
     if "exp" not in claims:
         raise Unauthorized("missing claim: exp")
-    return Principal(user_id=sub, tenant=sys.intern(tenant), roles=_role_set(roles),
-                     kind="human" if kind == "human" else "agent",
-                     expires_at=float(claims["exp"]))
+    return Principal(
+        user_id=sub,
+        tenant=sys.intern(tenant),
+        roles=_role_set(roles),
+        kind="human" if kind == "human" else "agent",
+        expires_at=float(claims["exp"]),
+    )
 
 
 def mint_token(
@@ -185,8 +189,14 @@ def mint_token(
     """Sign a token with ``key`` (HMAC secret or PEM private key)."""
     now = time.time() if now is None else now
     claims: dict[str, Any] = {
-        "sub": user, "tenant": tenant, "roles": list(roles), "kind": kind,
-        "iat": int(now), "exp": int(now + ttl), "iss": issuer, "aud": audience,
+        "sub": user,
+        "tenant": tenant,
+        "roles": list(roles),
+        "kind": kind,
+        "iat": int(now),
+        "exp": int(now + ttl),
+        "iss": issuer,
+        "aud": audience,
     }
     if not_before is not None:
         claims["nbf"] = int(not_before)

@@ -49,8 +49,9 @@ class AccessRules:
         reached here at all."""
         if not room.meta.get("private"):
             return True
-        return (self._members.member(room.key, principal.user_id) is not None
-                or self.is_room_admin(principal, room))
+        return self._members.member(room.key, principal.user_id) is not None or self.is_room_admin(
+            principal, room
+        )
 
     def require_visible(self, principal: Principal, room: Room | None, name: str) -> Room:
         """``room`` if the principal may see it; NotFound otherwise (absent or hidden alike,
@@ -59,6 +60,5 @@ class AccessRules:
             raise NotFound(f"no room {name}")
         return room
 
-    def may_change_message(self, principal: Principal, room: Room,
-                           record: dict[str, Any]) -> bool:
+    def may_change_message(self, principal: Principal, room: Room, record: dict[str, Any]) -> bool:
         return record.get("sender") == principal.user_id or self.is_room_admin(principal, room)

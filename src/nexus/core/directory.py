@@ -29,8 +29,9 @@ def _ignore_result(future: asyncio.Future[None]) -> None:
 
 
 class UserDirectory:
-    def __init__(self, source: UserSource, write_meta: MetaWriter,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, source: UserSource, write_meta: MetaWriter, clock: Callable[[], float] = time.time
+    ) -> None:
         self._source = source
         self._write_meta = write_meta
         self._clock = clock
@@ -47,8 +48,13 @@ class UserDirectory:
             self._seen.clear()
         self._seen[key] = now
         record = self._source.user(principal.tenant, principal.user_id) or {"first_seen": now}
-        record.update(user_id=principal.user_id, kind=principal.kind,
-                      roles=sorted(principal.roles), last_seen=now)
+        record.update(
+            user_id=principal.user_id,
+            kind=principal.kind,
+            roles=sorted(principal.roles),
+            last_seen=now,
+        )
         done = self._write_meta(
-            [("user", user_key(principal.tenant, principal.user_id), orjson.dumps(record))])
+            [("user", user_key(principal.tenant, principal.user_id), orjson.dumps(record))]
+        )
         done.add_done_callback(_ignore_result)

@@ -51,9 +51,14 @@ class Mutable(PendingWrite, Protocol):
 
 
 class InterceptorChain:
-    def __init__(self, *, max_body_bytes: int, max_meta_bytes: int,
-                 quarantine_after: int = QUARANTINE_AFTER,
-                 on_quarantine: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_body_bytes: int,
+        max_meta_bytes: int,
+        quarantine_after: int = QUARANTINE_AFTER,
+        on_quarantine: Callable[[str], None] | None = None,
+    ) -> None:
         self._slots: list[InterceptorSlot] = []
         self._max_body = max_body_bytes
         self._max_meta = max_meta_bytes
@@ -115,8 +120,9 @@ class InterceptorChain:
             self._apply(slot, verdict, write)
         return None
 
-    async def _finish(self, slots: list[InterceptorSlot], i: int,
-                      pending: Awaitable[Verdict], write: Mutable) -> None:
+    async def _finish(
+        self, slots: list[InterceptorSlot], i: int, pending: Awaitable[Verdict], write: Mutable
+    ) -> None:
         slot = slots[i]
         try:
             verdict = await asyncio.wait_for(pending, slot.interceptor.deadline)
@@ -126,7 +132,7 @@ class InterceptorChain:
             self._fault(slot, write, f"raised {exc!r}")
         else:
             self._apply(slot, verdict, write)
-        rest = self.run(slots[i + 1:], write)
+        rest = self.run(slots[i + 1 :], write)
         if rest is not None:
             await rest
 
@@ -154,8 +160,11 @@ class InterceptorChain:
         write.body, write.meta = body, meta
 
     def _unstorable(self, body: object, meta: object) -> str | None:
-        if body is not None and (not isinstance(body, str) or not body
-                                 or len(body.encode("utf-8", "surrogatepass")) > self._max_body):
+        if body is not None and (
+            not isinstance(body, str)
+            or not body
+            or len(body.encode("utf-8", "surrogatepass")) > self._max_body
+        ):
             return f"replaced the body with one that is empty, not text or over {self._max_body}"
         if meta is not None:
             if not isinstance(meta, dict):
@@ -174,8 +183,9 @@ class InterceptorChain:
         log.warning("interceptor %s %s (fault %d in a row)", slot.name, what, slot.consecutive)
         if not slot.quarantined and slot.consecutive >= self._quarantine_after:
             slot.quarantined = True
-            log.error("interceptor %s quarantined after %d faults in a row", slot.name,
-                      slot.consecutive)
+            log.error(
+                "interceptor %s quarantined after %d faults in a row", slot.name, slot.consecutive
+            )
             if self._on_quarantine is not None:
                 self._on_quarantine(slot.name)
         self._policy(slot, write, what)
@@ -184,4 +194,3 @@ class InterceptorChain:
     def _policy(slot: InterceptorSlot, write: Mutable, what: str) -> None:
         if slot.interceptor.failure_policy == "closed":
             raise Unavailable(f"write refused: the {slot.name} check is unavailable ({what})")
-

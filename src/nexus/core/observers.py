@@ -12,6 +12,7 @@ redelivers at most the batches whose cursors were not yet durable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 from collections import deque
@@ -33,8 +34,9 @@ MetaOp = tuple[str, bytes, bytes | None]
 
 class LogSource(Protocol):
     def room_keys(self) -> list[str]: ...
-    def read_page(self, rkey: str, after: int, upto: int, limit: int
-                  ) -> tuple[list[bytes], int]: ...
+    def read_page(
+        self, rkey: str, after: int, upto: int, limit: int
+    ) -> tuple[list[bytes], int]: ...
     def cursors(self, observer: str) -> dict[str, int]: ...
 
 
@@ -60,9 +62,16 @@ def cursor_value(seq: int) -> bytes:
 
 
 class ObserverRunner:
-    def __init__(self, observer: CommitObserver, source: LogSource,
-                 head_of: Callable[[str], int], write_meta: Callable[[list[MetaOp]], Any], *,
-                 queue_max: int = QUEUE_MAX, batch_max: int = BATCH_MAX) -> None:
+    def __init__(
+        self,
+        observer: CommitObserver,
+        source: LogSource,
+        head_of: Callable[[str], int],
+        write_meta: Callable[[list[MetaOp]], Any],
+        *,
+        queue_max: int = QUEUE_MAX,
+        batch_max: int = BATCH_MAX,
+    ) -> None:
         self.observer = observer
         self.name = observer.name
         self._source = source
@@ -88,8 +97,7 @@ class ObserverRunner:
             try:
                 wanted = bool(self.observer.wants(rkey))
             except Exception:
-                log.exception("observer %s: wants() failed; not observing %r", self.name,
-                              rkey)
+                log.exception("observer %s: wants() failed; not observing %r", self.name, rkey)
                 wanted = False
             self._wants[rkey] = wanted
         return wanted
@@ -125,22 +133,20 @@ class ObserverRunner:
     @property
     def lag(self) -> int:
         """Committed entries this observer wants and has not handled yet."""
-        return sum(max(0, head - self._cursors.get(rkey, 0))
-                   for rkey, head in self._heads.items())
+        return sum(max(0, head - self._cursors.get(rkey, 0)) for rkey, head in self._heads.items())
 
     # -- running -------------------------------------------------------------
     def start(self) -> None:
         self._load()
-        self._task = asyncio.get_running_loop().create_task(self._run(),
-                                                            name=f"observer:{self.name}")
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"observer:{self.name}"
+        )
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     def _load(self) -> None:
@@ -234,16 +240,25 @@ class ObserverRunner:
                 raise
             except Exception as exc:
                 self.errors += 1
-                log.warning("observer %s failed on %d entries (%r); retrying in %.2fs",
-                            self.name, len(batch), exc, delay)
+                log.warning(
+                    "observer %s failed on %d entries (%r); retrying in %.2fs",
+                    self.name,
+                    len(batch),
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
             break
         self.delivered += len(batch)
         self._cursors.update(cursors)
-        self._write_meta([("cursor", cursor_key(self.name, rkey), cursor_value(seq))
-                          for rkey, seq in cursors.items()])
+        self._write_meta(
+            [
+                ("cursor", cursor_key(self.name, rkey), cursor_value(seq))
+                for rkey, seq in cursors.items()
+            ]
+        )
 
 
 class Observers:

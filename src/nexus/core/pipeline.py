@@ -82,15 +82,44 @@ class PendingEntry:
     extension's event, its record the common head plus ``fields``.
     """
 
-    __slots__ = ("caller", "principal", "rid", "room", "kind", "body", "meta", "reply_to",
-                 "target_id", "target_seq", "fields", "ckey", "client_msg_id", "duplicates",
-                 "seq", "event_id", "record", "accepted", "trace_ctx")
+    __slots__ = (
+        "caller",
+        "principal",
+        "rid",
+        "room",
+        "kind",
+        "body",
+        "meta",
+        "reply_to",
+        "target_id",
+        "target_seq",
+        "fields",
+        "ckey",
+        "client_msg_id",
+        "duplicates",
+        "seq",
+        "event_id",
+        "record",
+        "accepted",
+        "trace_ctx",
+    )
 
-    def __init__(self, caller: Caller, principal: Principal, rid: RequestId, room: Room,
-                 kind: str, client_msg_id: str | None, *, body: str | None = None,
-                 meta: dict[str, Any] | None = None, reply_to: str | None = None,
-                 target_id: str | None = None, target_seq: int = 0,
-                 fields: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        caller: Caller,
+        principal: Principal,
+        rid: RequestId,
+        room: Room,
+        kind: str,
+        client_msg_id: str | None,
+        *,
+        body: str | None = None,
+        meta: dict[str, Any] | None = None,
+        reply_to: str | None = None,
+        target_id: str | None = None,
+        target_seq: int = 0,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
         self.caller = caller
         self.principal = principal
         self.rid = rid
@@ -117,27 +146,52 @@ class PendingEntry:
         room = self.room.name
         user = self.principal.user_id
         if kind == MESSAGE:
-            return events.message(room, seq, event_id, user, self.principal.kind, now_ms,
-                                  self.body or "", self.reply_to, self.meta), None
+            return events.message(
+                room,
+                seq,
+                event_id,
+                user,
+                self.principal.kind,
+                now_ms,
+                self.body or "",
+                self.reply_to,
+                self.meta,
+            ), None
         if kind == EDITED:
-            return (events.message_edited(room, seq, event_id, self.target_id or "",
-                                          self.target_seq, user, now_ms, self.body or ""),
-                    (self.target_seq, {"body": self.body, "edited": now_ms,
-                                       "edited_by": user}))
+            return (
+                events.message_edited(
+                    room,
+                    seq,
+                    event_id,
+                    self.target_id or "",
+                    self.target_seq,
+                    user,
+                    now_ms,
+                    self.body or "",
+                ),
+                (self.target_seq, {"body": self.body, "edited": now_ms, "edited_by": user}),
+            )
         if kind == DELETED:
-            return (events.message_deleted(room, seq, event_id, self.target_id or "",
-                                           self.target_seq, user, now_ms),
-                    (self.target_seq, {"body": "", "meta": None, "deleted": now_ms,
-                                       "deleted_by": user}))
-        return events.room_event(kind, room, seq, event_id, user, self.principal.kind, now_ms,
-                                 self.fields or {}), None
+            return (
+                events.message_deleted(
+                    room, seq, event_id, self.target_id or "", self.target_seq, user, now_ms
+                ),
+                (
+                    self.target_seq,
+                    {"body": "", "meta": None, "deleted": now_ms, "deleted_by": user},
+                ),
+            )
+        return events.room_event(
+            kind, room, seq, event_id, user, self.principal.kind, now_ms, self.fields or {}
+        ), None
 
 
 class PendingMeta:
     __slots__ = ("ops", "on_commit", "future")
 
-    def __init__(self, ops: list[MetaOp], on_commit: Callable[[], None] | None,
-                 future: asyncio.Future[None]) -> None:
+    def __init__(
+        self, ops: list[MetaOp], on_commit: Callable[[], None] | None, future: asyncio.Future[None]
+    ) -> None:
         self.ops = ops
         self.on_commit = on_commit
         self.future = future
@@ -152,30 +206,46 @@ class BatchTrace:
         contexts = [p.trace_ctx for p in entries if p.trace_ctx is not None]
         parent = trace.set_span_in_context(NonRecordingSpan(contexts[0])) if contexts else None
         self.batch: Span = tracer.start_span(
-            "nexus.pipeline.batch", context=parent, links=[Link(c) for c in contexts],
-            attributes={"nexus.batch.entries": len(entries)})
-        self.commit: Span = tracer.start_span("nexus.pipeline.commit",
-                                              context=trace.set_span_in_context(self.batch))
+            "nexus.pipeline.batch",
+            context=parent,
+            links=[Link(c) for c in contexts],
+            attributes={"nexus.batch.entries": len(entries)},
+        )
+        self.commit: Span = tracer.start_span(
+            "nexus.pipeline.commit", context=trace.set_span_in_context(self.batch)
+        )
 
 
 Part = tuple[list[PendingEntry], list[Room], list[PendingMeta]]
 
 
 class MessagePipeline:
-    def __init__(self, store: LmdbStore, writer: GroupCommitWriter, router: Router,
-                 loop: asyncio.AbstractEventLoop, *, max_batch: int,
-                 interceptors: InterceptorChain | None = None,
-                 observers: Observers | None = None,
-                 clock: Callable[[], float] = time.time, tracer: Tracer | None = None) -> None:
+    def __init__(
+        self,
+        store: LmdbStore,
+        writer: GroupCommitWriter,
+        router: Router,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_batch: int,
+        interceptors: InterceptorChain | None = None,
+        observers: Observers | None = None,
+        clock: Callable[[], float] = time.time,
+        tracer: Tracer | None = None,
+    ) -> None:
         self._store = store
         self._writer = writer
         self._router = router
         self._loop = loop
         self._max_batch = max_batch
         self._clock = clock
-        self.interceptors = interceptors or InterceptorChain(max_body_bytes=1 << 30,
-                                                             max_meta_bytes=1 << 30)
-        self.observers = observers or Observers()
+        # (empty chains are falsy: test for None, not truth)
+        self.interceptors = (
+            interceptors
+            if interceptors is not None
+            else InterceptorChain(max_body_bytes=1 << 30, max_meta_bytes=1 << 30)
+        )
+        self.observers = observers if observers is not None else Observers()
         self._pending: list[PendingEntry] = []
         self._pending_rooms: list[Room] = []
         self._pending_meta: list[PendingMeta] = []
@@ -184,8 +254,9 @@ class MessagePipeline:
         # room wait behind it, so a sender's order is kept.
         self._intercepting: dict[Room, deque[PendingEntry]] = {}
         self._retry: deque[Part] = deque()  # pieces of a failed batch, committed apart
-        self._inflight: tuple[list[PendingEntry], list[Room], list[PendingMeta],
-                              BatchTrace | None] | None = None
+        self._inflight: (
+            tuple[list[PendingEntry], list[Room], list[PendingMeta], BatchTrace | None] | None
+        ) = None
         self._tracer = tracer
         self._ids = EventIds()
         self._scheduled = False
@@ -203,8 +274,14 @@ class MessagePipeline:
 
     @property
     def idle(self) -> bool:
-        return (self._inflight is None and not self._pending and not self._pending_rooms
-                and not self._pending_meta and not self._retry and not self._intercepting)
+        return (
+            self._inflight is None
+            and not self._pending
+            and not self._pending_rooms
+            and not self._pending_meta
+            and not self._retry
+            and not self._intercepting
+        )
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -226,8 +303,16 @@ class MessagePipeline:
         ref = self._store.client_message(principal.tenant, principal.user_id, client_msg_id)
         if ref is None:
             return False
-        caller.send(events.ack(rid, split_room_key(ref.room_key)[1], ref.seq, ref.message_id,
-                                client_msg_id, duplicate=True))
+        caller.send(
+            events.ack(
+                rid,
+                split_room_key(ref.room_key)[1],
+                ref.seq,
+                ref.message_id,
+                client_msg_id,
+                duplicate=True,
+            )
+        )
         return True
 
     def submit(self, entry: PendingEntry) -> None:
@@ -251,8 +336,9 @@ class MessagePipeline:
                 waiting.append(entry)
                 return
             try:
-                rest = self.interceptors.run(self.interceptors.select(entry.room, entry.kind),
-                                             entry)
+                rest = self.interceptors.run(
+                    self.interceptors.select(entry.room, entry.kind), entry
+                )
             except NexusError:
                 self._release(entry)
                 raise
@@ -280,8 +366,7 @@ class MessagePipeline:
         del self._intercepting[room]
         self._schedule()
 
-    async def _finish_interception(self, entry: PendingEntry, rest: Awaitable[None] | None
-                                   ) -> None:
+    async def _finish_interception(self, entry: PendingEntry, rest: Awaitable[None] | None) -> None:
         try:
             if rest is not None:
                 await rest
@@ -304,8 +389,9 @@ class MessagePipeline:
         self._pending_rooms.append(room)
         self._schedule()
 
-    def submit_meta(self, ops: list[MetaOp],
-                    on_commit: Callable[[], None] | None = None) -> asyncio.Future[None]:
+    def submit_meta(
+        self, ops: list[MetaOp], on_commit: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
         """Write metadata records with the next batch; the future resolves once durable
         (``on_commit`` runs first) or fails with Internal."""
         future: asyncio.Future[None] = self._loop.create_future()
@@ -371,8 +457,7 @@ class MessagePipeline:
             p.seq = room.seq
             p.event_id = ids.next(head)
             p.record, patch = p.build(p.seq, p.event_id, now_ms)
-            entries.append(LogEntry(room.key, p.seq, p.event_id, p.record, p.ckey, now_ms,
-                                    patch))
+            entries.append(LogEntry(room.key, p.seq, p.event_id, p.record, p.ckey, now_ms, patch))
         traced = BatchTrace(self._tracer, taken) if self._tracer is not None else None
         self._inflight = (taken, rooms, metas, traced)
         self._writer.submit(partial(self._store.apply, batch), self._committed)
@@ -412,7 +497,8 @@ class MessagePipeline:
         fanout = None
         if traced is not None:
             fanout = self._tracer.start_span(  # type: ignore[union-attr]
-                "nexus.pipeline.fanout", context=trace.set_span_in_context(traced.batch))
+                "nexus.pipeline.fanout", context=trace.set_span_in_context(traced.batch)
+            )
         now = time.perf_counter()
         ack_seconds = self.ack_seconds
         broadcast = self._router.broadcast
@@ -423,8 +509,9 @@ class MessagePipeline:
             broadcast(room.key, frame_text(p.record))
             p.caller.send(events.ack(p.rid, room.name, p.seq, p.event_id, p.client_msg_id))
             for caller, rid in p.duplicates:
-                caller.send(events.ack(rid, room.name, p.seq, p.event_id, p.client_msg_id,
-                                       duplicate=True))
+                caller.send(
+                    events.ack(rid, room.name, p.seq, p.event_id, p.client_msg_id, duplicate=True)
+                )
             if p.ckey is not None:
                 by_ckey.pop(p.ckey, None)
             ack_seconds.observe(now - p.accepted)
@@ -435,8 +522,13 @@ class MessagePipeline:
         if self.observers:
             self.observers.committed(taken)
 
-    def _failed(self, taken: list[PendingEntry], rooms: list[Room], metas: list[PendingMeta],
-                error: BaseException) -> None:
+    def _failed(
+        self,
+        taken: list[PendingEntry],
+        rooms: list[Room],
+        metas: list[PendingMeta],
+        error: BaseException,
+    ) -> None:
         """A commit failed: nothing of it was written. Retry its parts apart, so one bad
         entry (or a metadata write) cannot fail the requests that shared its batch."""
         self.failed_commits += 1
@@ -446,12 +538,17 @@ class MessagePipeline:
             p.room.seq = min(p.room.seq, p.seq - 1)
         parts = _split(taken, rooms, metas)
         if parts is not None:
-            log.warning("commit of %d entries failed (%s); retrying its parts apart",
-                        len(taken), error)
+            log.warning(
+                "commit of %d entries failed (%s); retrying its parts apart", len(taken), error
+            )
             self._retry.extendleft(reversed(parts))
             return
-        log.error("COMMIT FAILED: %d entries and %d metadata writes refused, nothing "
-                  "acknowledged: %s", len(taken), len(metas), error)
+        log.error(
+            "COMMIT FAILED: %d entries and %d metadata writes refused, nothing acknowledged: %s",
+            len(taken),
+            len(metas),
+            error,
+        )
         for m in metas:
             if not m.future.done():
                 m.future.set_exception(Internal("metadata could not be stored"))
@@ -467,8 +564,9 @@ class MessagePipeline:
                 del self._by_ckey[p.ckey]
 
 
-def _split(taken: list[PendingEntry], rooms: list[Room], metas: list[PendingMeta]
-           ) -> list[Part] | None:
+def _split(
+    taken: list[PendingEntry], rooms: list[Room], metas: list[PendingMeta]
+) -> list[Part] | None:
     """Halves of a failed batch to retry, oldest first; None when it cannot be split.
 
     Room creations and metadata go apart from the entries (the entries of a room that is

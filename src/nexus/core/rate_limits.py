@@ -31,8 +31,9 @@ class UserRateLimits:
     check is pending per user however often they reconnect.
     """
 
-    def __init__(self, rate: float, burst: int,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: int, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._rate = rate
         self._burst = burst
         self._monotonic = monotonic
@@ -66,8 +67,9 @@ class UserRateLimits:
         wait_ms = entry.bucket.take(self._monotonic())
         self._schedule_release(key, entry)
         if wait_ms:
-            raise RateLimited("request rate limit exceeded", retry_after_ms=wait_ms,
-                              request_id=request_id)
+            raise RateLimited(
+                "request rate limit exceeded", retry_after_ms=wait_ms, request_id=request_id
+            )
 
     def _schedule_release(self, key: UserKey, entry: _Entry) -> None:
         if entry.holders <= 0 and entry.release is None:
@@ -86,4 +88,5 @@ class UserRateLimits:
             del self._entries[key]
         else:  # rates are validated positive
             entry.release = asyncio.get_running_loop().call_later(
-                missing / bucket.rate, self._release, key)
+                missing / bucket.rate, self._release, key
+            )

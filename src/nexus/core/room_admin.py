@@ -24,8 +24,14 @@ MemberRecord = dict[str, Any]
 
 
 class RoomAdmin:
-    def __init__(self, rooms: RoomDirectory, pipeline: MessagePipeline, members: MemberSource,
-                 access: AccessRules, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        rooms: RoomDirectory,
+        pipeline: MessagePipeline,
+        members: MemberSource,
+        access: AccessRules,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._rooms = rooms
         self._pipeline = pipeline
         self._members = members
@@ -44,8 +50,9 @@ class RoomAdmin:
             room.persisted = True
 
         try:
-            await self._pipeline.submit_meta([("room", room.key.encode(), room.meta_json())],
-                                             persisted)
+            await self._pipeline.submit_meta(
+                [("room", room.key.encode(), room.meta_json())], persisted
+            )
         except Exception:
             self._rooms.forget(room)
             raise
@@ -61,8 +68,7 @@ class RoomAdmin:
         """Make the room read-only (room admin); archiving twice changes nothing."""
         self._access.require_room_admin(principal, room)
         if not room.meta.get("archived"):
-            await self._commit_meta(room, {**room.meta,
-                                           "archived": int(self._clock() * 1000)})
+            await self._commit_meta(room, {**room.meta, "archived": int(self._clock() * 1000)})
         return room
 
     async def _commit_meta(self, room: Room, meta: dict[str, Any]) -> None:
@@ -70,16 +76,23 @@ class RoomAdmin:
             room.meta = meta
             room.persisted = True
 
-        await self._pipeline.submit_meta([("room", room.key.encode(), orjson.dumps(meta))],
-                                         committed)
-
-    async def put_member(self, principal: Principal, room: Room, user_id: str,
-                         role: str) -> MemberRecord:
-        self._access.require_room_admin(principal, room)
-        member = {"user_id": user_id, "role": role, "added_by": principal.user_id,
-                  "added_at": int(self._clock() * 1000)}
         await self._pipeline.submit_meta(
-            [("member", member_key(room.key, user_id), orjson.dumps(member))])
+            [("room", room.key.encode(), orjson.dumps(meta))], committed
+        )
+
+    async def put_member(
+        self, principal: Principal, room: Room, user_id: str, role: str
+    ) -> MemberRecord:
+        self._access.require_room_admin(principal, room)
+        member = {
+            "user_id": user_id,
+            "role": role,
+            "added_by": principal.user_id,
+            "added_at": int(self._clock() * 1000),
+        }
+        await self._pipeline.submit_meta(
+            [("member", member_key(room.key, user_id), orjson.dumps(member))]
+        )
         return member
 
     async def remove_member(self, principal: Principal, room: Room, user_id: str) -> None:

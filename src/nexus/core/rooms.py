@@ -28,8 +28,9 @@ class Room:
 
     __slots__ = ("key", "tenant", "name", "seq", "delivered", "meta", "presence", "persisted")
 
-    def __init__(self, tenant: str, name: str, meta: dict[str, Any], last_seq: int,
-                 persisted: bool) -> None:
+    def __init__(
+        self, tenant: str, name: str, meta: dict[str, Any], last_seq: int, persisted: bool
+    ) -> None:
         self.key = room_key(tenant, name)
         self.tenant = tenant
         self.name = name
@@ -72,8 +73,12 @@ class Room:
 class RoomDirectory:
     """Finds rooms in memory, then in the store; creates them for permitted roles."""
 
-    def __init__(self, source: RoomSource, create_roles: tuple[str, ...],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        source: RoomSource,
+        create_roles: tuple[str, ...],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._source = source
         self._create_roles = frozenset(create_roles)
         self._clock = clock
@@ -116,8 +121,13 @@ class RoomDirectory:
     def create(self, principal: Principal, name: str, **settings: Any) -> Room:
         """A new room of the principal's tenant, in memory (not yet persisted), with
         ``settings`` (topic, metadata, private, retention) in its metadata from the start."""
-        meta = {"tenant": principal.tenant, "name": name, "created_by": principal.user_id,
-                "created_at": int(self._clock() * 1000), **settings}
+        meta = {
+            "tenant": principal.tenant,
+            "name": name,
+            "created_by": principal.user_id,
+            "created_at": int(self._clock() * 1000),
+            **settings,
+        }
         room = Room(principal.tenant, name, meta, 0, persisted=False)
         self._rooms[room.key] = room
         return room

@@ -45,9 +45,19 @@ class RoomWrites:
             where = self._log.message_location(req.reply_to)
             if where is None or where[0] != log_prefix(room.key):
                 raise NotFound(f"reply_to: no message {req.reply_to} in room {room.name}")
-        self._pipeline.submit(PendingEntry(
-            caller, _principal(caller), req.id, room, MESSAGE, req.client_msg_id,
-            body=req.body, meta=req.meta, reply_to=req.reply_to))
+        self._pipeline.submit(
+            PendingEntry(
+                caller,
+                _principal(caller),
+                req.id,
+                room,
+                MESSAGE,
+                req.client_msg_id,
+                body=req.body,
+                meta=req.meta,
+                reply_to=req.reply_to,
+            )
+        )
 
     def edit(self, caller: Caller, room: Room, req: MessageEdit) -> None:
         self._change(caller, room, req.id, req.message_id, req.client_msg_id, EDITED, req.body)
@@ -55,18 +65,35 @@ class RoomWrites:
     def delete(self, caller: Caller, room: Room, req: MessageDelete) -> None:
         self._change(caller, room, req.id, req.message_id, req.client_msg_id, DELETED, None)
 
-    def append(self, caller: Caller, room: Room, kind: str, fields: dict[str, Any], *,
-               client_msg_id: str | None = None, rid: RequestId = None) -> None:
+    def append(
+        self,
+        caller: Caller,
+        room: Room,
+        kind: str,
+        fields: dict[str, Any],
+        *,
+        client_msg_id: str | None = None,
+        rid: RequestId = None,
+    ) -> None:
         """Queue an extension's sequenced event (``task.created``, ``tool.call``...)."""
         if kind in (MESSAGE, EDITED, DELETED):
             raise ValueError(f"{kind} entries are written by post, edit and delete")
         if not self._writable(caller, room, rid, client_msg_id):
             return
-        self._pipeline.submit(PendingEntry(caller, _principal(caller), rid, room, kind,
-                                           client_msg_id, fields=fields))
+        self._pipeline.submit(
+            PendingEntry(caller, _principal(caller), rid, room, kind, client_msg_id, fields=fields)
+        )
 
-    def _change(self, caller: Caller, room: Room, rid: RequestId, message_id: str,
-                client_msg_id: str | None, kind: str, body: str | None) -> None:
+    def _change(
+        self,
+        caller: Caller,
+        room: Room,
+        rid: RequestId,
+        message_id: str,
+        client_msg_id: str | None,
+        kind: str,
+        body: str | None,
+    ) -> None:
         if not self._writable(caller, room, rid, client_msg_id):
             return
         principal = _principal(caller)
@@ -77,17 +104,30 @@ class RoomWrites:
             raise Conflict(f"message {message_id} was deleted")
         if not self._access.may_change_message(principal, room, record):
             raise Forbidden("only the sender or a room admin may change this message")
-        self._pipeline.submit(PendingEntry(caller, principal, rid, room, kind, client_msg_id,
-                                           body=body, target_id=message_id, target_seq=seq))
+        self._pipeline.submit(
+            PendingEntry(
+                caller,
+                principal,
+                rid,
+                room,
+                kind,
+                client_msg_id,
+                body=body,
+                target_id=message_id,
+                target_seq=seq,
+            )
+        )
 
-    def _writable(self, caller: Caller, room: Room, rid: RequestId,
-                  client_msg_id: str | None) -> bool:
+    def _writable(
+        self, caller: Caller, room: Room, rid: RequestId, client_msg_id: str | None
+    ) -> bool:
         """False when this is a resend already answered; Forbidden when the room is archived.
 
         The resend check comes first: a retry of something that committed gets its ack
         even if the room or the message changed since."""
-        if client_msg_id is not None and self._pipeline.answered_duplicate(caller, rid,
-                                                                           client_msg_id):
+        if client_msg_id is not None and self._pipeline.answered_duplicate(
+            caller, rid, client_msg_id
+        ):
             return False
         if room.meta.get("archived"):
             raise Forbidden(f"room {room.name} is archived")
@@ -107,8 +147,9 @@ class RoomWrites:
         record: dict[str, Any] = orjson.loads(raw)
         return where[1], record
 
-    def history(self, room: Room, *, before: int | None = None, after: int | None = None,
-                limit: int) -> tuple[list[bytes], bool]:
+    def history(
+        self, room: Room, *, before: int | None = None, after: int | None = None, limit: int
+    ) -> tuple[list[bytes], bool]:
         """A page of stored records (ascending) and whether more lie beyond it.
 
         With ``after``: the oldest ``limit`` entries past it; otherwise the newest ``limit``

@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 # After a close frame, give the peer this long to read it before the socket is aborted.
 ABORT_AFTER_CLOSE_S = 2.0
 # Close codes a peer may send (RFC 6455 7.4, IANA registry); 3000-4999 are for applications.
-VALID_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012,
-                               1013, 1014})
+VALID_CLOSE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
 HOLD_BYTES_PER_FRAME_LIMIT = 16  # held-back bytes allowed: this many max-size frames
 PING_FRAME = frame_ping(b"")
 
@@ -67,9 +68,24 @@ def _is_utf8(payload: bytes | memoryview) -> bool:
 
 
 class Connection(WSListener):
-    __slots__ = ("gateway", "transport", "session", "_preauth", "_auth_timer", "_closing",
-                 "last_rx", "ping_sent", "expires_at", "_used", "_held", "_held_bytes",
-                 "_fragments", "_fragment_kind", "_fragment_bytes", "_refusals")
+    __slots__ = (
+        "gateway",
+        "transport",
+        "session",
+        "_preauth",
+        "_auth_timer",
+        "_closing",
+        "last_rx",
+        "ping_sent",
+        "expires_at",
+        "_used",
+        "_held",
+        "_held_bytes",
+        "_fragments",
+        "_fragment_kind",
+        "_fragment_bytes",
+        "_refusals",
+    )
 
     def __init__(self, gateway: GatewayContext, preauthenticated: Principal | None) -> None:
         super().__init__()
@@ -183,12 +199,13 @@ class Connection(WSListener):
         held.append(item)
         self._held_bytes += len(item[3])
         s = self.gateway.settings
-        if len(held) > s.flood_backlog_frames or \
-                self._held_bytes > HOLD_BYTES_PER_FRAME_LIMIT * s.max_frame_bytes:
+        if (
+            len(held) > s.flood_backlog_frames
+            or self._held_bytes > HOLD_BYTES_PER_FRAME_LIMIT * s.max_frame_bytes
+        ):
             self.gateway.stats.floods += 1
             self._held = None
-            self.close(CloseCode.TOO_MANY_REFUSED, "flooding: too many frames at once",
-                       flush=False)
+            self.close(CloseCode.TOO_MANY_REFUSED, "flooding: too many frames at once", flush=False)
 
     # -- frames --------------------------------------------------------------
     def _frame(self, kind: WSMsgType, fin: bool, rsv: bool, payload: bytes | memoryview) -> None:
@@ -291,7 +308,7 @@ class Connection(WSListener):
         if self._auth_timer is not None:
             self._auth_timer.cancel()  # type: ignore[attr-defined]
         self.session.outbox.close()
-        self.gateway.connections.discard(self)
+        self.gateway.forget(self)
         self.gateway.handlers.detach(self.session)
 
     # -- requests ------------------------------------------------------------
@@ -325,8 +342,9 @@ class Connection(WSListener):
             if wait_ms:
                 # Refused frames cost a token too, so a flood of bad frames is rate limited.
                 gw.stats.rate_limited += 1
-                raise RateLimited("request rate limit exceeded", retry_after_ms=wait_ms,
-                                  request_id=req_id)
+                raise RateLimited(
+                    "request rate limit exceeded", retry_after_ms=wait_ms, request_id=req_id
+                )
             assert req is not None
             if session.principal is None:
                 if not isinstance(req, Auth):
@@ -343,8 +361,9 @@ class Connection(WSListener):
             self._reply_error(exc)
         except Exception:
             log.exception("request failed", extra=self._log_context())
-            self._reply_error(Internal("internal error",
-                                       request_id=req.id if req is not None else None))
+            self._reply_error(
+                Internal("internal error", request_id=req.id if req is not None else None)
+            )
 
     def _reply_error(self, exc: NexusError) -> None:
         if isinstance(exc, Unauthorized):
@@ -373,9 +392,16 @@ class Connection(WSListener):
         # The same leeway that admitted the token applies to closing the session.
         self.expires_at = principal.expires_at + self.gateway.settings.auth_leeway
         self.gateway.handlers.attach(self.session, principal)
-        self.session.send(events.auth_ok(rid, principal.user_id, principal.tenant,
-                                         self.session.session_id, principal.kind,
-                                         principal.roles))
+        self.session.send(
+            events.auth_ok(
+                rid,
+                principal.user_id,
+                principal.tenant,
+                self.session.session_id,
+                principal.kind,
+                principal.roles,
+            )
+        )
 
     def _auth_timeout(self) -> None:
         self._auth_timer = None
@@ -387,18 +413,27 @@ class Connection(WSListener):
     def _log_context(self) -> dict[str, str]:
         session = self.session
         who = session.principal
-        return {"session_id": session.session_id, "remote": session.remote,
-                "user": f"{who.tenant}/{who.user_id}" if who else ""}
+        return {
+            "session_id": session.session_id,
+            "remote": session.remote,
+            "user": f"{who.tenant}/{who.user_id}" if who else "",
+        }
 
     # -- closing -------------------------------------------------------------
     def _on_overflow(self) -> None:
         self.gateway.stats.slow_consumers += 1
         outbox = self.session.outbox
-        log.info("outbound buffer over limit (%d queued, %d in transport, limit %d), "
-                 "disconnecting slow consumer", outbox.dropped_bytes,
-                 outbox.transport_buffered, outbox.limit, extra=self._log_context())
-        self.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbound buffer limit exceeded",
-                   flush=False)
+        log.info(
+            "outbound buffer over limit (%d queued, %d in transport, limit %d), "
+            "disconnecting slow consumer",
+            outbox.dropped_bytes,
+            outbox.transport_buffered,
+            outbox.limit,
+            extra=self._log_context(),
+        )
+        self.close(
+            CloseCode.SLOW_CONSUMER, "slow consumer: outbound buffer limit exceeded", flush=False
+        )
 
     def close(self, code: int, reason: str, *, flush: bool = True) -> None:
         """Send a close frame after what is queued, then drop the socket."""

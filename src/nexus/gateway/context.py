@@ -29,6 +29,14 @@ class GatewayContext:
     budgets: TickBudgets
     stats: GatewayStats = field(default_factory=GatewayStats)
     connections: set[Connection] = field(default_factory=set)
+    # set while the gateway waits for its connections to go (shutdown)
+    all_closed: asyncio.Future[None] | None = None
+
+    def forget(self, conn: Connection) -> None:
+        """A connection ended: drop it, and wake a shutdown waiting for the last one."""
+        self.connections.discard(conn)
+        if not self.connections and self.all_closed is not None and not self.all_closed.done():
+            self.all_closed.set_result(None)
 
     @property
     def frames_per_tick(self) -> int:

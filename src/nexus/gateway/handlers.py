@@ -26,9 +26,19 @@ from ..core.sessions import SessionInfo
 from ..core.writes import RoomWrites
 from ..errors import BadRequest, Forbidden, LimitExceeded, NotFound
 from ..protocol import (
-    Auth, History, MessageDelete, MessageEdit, MessageSend, Ping, Request, RoomJoin, RoomLeave,
-    Typing, events,
+    Auth,
+    History,
+    MessageDelete,
+    MessageEdit,
+    MessageSend,
+    Ping,
+    Request,
+    RoomJoin,
+    RoomLeave,
+    Typing,
+    events,
 )
+from ..protocol.requests import RequestId
 from ..store import LmdbStore
 from .session import Session
 
@@ -36,10 +46,18 @@ log = logging.getLogger(__name__)
 
 
 class RequestHandlers:
-    def __init__(self, settings: Settings, rooms: RoomDirectory, router: Router,
-                 writes: RoomWrites, access: AccessRules, store: LmdbStore,
-                 user_limits: UserRateLimits, directory: UserDirectory,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rooms: RoomDirectory,
+        router: Router,
+        writes: RoomWrites,
+        access: AccessRules,
+        store: LmdbStore,
+        user_limits: UserRateLimits,
+        directory: UserDirectory,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.rooms = rooms
         self.router = router
@@ -89,9 +107,11 @@ class RequestHandlers:
         self.user_limits.unhold((principal.tenant, principal.user_id))
 
     def sessions_of(self, tenant: str) -> list[SessionInfo]:
-        return [SessionInfo(s.session_id, p.user_id, p.kind, s.remote, tuple(sorted(s.rooms)))
-                for s in self.sessions.values()
-                if (p := s.principal) is not None and p.tenant == tenant]
+        return [
+            SessionInfo(s.session_id, p.user_id, p.kind, s.remote, tuple(sorted(s.rooms)))
+            for s in self.sessions.values()
+            if (p := s.principal) is not None and p.tenant == tenant
+        ]
 
     # -- requests ------------------------------------------------------------
     def handle(self, session: Session, req: Request) -> None:
@@ -126,7 +146,8 @@ class RequestHandlers:
             return
         if session.room_count() >= self.settings.max_rooms_per_connection:
             raise LimitExceeded(
-                f"at most {self.settings.max_rooms_per_connection} rooms per connection")
+                f"at most {self.settings.max_rooms_per_connection} rooms per connection"
+            )
         room, created = self.rooms.open(principal, req.room)
         if created:
             self.writes.persist_room(room)
@@ -139,11 +160,16 @@ class RequestHandlers:
         else:
             self._enter(session, room)
 
-    def _joined_event(self, rid: object, room: Room) -> bytes:
+    def _joined_event(self, rid: RequestId, room: Room) -> bytes:
         limit = self.settings.presence_list_max
-        return events.room_joined(rid, room.name, room.delivered,  # type: ignore[arg-type]
-                                  self.store.first_seq(room.key), room.members(limit),
-                                  len(room.presence))
+        return events.room_joined(
+            rid,
+            room.name,
+            room.delivered,
+            self.store.first_seq(room.key),
+            room.members(limit),
+            len(room.presence),
+        )
 
     def _presence_broadcast(self, room: Room, including: int = 0) -> bool:
         # In big rooms join/leave events would cost O(members) each, O(members^2) for a
@@ -157,12 +183,12 @@ class RequestHandlers:
         assert principal is not None
         session.rooms[room.name] = room
         self.router.join(room.key, session.outbox)
-        if room.add_presence(principal.user_id, principal.kind) and \
-                self._presence_broadcast(room):
+        if room.add_presence(principal.user_id, principal.kind) and self._presence_broadcast(room):
             self.router.broadcast(
                 room.key,
                 frame_text(events.presence(room.name, principal.user_id, principal.kind, "join")),
-                session.outbox)
+                session.outbox,
+            )
 
     async def _catch_up(self, session: Session, room: Room, since: int) -> None:
         """Stream the entries after ``since`` page by page, then switch to live delivery.
@@ -214,7 +240,8 @@ class RequestHandlers:
         if room.remove_presence(principal.user_id) and self._presence_broadcast(room, 1):
             self.router.broadcast(
                 room.key,
-                frame_text(events.presence(room.name, principal.user_id, principal.kind, "leave")))
+                frame_text(events.presence(room.name, principal.user_id, principal.kind, "leave")),
+            )
 
     def _send(self, session: Session, req: MessageSend) -> None:
         self.writes.post(session, self._joined_room(session, req.room), req)
@@ -232,7 +259,8 @@ class RequestHandlers:
         self.router.broadcast(
             room.key,
             frame_text(events.typing(room.name, principal.user_id, principal.kind, req.active)),
-            session.outbox)
+            session.outbox,
+        )
 
     def _history(self, session: Session, req: History) -> None:
         principal = session.principal
@@ -240,7 +268,9 @@ class RequestHandlers:
         room = session.rooms.get(req.room) or session.replaying.get(req.room, (None,))[0]
         if room is None:
             room = self.access.require_visible(
-                principal, self.rooms.find(principal.tenant, req.room), req.room)
-        records, more = self.writes.history(room, before=req.before, after=req.after,
-                                            limit=req.limit)
+                principal, self.rooms.find(principal.tenant, req.room), req.room
+            )
+        records, more = self.writes.history(
+            room, before=req.before, after=req.after, limit=req.limit
+        )
         session.send(events.history_page(req.id, room.name, records, more))

@@ -28,9 +28,14 @@ class Beating(Protocol):
 
 
 class Heartbeat:
-    def __init__(self, loop: asyncio.AbstractEventLoop,
-                 connections: Callable[[], Iterable[Beating]], *, interval: float,
-                 timeout: float) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        connections: Callable[[], Iterable[Beating]],
+        *,
+        interval: float,
+        timeout: float,
+    ) -> None:
         self._loop = loop
         self._connections = connections
         self._interval = interval

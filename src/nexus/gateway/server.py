@@ -12,7 +12,10 @@ import logging
 
 import orjson
 from picows import (
-    WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
 )
 
 from .._speedups.router import FlushQueue
@@ -37,8 +40,9 @@ JSON = {"Content-Type": "application/json"}
 VERSION_HEADER = {"Sec-WebSocket-Version": "13"}
 
 
-def _json_response(status: int, body: dict[str, object],
-                   headers: dict[str, str] | None = None) -> WSUpgradeResponseWithListener:
+def _json_response(
+    status: int, body: dict[str, object], headers: dict[str, str] | None = None
+) -> WSUpgradeResponseWithListener:
     payload = orjson.dumps(body)
     extra = JSON if headers is None else {**JSON, **headers}
     if status == 200:
@@ -48,15 +52,22 @@ def _json_response(status: int, body: dict[str, object],
     return WSUpgradeResponseWithListener(response, None)
 
 
-def _error(status: int, code: str, message: str,
-           headers: dict[str, str] | None = None) -> WSUpgradeResponseWithListener:
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> WSUpgradeResponseWithListener:
     return _json_response(status, {"error": {"code": code, "message": message}}, headers)
 
 
 class Gateway:
-    def __init__(self, settings: Settings, handlers: RequestHandlers, verifier: TokenVerifier,
-                 pipeline: MessagePipeline, health: Health,
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handlers: RequestHandlers,
+        verifier: TokenVerifier,
+        pipeline: MessagePipeline,
+        health: Health,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self.settings = settings
         self.handlers = handlers
         self._pipeline = pipeline
@@ -64,16 +75,25 @@ class Gateway:
         self.loop = loop
         self.flush_queue = FlushQueue(loop)
         self.context = GatewayContext(
-            settings, loop, handlers, verifier,
-            Decoder(Limits(settings.max_body_bytes, settings.max_meta_bytes,
-                           settings.history_max_limit)),
-            self.flush_queue, TickBudgets(loop))
+            settings,
+            loop,
+            handlers,
+            verifier,
+            Decoder(
+                Limits(settings.max_body_bytes, settings.max_meta_bytes, settings.history_max_limit)
+            ),
+            self.flush_queue,
+            TickBudgets(loop),
+        )
         self.stats = self.context.stats
         self.connections = self.context.connections
         self.server: asyncio.Server | None = None
-        self.heartbeat = Heartbeat(loop, lambda: self.connections,
-                                   interval=settings.heartbeat_interval,
-                                   timeout=settings.heartbeat_timeout)
+        self.heartbeat = Heartbeat(
+            loop,
+            lambda: self.connections,
+            interval=settings.heartbeat_interval,
+            timeout=settings.heartbeat_timeout,
+        )
         self.port = 0
 
     # -- upgrades ------------------------------------------------------------
@@ -95,7 +115,8 @@ class Gateway:
             return _error(426, "bad_request", "WebSocket version 13 required", VERSION_HEADER)
         connection = headers.get("Connection", "")
         if connection.lower() != "upgrade" and "upgrade" in (
-                token.strip().lower() for token in connection.split(",")):
+            token.strip().lower() for token in connection.split(",")
+        ):
             # "keep-alive, Upgrade" (Firefox) is a valid upgrade; picows wants it alone.
             headers["Connection"] = "Upgrade"
         header = headers.get("Authorization")
@@ -115,7 +136,9 @@ class Gateway:
     async def start(self) -> None:
         s = self.settings
         self.server = await ws_create_server(
-            self._route, s.host, s.port,
+            self._route,
+            s.host,
+            s.port,
             max_frame_size=s.max_frame_bytes,
             read_buffer_init_size=s.read_buffer_bytes,
             enable_auto_ping=False,  # one Heartbeat sweep serves all connections
@@ -145,9 +168,12 @@ class Gateway:
         self.heartbeat.stop()
         for conn in list(self.connections):
             conn.close(CloseCode.GOING_AWAY, "server shutting down")
-        deadline = self.loop.time() + timeout
-        while self.connections and self.loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        if self.connections:
+            self.context.all_closed = self.loop.create_future()
+            try:
+                await asyncio.wait_for(self.context.all_closed, timeout)
+            except TimeoutError:
+                log.warning("%d connections still open after %.1fs", len(self.connections), timeout)
 
     # -- core.sessions.LiveSessions --------------------------------------------
     def sessions_of(self, tenant: str) -> list[SessionInfo]:

@@ -15,11 +15,21 @@ if TYPE_CHECKING:
 
 
 class Session:
-    __slots__ = ("session_id", "outbox", "principal", "bucket", "user_bucket", "rooms",
-                 "replaying", "remote", "closed", "_paused", "_resumed")
+    __slots__ = (
+        "session_id",
+        "outbox",
+        "principal",
+        "bucket",
+        "user_bucket",
+        "rooms",
+        "replaying",
+        "remote",
+        "closed",
+        "_paused",
+        "_resumed",
+    )
 
-    def __init__(self, session_id: str, outbox: Outbox, bucket: TokenBucket,
-                 remote: str) -> None:
+    def __init__(self, session_id: str, outbox: Outbox, bucket: TokenBucket, remote: str) -> None:
         self.session_id = session_id
         self.outbox = outbox
         self.principal: Principal | None = None

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 
 class GatewayStats:
-    __slots__ = ("connections", "auth_failures", "bytes_in", "frames_in", "rate_limited",
-                 "slow_consumers", "forced_disconnects", "pings_refused", "refused_closes",
-                 "floods")
+    __slots__ = (
+        "connections",
+        "auth_failures",
+        "bytes_in",
+        "frames_in",
+        "rate_limited",
+        "slow_consumers",
+        "forced_disconnects",
+        "pings_refused",
+        "refused_closes",
+        "floods",
+    )
 
     def __init__(self) -> None:
         self.connections = 0  # accepted since start

@@ -42,8 +42,11 @@ class ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        context = " ".join(f"{name}={getattr(record, name)}" for name in CONTEXT_FIELDS
-                           if getattr(record, name, None))
+        context = " ".join(
+            f"{name}={getattr(record, name)}"
+            for name in CONTEXT_FIELDS
+            if getattr(record, name, None)
+        )
         return f"{line} [{context}]" if context else line
 
 
@@ -62,8 +65,12 @@ class ClientFaultFilter(logging.Filter):
         self._threshold = threshold
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and record.name.startswith(PICOWS_LOGGER) and \
-                isinstance(record.msg, str) and record.msg.startswith(CLIENT_FAULTS):
+        if (
+            record.levelno >= logging.ERROR
+            and record.name.startswith(PICOWS_LOGGER)
+            and isinstance(record.msg, str)
+            and record.msg.startswith(CLIENT_FAULTS)
+        ):
             record.levelno, record.levelname = logging.INFO, "INFO"
             return record.levelno >= self._threshold
         return True
@@ -80,6 +87,7 @@ def setup_logging(level: str, fmt: str) -> None:
     root.setLevel(threshold)
     # picows' per-connection lines (health probes included) only when debugging.
     logging.getLogger(PICOWS_LOGGER).setLevel(
-        logging.DEBUG if threshold <= logging.DEBUG else logging.WARNING)
+        logging.DEBUG if threshold <= logging.DEBUG else logging.WARNING
+    )
     # Per-request access lines are the metrics' job; keep uvicorn's own logs to warnings.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

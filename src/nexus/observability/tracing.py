@@ -8,15 +8,19 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor, SpanExporter,
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
 )
 from opentelemetry.trace import Tracer
 
 from ..config import Settings
 
 
-def make_tracer_provider(settings: Settings,
-                         exporter: SpanExporter | None = None) -> TracerProvider | None:
+def make_tracer_provider(
+    settings: Settings, exporter: SpanExporter | None = None
+) -> TracerProvider | None:
     """A provider for the configured exporter, or None when tracing is off.
 
     An explicit ``exporter`` (tests pass an in-memory one) is used as given, synchronously.
@@ -27,9 +31,13 @@ def make_tracer_provider(settings: Settings,
     elif settings.trace_endpoint or settings.trace_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=settings.trace_endpoint) if settings.trace_endpoint
-            else OTLPSpanExporter()))
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=settings.trace_endpoint)
+                if settings.trace_endpoint
+                else OTLPSpanExporter()
+            )
+        )
     elif settings.trace_exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     else:

@@ -3,15 +3,33 @@
 Nothing here touches a socket or the event loop; see docs/protocol.md.
 """
 
+from . import events
 from .decoder import Decoder, Limits
 from .requests import (
-    Auth, History, MessageDelete, MessageEdit, MessageSend, Ping, Request, RoomJoin, RoomLeave,
+    Auth,
+    History,
+    MessageDelete,
+    MessageEdit,
+    MessageSend,
+    Ping,
+    Request,
+    RoomJoin,
+    RoomLeave,
     Typing,
 )
-from . import events
 
 __all__ = [
-    "Auth", "Decoder", "History", "Limits", "MessageDelete", "MessageEdit", "MessageSend",
-    "Ping", "Request",
-    "RoomJoin", "RoomLeave", "Typing", "events",
+    "Auth",
+    "Decoder",
+    "History",
+    "Limits",
+    "MessageDelete",
+    "MessageEdit",
+    "MessageSend",
+    "Ping",
+    "Request",
+    "RoomJoin",
+    "RoomLeave",
+    "Typing",
+    "events",
 ]

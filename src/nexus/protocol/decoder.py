@@ -11,8 +11,17 @@ import orjson
 
 from ..errors import BadRequest, NexusError, TooLarge
 from .requests import (
-    Auth, History, MessageDelete, MessageEdit, MessageSend, Ping, Request, RequestId, RoomJoin,
-    RoomLeave, Typing,
+    Auth,
+    History,
+    MessageDelete,
+    MessageEdit,
+    MessageSend,
+    Ping,
+    Request,
+    RequestId,
+    RoomJoin,
+    RoomLeave,
+    Typing,
 )
 
 ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
@@ -97,9 +106,14 @@ class Decoder:
         value = obj.get(name)
         if value is None:
             return None
-        if not isinstance(value, str) or not value or (
+        if (
+            not isinstance(value, str)
+            or not value
+            or (
                 len(value) > ID_MAX_BYTES // 4
-                and len(value.encode("utf-8", "surrogatepass")) > ID_MAX_BYTES):
+                and len(value.encode("utf-8", "surrogatepass")) > ID_MAX_BYTES
+            )
+        ):
             raise BadRequest(f"{name} must be a string of 1-{ID_MAX_BYTES} UTF-8 bytes")
         return value
 
@@ -140,12 +154,18 @@ class Decoder:
         return target
 
     def _edit(self, obj: dict[str, Any], rid: RequestId) -> MessageEdit:
-        return MessageEdit(rid, self._room(obj), self._target(obj), self._body(obj),
-                           self._opt_id(obj, "client_msg_id"))
+        return MessageEdit(
+            rid,
+            self._room(obj),
+            self._target(obj),
+            self._body(obj),
+            self._opt_id(obj, "client_msg_id"),
+        )
 
     def _delete(self, obj: dict[str, Any], rid: RequestId) -> MessageDelete:
-        return MessageDelete(rid, self._room(obj), self._target(obj),
-                             self._opt_id(obj, "client_msg_id"))
+        return MessageDelete(
+            rid, self._room(obj), self._target(obj), self._opt_id(obj, "client_msg_id")
+        )
 
     def _send(self, obj: dict[str, Any], rid: RequestId) -> MessageSend:
         room = self._room(obj)
@@ -161,7 +181,9 @@ class Decoder:
             if size > self.limits.max_meta_bytes:
                 raise TooLarge(f"meta exceeds {self.limits.max_meta_bytes} bytes")
         return MessageSend(
-            rid, room, body,
+            rid,
+            room,
+            body,
             client_msg_id=self._opt_id(obj, "client_msg_id"),
             reply_to=self._opt_id(obj, "reply_to"),
             meta=meta,

@@ -17,69 +17,170 @@ from .requests import RequestId
 _dumps = orjson.dumps
 
 
-def auth_ok(rid: RequestId, user_id: str, tenant: str, session_id: str, kind: str,
-            roles: Iterable[str]) -> bytes:
-    return _dumps({"type": "auth.ok", "id": rid, "user_id": user_id, "tenant": tenant,
-                   "session_id": session_id, "kind": kind, "roles": sorted(roles)})
+def auth_ok(
+    rid: RequestId, user_id: str, tenant: str, session_id: str, kind: str, roles: Iterable[str]
+) -> bytes:
+    return _dumps(
+        {
+            "type": "auth.ok",
+            "id": rid,
+            "user_id": user_id,
+            "tenant": tenant,
+            "session_id": session_id,
+            "kind": kind,
+            "roles": sorted(roles),
+        }
+    )
 
 
 def pong(rid: RequestId, ts: int) -> bytes:
     return _dumps({"type": "pong", "id": rid, "ts": ts})
 
 
-def room_joined(rid: RequestId, room: str, seq: int, first_seq: int,
-                members: Sequence[dict[str, str]], members_total: int) -> bytes:
-    return _dumps({"type": "room.joined", "id": rid, "room": room, "seq": seq,
-                   "first_seq": first_seq, "members": list(members),
-                   "members_total": members_total})
+def room_joined(
+    rid: RequestId,
+    room: str,
+    seq: int,
+    first_seq: int,
+    members: Sequence[dict[str, str]],
+    members_total: int,
+) -> bytes:
+    return _dumps(
+        {
+            "type": "room.joined",
+            "id": rid,
+            "room": room,
+            "seq": seq,
+            "first_seq": first_seq,
+            "members": list(members),
+            "members_total": members_total,
+        }
+    )
 
 
 def room_left(rid: RequestId, room: str) -> bytes:
     return _dumps({"type": "room.left", "id": rid, "room": room})
 
 
-def message(room: str, seq: int, msg_id: str, sender: str, sender_kind: str, ts: int,
-            body: str, reply_to: str | None, meta: dict[str, Any] | None) -> bytes:
-    return _dumps({"type": "message", "room": room, "seq": seq, "id": msg_id,
-                   "sender": sender, "sender_kind": sender_kind, "ts": ts, "body": body,
-                   "reply_to": reply_to, "meta": meta})
+def message(
+    room: str,
+    seq: int,
+    msg_id: str,
+    sender: str,
+    sender_kind: str,
+    ts: int,
+    body: str,
+    reply_to: str | None,
+    meta: dict[str, Any] | None,
+) -> bytes:
+    return _dumps(
+        {
+            "type": "message",
+            "room": room,
+            "seq": seq,
+            "id": msg_id,
+            "sender": sender,
+            "sender_kind": sender_kind,
+            "ts": ts,
+            "body": body,
+            "reply_to": reply_to,
+            "meta": meta,
+        }
+    )
 
 
-def message_edited(room: str, seq: int, event_id: str, target_id: str, target_seq: int,
-                   by: str, ts: int, body: str) -> bytes:
-    return _dumps({"type": "message.edited", "room": room, "seq": seq, "id": event_id,
-                   "target_id": target_id, "target_seq": target_seq, "by": by, "ts": ts,
-                   "body": body})
+def message_edited(
+    room: str, seq: int, event_id: str, target_id: str, target_seq: int, by: str, ts: int, body: str
+) -> bytes:
+    return _dumps(
+        {
+            "type": "message.edited",
+            "room": room,
+            "seq": seq,
+            "id": event_id,
+            "target_id": target_id,
+            "target_seq": target_seq,
+            "by": by,
+            "ts": ts,
+            "body": body,
+        }
+    )
 
 
-def message_deleted(room: str, seq: int, event_id: str, target_id: str, target_seq: int,
-                    by: str, ts: int) -> bytes:
-    return _dumps({"type": "message.deleted", "room": room, "seq": seq, "id": event_id,
-                   "target_id": target_id, "target_seq": target_seq, "by": by, "ts": ts})
+def message_deleted(
+    room: str, seq: int, event_id: str, target_id: str, target_seq: int, by: str, ts: int
+) -> bytes:
+    return _dumps(
+        {
+            "type": "message.deleted",
+            "room": room,
+            "seq": seq,
+            "id": event_id,
+            "target_id": target_id,
+            "target_seq": target_seq,
+            "by": by,
+            "ts": ts,
+        }
+    )
 
 
-def room_event(kind: str, room: str, seq: int, event_id: str, sender: str, sender_kind: str,
-               ts: int, fields: dict[str, Any]) -> bytes:
+def room_event(
+    kind: str,
+    room: str,
+    seq: int,
+    event_id: str,
+    sender: str,
+    sender_kind: str,
+    ts: int,
+    fields: dict[str, Any],
+) -> bytes:
     """A sequenced event of an extension's kind: the common head, then its own fields (which
     cannot override the head)."""
-    return _dumps({**fields, "type": kind, "room": room, "seq": seq, "id": event_id,
-                   "sender": sender, "sender_kind": sender_kind, "ts": ts})
+    return _dumps(
+        {
+            **fields,
+            "type": kind,
+            "room": room,
+            "seq": seq,
+            "id": event_id,
+            "sender": sender,
+            "sender_kind": sender_kind,
+            "ts": ts,
+        }
+    )
 
 
-def ack(rid: RequestId, room: str, seq: int, msg_id: str, client_msg_id: str | None,
-        duplicate: bool = False) -> bytes:
-    return _dumps({"type": "ack", "id": rid, "room": room, "seq": seq, "message_id": msg_id,
-                   "client_msg_id": client_msg_id, "duplicate": duplicate})
+def ack(
+    rid: RequestId,
+    room: str,
+    seq: int,
+    msg_id: str,
+    client_msg_id: str | None,
+    duplicate: bool = False,
+) -> bytes:
+    return _dumps(
+        {
+            "type": "ack",
+            "id": rid,
+            "room": room,
+            "seq": seq,
+            "message_id": msg_id,
+            "client_msg_id": client_msg_id,
+            "duplicate": duplicate,
+        }
+    )
 
 
 def presence(room: str, user_id: str, kind: str, action: str) -> bytes:
-    return _dumps({"type": "presence", "room": room, "user_id": user_id, "kind": kind,
-                   "action": action})
+    return _dumps(
+        {"type": "presence", "room": room, "user_id": user_id, "kind": kind, "action": action}
+    )
 
 
 def typing(room: str, user_id: str, kind: str, active: bool) -> bytes:
-    return _dumps({"type": "typing", "room": room, "user_id": user_id, "kind": kind,
-                   "active": active})
+    return _dumps(
+        {"type": "typing", "room": room, "user_id": user_id, "kind": kind, "active": active}
+    )
 
 
 def history_page(rid: RequestId, room: str, records: Sequence[bytes], has_more: bool) -> bytes:
@@ -89,7 +190,11 @@ def history_page(rid: RequestId, room: str, records: Sequence[bytes], has_more: 
 
 
 def error(exc: NexusError) -> bytes:
-    body: dict[str, Any] = {"type": "error", "id": exc.request_id, "code": exc.code,
-                            "message": exc.message}
+    body: dict[str, Any] = {
+        "type": "error",
+        "id": exc.request_id,
+        "code": exc.code,
+        "message": exc.message,
+    }
     body.update(exc.details())
     return _dumps(body)

@@ -79,5 +79,14 @@ class History:
     limit: int = 50
 
 
-Request = (Auth | Ping | RoomJoin | RoomLeave | MessageSend | MessageEdit | MessageDelete
-           | Typing | History)
+Request = (
+    Auth
+    | Ping
+    | RoomJoin
+    | RoomLeave
+    | MessageSend
+    | MessageEdit
+    | MessageDelete
+    | Typing
+    | History
+)

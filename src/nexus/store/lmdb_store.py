@@ -77,9 +77,15 @@ class LmdbStore:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.env = lmdb.open(
-            str(path), map_size=map_size, max_dbs=MAX_DBS, subdir=True,
-            sync=durability != "none", metasync=durability == "full",
-            readahead=False, max_readers=256, lock=True,
+            str(path),
+            map_size=map_size,
+            max_dbs=MAX_DBS,
+            subdir=True,
+            sync=durability != "none",
+            metasync=durability == "full",
+            readahead=False,
+            max_readers=256,
+            lock=True,
         )
         self.log_db = self.env.open_db(b"log")
         self.msg_db = self.env.open_db(b"msg")
@@ -88,8 +94,12 @@ class LmdbStore:
         self.member_db = self.env.open_db(b"member")
         self.user_db = self.env.open_db(b"user")
         self.cursor_db = self.env.open_db(b"cursor")
-        self._meta_dbs = {"room": self.room_db, "member": self.member_db, "user": self.user_db,
-                          "cursor": self.cursor_db}
+        self._meta_dbs = {
+            "room": self.room_db,
+            "member": self.member_db,
+            "user": self.user_db,
+            "cursor": self.cursor_db,
+        }
         self.max_key_bytes: int = self.env.max_key_size()
 
     def close(self) -> None:
@@ -114,9 +124,11 @@ class LmdbStore:
                         raise RuntimeError(f"log key exists: {e.room_key!r} seq {e.seq}")
                     txn.put(e.event_id.encode(), lkey, db=self.msg_db)
                     if e.client_key is not None:
-                        txn.put(e.client_key,
-                                orjson.dumps([e.room_key, e.seq, e.event_id, e.accepted_ms]),
-                                db=self.client_db)
+                        txn.put(
+                            e.client_key,
+                            orjson.dumps([e.room_key, e.seq, e.event_id, e.accepted_ms]),
+                            db=self.client_db,
+                        )
                     if e.patch is not None:
                         self._patch(txn, e.room_key, *e.patch)
         except lmdb.MapFullError as exc:
@@ -141,14 +153,17 @@ class LmdbStore:
             ok = cur.first()
             while ok and removed < max_items:
                 if orjson.loads(cur.value())[3] < older_than_ms:
-                    ok = cur.delete()
+                    # delete() moves to the next record; past the last one the cursor is
+                    # unpositioned (empty key) although delete() reported success.
+                    ok = cur.delete() and bool(cur.key())
                     removed += 1
                 else:
                     ok = cur.next()
         return removed
 
-    def trim_room(self, rkey: str, keep_last: int, older_than_ms: int,
-                  max_items: int = 10000) -> int:
+    def trim_room(
+        self, rkey: str, keep_last: int, older_than_ms: int, max_items: int = 10000
+    ) -> int:
         """Delete the oldest entries beyond the newest ``keep_last`` (0 = no count limit) or
         stamped before ``older_than_ms`` (0 = no age limit). Returns how many (the new
         first seq is ``first_seq`` afterwards).
@@ -184,8 +199,9 @@ class LmdbStore:
             raw = txn.get(rkey.encode(), db=self.room_db)
         return None if raw is None else orjson.loads(raw)
 
-    def _scan(self, db: Any, prefix: bytes, after: bytes | None, limit: int
-              ) -> list[tuple[bytes, bytes]]:
+    def _scan(
+        self, db: Any, prefix: bytes, after: bytes | None, limit: int
+    ) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
         with self.env.begin() as txn:
             cur = txn.cursor(db=db)
@@ -194,19 +210,21 @@ class LmdbStore:
                 key = cur.key()
                 if not key.startswith(prefix):
                     break
-                out.append((key[len(prefix):], cur.value()))
+                out.append((key[len(prefix) :], cur.value()))
                 ok = cur.next()
         return out
 
     def list_rooms(self, tenant: str, after: str | None, limit: int) -> list[dict[str, Any]]:
         """Room metadata of ``tenant`` by name, after the name ``after``."""
-        rows = self._scan(self.room_db, f"{tenant}\x1f".encode(),
-                          after.encode() if after else None, limit)
+        rows = self._scan(
+            self.room_db, f"{tenant}\x1f".encode(), after.encode() if after else None, limit
+        )
         return [orjson.loads(value) for _, value in rows]
 
     def members(self, rkey: str, after: str | None, limit: int) -> list[dict[str, Any]]:
-        rows = self._scan(self.member_db, rkey.encode() + b"\x00",
-                          after.encode() if after else None, limit)
+        rows = self._scan(
+            self.member_db, rkey.encode() + b"\x00", after.encode() if after else None, limit
+        )
         return [orjson.loads(value) for _, value in rows]
 
     def member(self, rkey: str, user_id: str) -> dict[str, Any] | None:
@@ -215,8 +233,9 @@ class LmdbStore:
         return None if raw is None else orjson.loads(raw)
 
     def users(self, tenant: str, after: str | None, limit: int) -> list[dict[str, Any]]:
-        rows = self._scan(self.user_db, f"{tenant}\x1f".encode(),
-                          after.encode() if after else None, limit)
+        rows = self._scan(
+            self.user_db, f"{tenant}\x1f".encode(), after.encode() if after else None, limit
+        )
         return [orjson.loads(value) for _, value in rows]
 
     def user(self, tenant: str, user_id: str) -> dict[str, Any] | None:
@@ -254,10 +273,14 @@ class LmdbStore:
     def cursors(self, observer: str) -> dict[str, int]:
         """Room key -> last seq handled, for every room ``observer`` has a cursor for."""
         prefix = f"{observer}\x00".encode()
-        return {key.decode(): seq_of(value)
-                for key, value in self._scan(self.cursor_db, prefix, None, 1 << 62)}
+        return {
+            key.decode(): seq_of(value)
+            for key, value in self._scan(self.cursor_db, prefix, None, 1 << 62)
+        }
 
-    def client_message(self, tenant: str, sender: str, client_msg_id: str) -> ClientMessageRef | None:
+    def client_message(
+        self, tenant: str, sender: str, client_msg_id: str
+    ) -> ClientMessageRef | None:
         with self.env.begin() as txn:
             raw = txn.get(client_key(tenant, sender, client_msg_id), db=self.client_db)
         if raw is None:

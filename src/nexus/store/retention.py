@@ -23,9 +23,17 @@ class RetentionSweeper:
     The work runs on the writer thread between commit batches; the loop only schedules it.
     """
 
-    def __init__(self, store: LmdbStore, writer: GroupCommitWriter, policy: Policy, *,
-                 interval: float, idempotency_window: float, on_trim: OnTrim | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: LmdbStore,
+        writer: GroupCommitWriter,
+        policy: Policy,
+        *,
+        interval: float,
+        idempotency_window: float,
+        on_trim: OnTrim | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
         self._writer = writer
         self._policy = policy
@@ -67,8 +75,9 @@ class RetentionSweeper:
                     trims[rkey] = (removed, self._store.first_seq(rkey))
             return trims, self._store.prune_client_ids(window_ms)
 
-        done: asyncio.Future[tuple[dict[str, tuple[int, int]], int]] = \
+        done: asyncio.Future[tuple[dict[str, tuple[int, int]], int]] = (
             asyncio.get_running_loop().create_future()
+        )
 
         def finished(error: BaseException | None, _: float, result: Any) -> None:
             if error is not None:
