@@ -80,8 +80,9 @@ class HeldWriter:
 class Inbox:
     """A caller: a principal and the events the pipeline sends back."""
 
-    def __init__(self, user: str, tenant: str = "acme", roles: tuple[str, ...] = ("member",)
-                 ) -> None:
+    def __init__(
+        self, user: str, tenant: str = "acme", roles: tuple[str, ...] = ("member",)
+    ) -> None:
         self._principal = Principal(user, tenant, frozenset(roles), expires_at=1e12)
         self.events: list[dict[str, Any]] = []
 
@@ -118,16 +119,26 @@ class FailingStore:
         return getattr(self._store, name)
 
 
-def make_pipeline(store: LmdbStore | FailingStore, writer: Any = None, *,
-                  max_batch: int = 64, clock: Callable[[], float] = lambda: NOW
-                  ) -> tuple[MessagePipeline, Any]:
+def make_pipeline(
+    store: LmdbStore | FailingStore,
+    writer: Any = None,
+    *,
+    max_batch: int = 64,
+    clock: Callable[[], float] = lambda: NOW,
+) -> tuple[MessagePipeline, Any]:
     """A pipeline over ``store`` on the running loop; its writer is an InlineWriter unless
     one is given."""
     loop = asyncio.get_running_loop()
     if writer is None:
         writer = InlineWriter(loop)
-    pipeline = MessagePipeline(store, writer, Router(), loop,  # type: ignore[arg-type]
-                               max_batch=max_batch, clock=clock)
+    pipeline = MessagePipeline(
+        store,
+        writer,
+        Router(),
+        loop,  # type: ignore[arg-type]
+        max_batch=max_batch,
+        clock=clock,
+    )
     return pipeline, writer
 
 
@@ -138,8 +149,14 @@ def new_room(name: str = "general", tenant: str = "acme", **meta: Any) -> Room:
     return Room(tenant, name, meta, 0, persisted=False)
 
 
-def post(pipeline: MessagePipeline, caller: Inbox, room: Room, body: str,
-         client_msg_id: str | None = None) -> None:
+def post(
+    pipeline: MessagePipeline,
+    caller: Inbox,
+    room: Room,
+    body: str,
+    client_msg_id: str | None = None,
+) -> None:
     """A message whose request id is its body (so acks say which one they answer)."""
-    pipeline.submit(PendingEntry(caller, caller.principal, body, room, MESSAGE, client_msg_id,
-                                 body=body))
+    pipeline.submit(
+        PendingEntry(caller, caller.principal, body, room, MESSAGE, client_msg_id, body=body)
+    )

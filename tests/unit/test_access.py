@@ -24,8 +24,13 @@ class Members:
 
 
 def room(name: str, *, private: bool) -> Room:
-    meta = {"tenant": "acme", "name": name, "created_by": "carol", "created_at": 0,
-            "private": private}
+    meta = {
+        "tenant": "acme",
+        "name": name,
+        "created_by": "carol",
+        "created_at": 0,
+        "private": private,
+    }
     return Room("acme", name, meta, 0, persisted=True)
 
 
@@ -54,9 +59,9 @@ def rules() -> AccessRules:
 
 
 #                         tenant admin, creator, room admin, member, non-member
-IS_ROOM_ADMIN = dict(zip(PRINCIPALS, (True, True, True, False, False)))
-SEES_PRIVATE = dict(zip(PRINCIPALS, (True, True, True, True, False)))
-IS_TENANT_ADMIN = dict(zip(PRINCIPALS, (True, False, False, False, False)))
+IS_ROOM_ADMIN = dict(zip(PRINCIPALS, (True, True, True, False, False), strict=True))
+SEES_PRIVATE = dict(zip(PRINCIPALS, (True, True, True, True, False), strict=True))
+IS_TENANT_ADMIN = dict(zip(PRINCIPALS, (True, False, False, False, False), strict=True))
 
 
 @pytest.mark.parametrize("who", PRINCIPALS)
@@ -98,16 +103,16 @@ def test_a_hidden_room_and_an_absent_one_look_the_same(rules: AccessRules) -> No
         rules.require_visible(outsider, PRIVATE, "secret")
     with pytest.raises(NotFound) as absent:
         rules.require_visible(outsider, None, "secret")
-    assert (hidden.value.code, hidden.value.message) == (absent.value.code,
-                                                         absent.value.message)
+    assert (hidden.value.code, hidden.value.message) == (absent.value.code, absent.value.message)
     # ...and an absent room is absent for a tenant admin too.
     with pytest.raises(NotFound):
         rules.require_visible(PRINCIPALS["tenant admin"], None, "secret")
 
 
 def test_a_room_without_the_private_flag_is_public(rules: AccessRules) -> None:
-    bare = Room("acme", "bare", {"tenant": "acme", "name": "bare", "created_by": "carol"}, 0,
-                persisted=True)
+    bare = Room(
+        "acme", "bare", {"tenant": "acme", "name": "bare", "created_by": "carol"}, 0, persisted=True
+    )
     assert rules.may_see(PRINCIPALS["non-member"], bare)
 
 
@@ -119,4 +124,3 @@ def test_who_may_change_a_message(rules: AccessRules, who: str, the_room: Room) 
     others = {"type": "message", "sender": "someone-else"}
     assert rules.may_change_message(principal, the_room, own) is True
     assert rules.may_change_message(principal, the_room, others) is IS_ROOM_ADMIN[who]
-

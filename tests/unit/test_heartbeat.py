@@ -15,8 +15,7 @@ T0 = 1000.0  # loop time at the start (a real loop's monotonic time is never 0)
 
 
 class Timer:
-    def __init__(self, when: float, callback: Callable[..., object], args: tuple[Any, ...]
-                 ) -> None:
+    def __init__(self, when: float, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
         self.when = when
         self.callback = callback
         self.args = args
@@ -96,18 +95,24 @@ class Setup:
     def __init__(self, interval: float = 8.0, timeout: float = 4.0) -> None:
         self.loop = FakeLoop()
         self.open: list[Conn] = []
-        self.heartbeat = Heartbeat(self.loop, lambda: self.open,  # type: ignore[arg-type]
-                                   interval=interval, timeout=timeout)
+        self.heartbeat = Heartbeat(
+            self.loop,
+            lambda: self.open,  # type: ignore[arg-type]
+            interval=interval,
+            timeout=timeout,
+        )
         self.heartbeat.start()
 
     def conn(self, expires_at: float = 0.0) -> Conn:
         return Conn(self.loop, self.open, expires_at)
 
 
-@pytest.mark.parametrize("interval, timeout, period", [(8.0, 4.0, 1.0), (2.0, 10.0, 0.5),
-                                                       (3.0, 3.0, 0.75)])
+@pytest.mark.parametrize(
+    "interval, timeout, period", [(8.0, 4.0, 1.0), (2.0, 10.0, 0.5), (3.0, 3.0, 0.75)]
+)
 def test_the_sweep_runs_every_quarter_of_the_shorter_period(
-        interval: float, timeout: float, period: float) -> None:
+    interval: float, timeout: float, period: float
+) -> None:
     s = Setup(interval, timeout)
     [first] = s.loop.pending
     assert first.when == T0 + period

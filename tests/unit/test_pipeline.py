@@ -49,7 +49,7 @@ async def test_a_bad_entry_fails_alone(store: LmdbStore) -> None:
     poison = Inbox("mallory")
     for i, user in enumerate(users[:3]):
         post(pipeline, user, general, f"before {i}", f"b{i}")
-    post(pipeline, poison, general, "poison", "\U0001F600" * 128)  # 512 bytes of UTF-8
+    post(pipeline, poison, general, "poison", "\U0001f600" * 128)  # 512 bytes of UTF-8
     for i, user in enumerate(users[3:]):
         post(pipeline, user, general, f"after {i}", f"a{i}")
     post(pipeline, outsider, other, "elsewhere", "z1")
@@ -63,7 +63,14 @@ async def test_a_bad_entry_fails_alone(store: LmdbStore) -> None:
     assert outsider.events[0]["type"] == "ack" and outsider.events[0]["seq"] == 1
     stored = [orjson.loads(r) for r in store.read_range(general.key, 0, 100, 100)]
     assert [m["body"] for m in stored] == [
-        "before 0", "before 1", "before 2", "after 0", "after 1", "after 2", "after 3"]
+        "before 0",
+        "before 1",
+        "before 2",
+        "after 0",
+        "after 1",
+        "after 2",
+        "after 3",
+    ]
     assert general.seq == general.delivered == 7
     assert writer.jobs > 1 and pipeline.failed_commits >= 1
     # The pipeline keeps working afterwards.
@@ -87,8 +94,7 @@ async def test_a_failed_room_creation_does_not_take_the_batch_down(store: LmdbSt
     assert store.user("acme", "ann") == {}
 
 
-async def test_entries_of_a_room_that_cannot_be_created_fail_with_it(
-        store: LmdbStore) -> None:
+async def test_entries_of_a_room_that_cannot_be_created_fail_with_it(store: LmdbStore) -> None:
     pipeline, _ = make_pipeline(store)
     bad = new_room("bad")
     bad.key = room_key("acme", "x" * 600)

@@ -37,15 +37,18 @@ class FakeTimeLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self._fake_clock()
 
-    def call_later(self, delay: float, callback: Callable[..., object], *args: Any,
-                   context: Any = None) -> asyncio.TimerHandle:
+    def call_later(
+        self, delay: float, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
         self.delays.append(delay)
         return super().call_later(delay, callback, *args, context=context)
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the loop (it may need a running loop); due timers run too."""
+
         async def run() -> T:
             return fn(*args)
+
         return self.run_until_complete(run())
 
     def advance(self, seconds: float) -> None:
@@ -87,8 +90,8 @@ def allowed(loop: FakeTimeLoop, limits: UserRateLimits, key: tuple[str, str], n:
 
 # -- UserRateLimits: counts ---------------------------------------------------------------
 
-def test_burst_then_refusals_with_the_exact_wait(loop: FakeTimeLoop, clock: FakeClock
-                                                 ) -> None:
+
+def test_burst_then_refusals_with_the_exact_wait(loop: FakeTimeLoop, clock: FakeClock) -> None:
     limits = UserRateLimits(rate=4, burst=8, monotonic=clock)
     assert allowed(loop, limits, ANN, 8) == 8
     assert retry_after(loop, limits, ANN) == 250  # one token at 4/s
@@ -100,16 +103,14 @@ def test_burst_then_refusals_with_the_exact_wait(loop: FakeTimeLoop, clock: Fake
 
 
 @pytest.mark.parametrize("k", [1, 3, 8])
-def test_k_over_rate_seconds_refill_exactly_k(loop: FakeTimeLoop, clock: FakeClock, k: int
-                                             ) -> None:
+def test_k_over_rate_seconds_refill_exactly_k(loop: FakeTimeLoop, clock: FakeClock, k: int) -> None:
     limits = UserRateLimits(rate=4, burst=8, monotonic=clock)
     assert allowed(loop, limits, ANN, 8) == 8
     loop.advance(k / 4)
     assert allowed(loop, limits, ANN, 10) == k
 
 
-def test_a_full_bucket_does_not_grow_past_the_burst(loop: FakeTimeLoop, clock: FakeClock
-                                                    ) -> None:
+def test_a_full_bucket_does_not_grow_past_the_burst(loop: FakeTimeLoop, clock: FakeClock) -> None:
     limits = UserRateLimits(rate=4, burst=8, monotonic=clock)
     bucket = limits.hold(ANN)
     clock.advance(3600)
@@ -117,8 +118,7 @@ def test_a_full_bucket_does_not_grow_past_the_burst(loop: FakeTimeLoop, clock: F
     assert bucket.available(clock()) == 0
 
 
-def test_users_and_tenants_have_their_own_buckets(loop: FakeTimeLoop, clock: FakeClock
-                                                  ) -> None:
+def test_users_and_tenants_have_their_own_buckets(loop: FakeTimeLoop, clock: FakeClock) -> None:
     limits = UserRateLimits(rate=4, burst=2, monotonic=clock)
     assert allowed(loop, limits, ANN, 3) == 2
     assert allowed(loop, limits, ("acme", "bob"), 3) == 2
@@ -127,6 +127,7 @@ def test_users_and_tenants_have_their_own_buckets(loop: FakeTimeLoop, clock: Fak
 
 
 # -- UserRateLimits: holding and releasing -------------------------------------------------
+
 
 def test_hold_and_unhold_keep_the_bucket(loop: FakeTimeLoop, clock: FakeClock) -> None:
     limits = UserRateLimits(rate=4, burst=8, monotonic=clock)
@@ -149,8 +150,9 @@ def test_reconnecting_does_not_refill(loop: FakeTimeLoop, clock: FakeClock) -> N
     assert retry_after(loop, limits, ANN) == 250
 
 
-def test_a_released_bucket_is_dropped_only_once_refilled(loop: FakeTimeLoop,
-                                                         clock: FakeClock) -> None:
+def test_a_released_bucket_is_dropped_only_once_refilled(
+    loop: FakeTimeLoop, clock: FakeClock
+) -> None:
     limits = UserRateLimits(rate=4, burst=4, monotonic=clock)
     bucket = limits.hold(ANN)
     assert allowed(loop, limits, ANN, 4) == 4
@@ -164,8 +166,9 @@ def test_a_released_bucket_is_dropped_only_once_refilled(loop: FakeTimeLoop,
     assert loop.delays == [1.0]  # no second check was needed
 
 
-def test_a_partly_spent_bucket_is_checked_when_it_will_be_full(loop: FakeTimeLoop,
-                                                               clock: FakeClock) -> None:
+def test_a_partly_spent_bucket_is_checked_when_it_will_be_full(
+    loop: FakeTimeLoop, clock: FakeClock
+) -> None:
     limits = UserRateLimits(rate=4, burst=4, monotonic=clock)
     limits.hold(ANN)
     assert allowed(loop, limits, ANN, 2) == 2
@@ -184,7 +187,8 @@ def test_an_unspent_bucket_is_dropped_at_once(loop: FakeTimeLoop, clock: FakeClo
 
 
 def test_one_release_check_per_user_however_often_they_reconnect(
-        loop: FakeTimeLoop, clock: FakeClock) -> None:
+    loop: FakeTimeLoop, clock: FakeClock
+) -> None:
     limits = UserRateLimits(rate=4, burst=4, monotonic=clock)
     limits.hold(ANN)
     assert allowed(loop, limits, ANN, 4) == 4
@@ -195,8 +199,9 @@ def test_one_release_check_per_user_however_often_they_reconnect(
     assert loop.delays == [1.0]
 
 
-def test_a_bucket_held_again_when_its_check_fires_stays(loop: FakeTimeLoop,
-                                                        clock: FakeClock) -> None:
+def test_a_bucket_held_again_when_its_check_fires_stays(
+    loop: FakeTimeLoop, clock: FakeClock
+) -> None:
     limits = UserRateLimits(rate=4, burst=4, monotonic=clock)
     bucket = limits.hold(ANN)
     assert allowed(loop, limits, ANN, 4) == 4
@@ -213,7 +218,8 @@ def test_a_bucket_held_again_when_its_check_fires_stays(loop: FakeTimeLoop,
 
 
 def test_an_http_write_without_a_session_is_remembered_until_refilled(
-        loop: FakeTimeLoop, clock: FakeClock) -> None:
+    loop: FakeTimeLoop, clock: FakeClock
+) -> None:
     limits = UserRateLimits(rate=4, burst=4, monotonic=clock)
     assert allowed(loop, limits, ANN, 4) == 4  # no session holds the bucket
     # The first take scheduled the check (1 missing then); the others found it pending.
@@ -229,6 +235,7 @@ def test_an_http_write_without_a_session_is_remembered_until_refilled(
 
 
 # -- the gateway's composition: a connection bucket and the user's, take_both -------------
+
 
 def test_a_burst_gets_exactly_what_is_left(loop: FakeTimeLoop, clock: FakeClock) -> None:
     """test_limits.py::test_burst_past_bucket_is_refused_without_loss, exactly: connection
@@ -264,8 +271,7 @@ def test_two_connections_share_the_user_bucket(loop: FakeTimeLoop, clock: FakeCl
     assert [c.available(clock()) for c in conns] == [1, 2]  # refusals spent nothing
 
 
-def test_reconnecting_keeps_the_user_bucket_spent(loop: FakeTimeLoop, clock: FakeClock
-                                                  ) -> None:
+def test_reconnecting_keeps_the_user_bucket_spent(loop: FakeTimeLoop, clock: FakeClock) -> None:
     """test_limits.py::test_reconnecting_does_not_refill_the_user_bucket, exactly:
     connection and user at 1/s, bursts 10 and 15."""
     limits = UserRateLimits(rate=1, burst=15, monotonic=clock)

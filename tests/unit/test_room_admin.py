@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from doubles import FakeClock, FailingStore, HeldWriter, Inbox, make_pipeline
+from doubles import FailingStore, FakeClock, HeldWriter, Inbox, make_pipeline
 from nexus.auth import Principal
 from nexus.core.access import AccessRules
 from nexus.core.room_admin import RoomAdmin
@@ -38,11 +38,13 @@ class Admin:
     def __init__(self, store: LmdbStore, writer: Any = None) -> None:
         self.store = FailingStore(store)
         self.pipeline, self.writer = make_pipeline(self.store, writer)
-        self.rooms = RoomDirectory(self.store, ("admin", "member"),
-                                   clock=FakeClock(CLOCK_MS / 1000))
+        self.rooms = RoomDirectory(
+            self.store, ("admin", "member"), clock=FakeClock(CLOCK_MS / 1000)
+        )
         self.access = AccessRules(self.store)
-        self.admin = RoomAdmin(self.rooms, self.pipeline, self.store, self.access,
-                               clock=FakeClock(CLOCK_MS / 1000 + 1))
+        self.admin = RoomAdmin(
+            self.rooms, self.pipeline, self.store, self.access, clock=FakeClock(CLOCK_MS / 1000 + 1)
+        )
         self.writes = RoomWrites(self.pipeline, self.store, self.access)
 
     def stored_meta(self, room: Room) -> dict[str, Any] | None:
@@ -50,8 +52,13 @@ class Admin:
 
     def existing_room(self, name: str = "plans", **settings: Any) -> Room:
         """A room committed before the test starts (written straight to the store)."""
-        meta = {"tenant": "acme", "name": name, "created_by": OWNER.user_id, "created_at": 1,
-                **settings}
+        meta = {
+            "tenant": "acme",
+            "name": name,
+            "created_by": OWNER.user_id,
+            "created_at": 1,
+            **settings,
+        }
         self.store.apply(WriteBatch(rooms=[(room_key("acme", name), orjson.dumps(meta))]))
         room = self.rooms.find("acme", name)
         assert room is not None and room.persisted
@@ -65,11 +72,18 @@ async def adm(store: LmdbStore) -> Admin:
 
 # -- create ---------------------------------------------------------------------------------
 
+
 async def test_create_commits_the_room_with_its_settings(adm: Admin) -> None:
     room = await adm.admin.create(OWNER, "plans", topic="Q3", private=True)
     assert room.persisted and adm.rooms.find("acme", "plans") is room
-    assert room.meta == {"tenant": "acme", "name": "plans", "created_by": "olga",
-                         "created_at": CLOCK_MS, "topic": "Q3", "private": True}
+    assert room.meta == {
+        "tenant": "acme",
+        "name": "plans",
+        "created_by": "olga",
+        "created_at": CLOCK_MS,
+        "topic": "Q3",
+        "private": True,
+    }
     assert adm.stored_meta(room) == room.meta
     with pytest.raises(Conflict):
         await adm.admin.create(MEMBER, "plans")
@@ -93,6 +107,7 @@ async def test_a_failed_creation_leaves_no_room(adm: Admin) -> None:
 
 
 # -- update and archive ---------------------------------------------------------------------
+
 
 async def test_update_applies_the_changes(adm: Admin) -> None:
     room = adm.existing_room(topic="old")
@@ -130,15 +145,15 @@ CHANGES: dict[str, Change] = {
     "topic": lambda a, room: a.admin.update(OWNER, room, {"topic": "new"}),
     "privacy": lambda a, room: a.admin.update(OWNER, room, {"private": True}),
     "retention": lambda a, room: a.admin.update(
-        OWNER, room, {"retention": {"max_count": 10, "max_age": 60.0}}),
+        OWNER, room, {"retention": {"max_count": 10, "max_age": 60.0}}
+    ),
     "metadata": lambda a, room: a.admin.update(OWNER, room, {"metadata": {"k": "v"}}),
 }
 
 
 @pytest.mark.parametrize("change", CHANGES)
 async def test_a_failed_commit_leaves_the_room_unchanged(adm: Admin, change: str) -> None:
-    room = adm.existing_room(topic="old", private=False,
-                             retention={"max_count": 0, "max_age": 0.0})
+    room = adm.existing_room(topic="old", private=False, retention={"max_count": 0, "max_age": 0.0})
     meta = room.meta
     before = copy.deepcopy(meta)
     adm.store.fail = True
@@ -175,8 +190,7 @@ async def test_a_failed_archive_sharing_a_batch_with_a_post(adm: Admin) -> None:
 
 
 @pytest.mark.parametrize("change", ["topic", "archive"])
-async def test_a_change_is_visible_only_after_its_commit(store: LmdbStore, change: str
-                                                         ) -> None:
+async def test_a_change_is_visible_only_after_its_commit(store: LmdbStore, change: str) -> None:
     adm = Admin(store, HeldWriter())
     room = adm.existing_room(topic="old")
     before = copy.deepcopy(room.meta)
@@ -195,12 +209,17 @@ async def test_a_change_is_visible_only_after_its_commit(store: LmdbStore, chang
 
 # -- membership -----------------------------------------------------------------------------
 
+
 async def test_put_member_records_the_role(adm: Admin) -> None:
     room = adm.existing_room(private=True)
     assert not adm.access.may_see(MEMBER, room)
     member = await adm.admin.put_member(OWNER, room, "mike", "admin")
-    assert member == {"user_id": "mike", "role": "admin", "added_by": "olga",
-                      "added_at": CLOCK_MS + 1000}
+    assert member == {
+        "user_id": "mike",
+        "role": "admin",
+        "added_by": "olga",
+        "added_at": CLOCK_MS + 1000,
+    }
     assert adm.store.member(room.key, "mike") == member
     assert adm.access.may_see(MEMBER, room) and adm.access.is_room_admin(MEMBER, room)
 

@@ -21,19 +21,29 @@ GEN = room_key("acme", "gen")  # its log prefix sorts right before general's
 GENERAL2 = room_key("acme", "general2")  # ...and this one right after
 
 
-def message(rkey: str, seq: int, body: str = "", ts: int = 0, *, sender: str = "ann",
-            client_msg_id: str | None = None, accepted_ms: int = 0,
-            patch: tuple[int, dict[str, Any]] | None = None) -> LogEntry:
-    event_id = f"{rkey.split(chr(0x1f))[1]}-{seq}"
-    record = events.message(rkey.split("\x1f")[1], seq, event_id, sender, "human", ts,
-                            body or f"m{seq}", None, None)
+def message(
+    rkey: str,
+    seq: int,
+    body: str = "",
+    ts: int = 0,
+    *,
+    sender: str = "ann",
+    client_msg_id: str | None = None,
+    accepted_ms: int = 0,
+    patch: tuple[int, dict[str, Any]] | None = None,
+) -> LogEntry:
+    event_id = f"{rkey.split(chr(0x1F))[1]}-{seq}"
+    record = events.message(
+        rkey.split("\x1f")[1], seq, event_id, sender, "human", ts, body or f"m{seq}", None, None
+    )
     ckey = None if client_msg_id is None else client_key("acme", sender, client_msg_id)
     return LogEntry(rkey, seq, event_id, record, ckey, accepted_ms, patch)
 
 
 def fill(store: LmdbStore, rkey: str, n: int, first: int = 1, ts_step: int = 0) -> None:
-    store.apply(WriteBatch(entries=[message(rkey, s, ts=s * ts_step)
-                                    for s in range(first, first + n)]))
+    store.apply(
+        WriteBatch(entries=[message(rkey, s, ts=s * ts_step) for s in range(first, first + n)])
+    )
 
 
 def body(store: LmdbStore, rkey: str, seq: int) -> dict[str, Any]:
@@ -48,14 +58,14 @@ def seqs(records: list[bytes]) -> list[int]:
 
 # -- apply ---------------------------------------------------------------------------------
 
+
 def test_apply_writes_the_log_and_its_indexes(store: LmdbStore) -> None:
     meta = orjson.dumps({"tenant": "acme", "name": "general"})
     entry = message(GENERAL, 1, "hello", client_msg_id="c1", accepted_ms=5)
     store.apply(WriteBatch(rooms=[(GENERAL, meta)], entries=[entry]))
     assert store.read_record(GENERAL, 1) == entry.record
     assert store.message_location(entry.event_id) == (log_prefix(GENERAL), 1)
-    assert store.client_message("acme", "ann", "c1") == ClientMessageRef(GENERAL, 1,
-                                                                         entry.event_id)
+    assert store.client_message("acme", "ann", "c1") == ClientMessageRef(GENERAL, 1, entry.event_id)
     assert store.client_message("acme", "bob", "c1") is None
     assert store.room_meta(GENERAL) == {"tenant": "acme", "name": "general"}
     assert store.room_keys() == [GENERAL]
@@ -77,8 +87,14 @@ def test_a_seq_is_written_once_and_a_refused_batch_writes_nothing(store: LmdbSto
 def test_meta_ops_put_and_delete(store: LmdbStore) -> None:
     member = orjson.dumps({"user_id": "bob", "role": "admin"})
     user = orjson.dumps({"user_id": "bob", "kind": "human"})
-    store.apply(WriteBatch(meta=[("member", member_key(GENERAL, "bob"), member),
-                                 ("user", user_key("acme", "bob"), user)]))
+    store.apply(
+        WriteBatch(
+            meta=[
+                ("member", member_key(GENERAL, "bob"), member),
+                ("user", user_key("acme", "bob"), user),
+            ]
+        )
+    )
     assert store.member(GENERAL, "bob") == {"user_id": "bob", "role": "admin"}
     assert store.members(GENERAL, None, 10) == [{"user_id": "bob", "role": "admin"}]
     assert store.user("acme", "bob") == {"user_id": "bob", "kind": "human"}
@@ -88,10 +104,12 @@ def test_meta_ops_put_and_delete(store: LmdbStore) -> None:
 
 # -- patches -------------------------------------------------------------------------------
 
+
 def test_an_edit_patches_its_target(store: LmdbStore) -> None:
     fill(store, GENERAL, 1)
-    store.apply(WriteBatch(entries=[message(GENERAL, 2, patch=(1, {"body": "fixed",
-                                                                   "edited": 7}))]))
+    store.apply(
+        WriteBatch(entries=[message(GENERAL, 2, patch=(1, {"body": "fixed", "edited": 7}))])
+    )
     target = body(store, GENERAL, 1)
     assert (target["body"], target["edited"], target["seq"]) == ("fixed", 7, 1)
 
@@ -121,6 +139,7 @@ def test_a_delete_is_final(store: LmdbStore, same_batch: bool) -> None:
 
 # -- retention -----------------------------------------------------------------------------
 
+
 def test_trim_by_count(store: LmdbStore) -> None:
     fill(store, GENERAL, 10)
     fill(store, GENERAL2, 3)
@@ -141,8 +160,7 @@ def test_trim_by_age(store: LmdbStore) -> None:
 
 
 @pytest.mark.parametrize("keep_last, older_than_ms", [(1, 0), (0, 10**15), (1, 10**15)])
-def test_trim_keeps_the_newest_entry(store: LmdbStore, keep_last: int, older_than_ms: int
-                                     ) -> None:
+def test_trim_keeps_the_newest_entry(store: LmdbStore, keep_last: int, older_than_ms: int) -> None:
     fill(store, GENERAL, 10, ts_step=1000)
     assert store.trim_room(GENERAL, keep_last, older_than_ms) == 9
     assert (store.first_seq(GENERAL), store.last_seq(GENERAL)) == (10, 10)
@@ -157,8 +175,13 @@ def test_trim_without_a_policy_or_past_its_budget(store: LmdbStore) -> None:
 
 
 def test_prune_client_ids(store: LmdbStore) -> None:
-    store.apply(WriteBatch(entries=[
-        message(GENERAL, s, client_msg_id=f"c{s}", accepted_ms=s * 100) for s in (1, 2, 3)]))
+    store.apply(
+        WriteBatch(
+            entries=[
+                message(GENERAL, s, client_msg_id=f"c{s}", accepted_ms=s * 100) for s in (1, 2, 3)
+            ]
+        )
+    )
     assert store.prune_client_ids(250) == 2
     assert store.client_message("acme", "ann", "c1") is None
     assert store.client_message("acme", "ann", "c2") is None
@@ -168,30 +191,39 @@ def test_prune_client_ids(store: LmdbStore) -> None:
 
 
 def test_prune_client_ids_stops_at_its_budget(store: LmdbStore) -> None:
-    store.apply(WriteBatch(entries=[
-        message(GENERAL, s, client_msg_id=f"c{s}", accepted_ms=1 if s < 6 else 100)
-        for s in range(1, 7)]))  # c6, the last key, is recent
+    store.apply(
+        WriteBatch(
+            entries=[
+                message(GENERAL, s, client_msg_id=f"c{s}", accepted_ms=1 if s < 6 else 100)
+                for s in range(1, 7)
+            ]
+        )
+    )  # c6, the last key, is recent
     assert store.prune_client_ids(10, max_items=3) == 3
     assert store.prune_client_ids(10, max_items=3) == 2
     assert store.prune_client_ids(10, max_items=3) == 0
     assert store.client_message("acme", "ann", "c6") is not None
 
 
-@pytest.mark.xfail(strict=True, raises=orjson.JSONDecodeError, reason=(
-    "BUG: py-lmdb's Cursor.delete() returns True after deleting the last key without a "
-    "next one, so prune_client_ids reads an empty value and raises whenever the last "
-    "client key is expired: the sweep fails and nothing is ever pruned"))
 @pytest.mark.parametrize("expired", [1, 3])
-def test_prune_client_ids_when_the_last_key_is_expired(store: LmdbStore, expired: int
-                                                       ) -> None:
-    store.apply(WriteBatch(entries=[
-        message(GENERAL, s, client_msg_id=f"c{s}", accepted_ms=s * 100)
-        for s in range(1, expired + 1)]))
+def test_prune_client_ids_when_the_last_key_is_expired(store: LmdbStore, expired: int) -> None:
+    """py-lmdb's Cursor.delete() returns True after deleting the last key, leaving the
+    cursor on nothing: the prune must stop there, not read an empty value (it raised, and
+    an idle server's sweep failed every time once all its client ids had expired)."""
+    store.apply(
+        WriteBatch(
+            entries=[
+                message(GENERAL, s, client_msg_id=f"c{s}", accepted_ms=s * 100)
+                for s in range(1, expired + 1)
+            ]
+        )
+    )
     assert store.prune_client_ids(10**6) == expired
     assert store.client_message("acme", "ann", "c1") is None
 
 
 # -- reads ---------------------------------------------------------------------------------
+
 
 def test_first_and_last_seq_stay_in_their_room(store: LmdbStore) -> None:
     assert (store.first_seq(GENERAL), store.last_seq(GENERAL)) == (0, 0)
@@ -246,20 +278,31 @@ def test_reads_after_trimming_start_at_the_first_kept(store: LmdbStore) -> None:
 
 
 def test_cursors_round_trip(store: LmdbStore) -> None:
-    store.apply(WriteBatch(meta=[
-        ("cursor", cursor_key("search", GENERAL), cursor_value(7)),
-        ("cursor", cursor_key("search", GEN), cursor_value(2**40)),
-        ("cursor", cursor_key("searcher", GENERAL), cursor_value(1)),
-    ]))
+    store.apply(
+        WriteBatch(
+            meta=[
+                ("cursor", cursor_key("search", GENERAL), cursor_value(7)),
+                ("cursor", cursor_key("search", GEN), cursor_value(2**40)),
+                ("cursor", cursor_key("searcher", GENERAL), cursor_value(1)),
+            ]
+        )
+    )
     assert store.cursors("search") == {GENERAL: 7, GEN: 2**40}
     assert store.cursors("searcher") == {GENERAL: 1}
     assert store.cursors("sear") == {}
-    store.apply(WriteBatch(meta=[("cursor", cursor_key("search", GENERAL), cursor_value(9)),
-                                 ("cursor", cursor_key("search", GEN), None)]))
+    store.apply(
+        WriteBatch(
+            meta=[
+                ("cursor", cursor_key("search", GENERAL), cursor_value(9)),
+                ("cursor", cursor_key("search", GEN), None),
+            ]
+        )
+    )
     assert store.cursors("search") == {GENERAL: 9}
 
 
 # -- key sizes -----------------------------------------------------------------------------
+
 
 def test_the_longest_keys_the_server_forms_fit(store: LmdbStore) -> None:
     """Tenant and user ids are at most 128 ASCII characters (auth.principal.ID_PATTERN),
@@ -274,11 +317,17 @@ def test_the_longest_keys_the_server_forms_fit(store: LmdbStore) -> None:
     assert len(ckey) == 128 + 128 + ID_MAX_BYTES + 2 <= store.max_key_bytes
     record = events.message(room, 1, "x" * ID_MAX_BYTES, user, "human", 0, "b", None, None)
     entry = LogEntry(rkey, 1, "x" * ID_MAX_BYTES, record, ckey, 0)
-    store.apply(WriteBatch(
-        rooms=[(rkey, b"{}")], entries=[entry],
-        meta=[("member", member_key(rkey, user), b"{}"),
-              ("user", user_key(tenant, user), b"{}"),
-              ("cursor", cursor_key("o" * 64, rkey), cursor_value(1))]))
+    store.apply(
+        WriteBatch(
+            rooms=[(rkey, b"{}")],
+            entries=[entry],
+            meta=[
+                ("member", member_key(rkey, user), b"{}"),
+                ("user", user_key(tenant, user), b"{}"),
+                ("cursor", cursor_key("o" * 64, rkey), cursor_value(1)),
+            ],
+        )
+    )
     assert store.client_message(tenant, user, cid) == ClientMessageRef(rkey, 1, "x" * 128)
     assert store.last_seq(rkey) == 1 and store.member(rkey, user) == {}
 

@@ -28,8 +28,10 @@ class Reports:
         self._arrived = asyncio.Event()
 
     def done(self, error: BaseException | None, seconds: float, result: Any) -> None:
-        self.on_loop.append(threading.get_ident() == threading.main_thread().ident
-                            and asyncio.get_running_loop() is self.loop)
+        self.on_loop.append(
+            threading.get_ident() == threading.main_thread().ident
+            and asyncio.get_running_loop() is self.loop
+        )
         self.items.append((error, seconds, result))
         self._arrived.set()
 
@@ -52,6 +54,7 @@ def job(log: list[tuple[int, str]], i: int) -> Callable[[], int]:
     def work() -> int:
         log.append((i, threading.current_thread().name))
         return i * i
+
     return work
 
 
@@ -68,8 +71,7 @@ async def test_jobs_run_in_order_on_one_thread(writer: GroupCommitWriter) -> Non
     assert all(reports.on_loop)  # every done ran on the loop's thread, inside the loop
 
 
-async def test_an_exception_in_a_job_is_reported_not_raised(writer: GroupCommitWriter
-                                                            ) -> None:
+async def test_an_exception_in_a_job_is_reported_not_raised(writer: GroupCommitWriter) -> None:
     reports = Reports()
     failure = ValueError("disk on fire")
 
@@ -125,6 +127,6 @@ async def test_close_finishes_queued_work() -> None:
 
 
 def _thread_of(writer: GroupCommitWriter) -> threading.Thread:
-    thread = writer._thread  # noqa: SLF001 - the one way to see that close() joined it
+    thread = writer._thread  # the one way to see that close() joined it
     assert isinstance(thread, threading.Thread)
     return thread

@@ -32,26 +32,36 @@ class Chat:
         self.writes = RoomWrites(self.pipeline, store, AccessRules(store))
         self.room = new_room("general")  # created by "t"
 
-    async def post(self, caller: Inbox, body: str, client_msg_id: str | None = None, *,
-                   room: Room | None = None, reply_to: str | None = None) -> dict[str, Any]:
+    async def post(
+        self,
+        caller: Inbox,
+        body: str,
+        client_msg_id: str | None = None,
+        *,
+        room: Room | None = None,
+        reply_to: str | None = None,
+    ) -> dict[str, Any]:
         """Post and wait for the commit; the caller's answer (ack or error)."""
         room = room or self.room
-        self.writes.post(caller, room, MessageSend(body, room.name, body, client_msg_id,
-                                                   reply_to))
+        self.writes.post(caller, room, MessageSend(body, room.name, body, client_msg_id, reply_to))
         await self.pipeline.wait_idle()
         return caller.last
 
-    async def edit(self, caller: Inbox, message_id: str, body: str,
-                   client_msg_id: str | None = None) -> dict[str, Any]:
-        self.writes.edit(caller, self.room, MessageEdit("e", self.room.name, message_id, body,
-                                                        client_msg_id))
+    async def edit(
+        self, caller: Inbox, message_id: str, body: str, client_msg_id: str | None = None
+    ) -> dict[str, Any]:
+        self.writes.edit(
+            caller, self.room, MessageEdit("e", self.room.name, message_id, body, client_msg_id)
+        )
         await self.pipeline.wait_idle()
         return caller.last
 
-    async def delete(self, caller: Inbox, message_id: str,
-                     client_msg_id: str | None = None) -> dict[str, Any]:
-        self.writes.delete(caller, self.room, MessageDelete("d", self.room.name, message_id,
-                                                            client_msg_id))
+    async def delete(
+        self, caller: Inbox, message_id: str, client_msg_id: str | None = None
+    ) -> dict[str, Any]:
+        self.writes.delete(
+            caller, self.room, MessageDelete("d", self.room.name, message_id, client_msg_id)
+        )
         await self.pipeline.wait_idle()
         return caller.last
 
@@ -61,8 +71,17 @@ class Chat:
         return dict(orjson.loads(raw))
 
     def make_room_admin(self, user: str) -> None:
-        self.store.apply(WriteBatch(meta=[("member", member_key(self.room.key, user),
-                                           orjson.dumps({"user_id": user, "role": "admin"}))]))
+        self.store.apply(
+            WriteBatch(
+                meta=[
+                    (
+                        "member",
+                        member_key(self.room.key, user),
+                        orjson.dumps({"user_id": user, "role": "admin"}),
+                    )
+                ]
+            )
+        )
 
 
 @pytest.fixture
@@ -77,9 +96,18 @@ async def test_post_then_find(chat: Chat) -> None:
     assert ack["client_msg_id"] == "c1" and ack["duplicate"] is False
     seq, record = chat.writes.find(chat.room, ack["message_id"])
     assert seq == 1
-    assert record == {"type": "message", "room": "general", "seq": 1, "id": ack["message_id"],
-                      "sender": "ann", "sender_kind": "human", "ts": TS, "body": "hello",
-                      "reply_to": None, "meta": None}
+    assert record == {
+        "type": "message",
+        "room": "general",
+        "seq": 1,
+        "id": ack["message_id"],
+        "sender": "ann",
+        "sender_kind": "human",
+        "ts": TS,
+        "body": "hello",
+        "reply_to": None,
+        "meta": None,
+    }
     assert chat.room.persisted and chat.room.delivered == 1
 
 
@@ -105,9 +133,17 @@ async def test_edit_patches_the_target_and_is_a_sequenced_entry(chat: Chat) -> N
     seq, target = chat.writes.find(chat.room, posted["message_id"])
     assert seq == 1
     assert (target["body"], target["edited"], target["edited_by"]) == ("hello", TS, "ann")
-    assert chat.record(2) == {"type": "message.edited", "room": "general", "seq": 2,
-                           "id": edited["message_id"], "target_id": posted["message_id"],
-                           "target_seq": 1, "by": "ann", "ts": TS, "body": "hello"}
+    assert chat.record(2) == {
+        "type": "message.edited",
+        "room": "general",
+        "seq": 2,
+        "id": edited["message_id"],
+        "target_id": posted["message_id"],
+        "target_seq": 1,
+        "by": "ann",
+        "ts": TS,
+        "body": "hello",
+    }
     assert chat.store.last_seq(chat.room.key) == 2 and chat.room.delivered == 2
 
 
@@ -119,9 +155,16 @@ async def test_delete_blanks_the_target_and_is_a_sequenced_entry(chat: Chat) -> 
     _, target = chat.writes.find(chat.room, posted["message_id"])
     assert (target["body"], target["meta"]) == ("", None)
     assert (target["deleted"], target["deleted_by"]) == (TS, "ann")
-    assert chat.record(2) == {"type": "message.deleted", "room": "general", "seq": 2,
-                           "id": deleted["message_id"], "target_id": posted["message_id"],
-                           "target_seq": 1, "by": "ann", "ts": TS}
+    assert chat.record(2) == {
+        "type": "message.deleted",
+        "room": "general",
+        "seq": 2,
+        "id": deleted["message_id"],
+        "target_id": posted["message_id"],
+        "target_seq": 1,
+        "by": "ann",
+        "ts": TS,
+    }
 
 
 async def test_a_deleted_message_cannot_be_edited_or_deleted_again(chat: Chat) -> None:
@@ -131,7 +174,9 @@ async def test_a_deleted_message_cannot_be_edited_or_deleted_again(chat: Chat) -
     with pytest.raises(Conflict):
         chat.writes.edit(ann, chat.room, MessageEdit("e", "general", posted["message_id"], "back"))
     with pytest.raises(Conflict):
-        chat.writes.delete(ann, chat.room, MessageDelete("d", "general", posted["message_id"], "new"))
+        chat.writes.delete(
+            ann, chat.room, MessageDelete("d", "general", posted["message_id"], "new")
+        )
     assert chat.pipeline.idle and chat.store.last_seq(chat.room.key) == 2
 
 
@@ -176,8 +221,9 @@ async def test_reply_to_must_be_in_the_same_room(chat: Chat) -> None:
     here = await chat.post(ann, "question")
     there = await chat.post(ann, "elsewhere", room=new_room("random"))
     with pytest.raises(NotFound):
-        chat.writes.post(ann, chat.room, MessageSend("x", "general", "answer",
-                                               reply_to=there["message_id"]))
+        chat.writes.post(
+            ann, chat.room, MessageSend("x", "general", "answer", reply_to=there["message_id"])
+        )
     with pytest.raises(NotFound):
         chat.writes.post(ann, chat.room, MessageSend("x", "general", "answer", reply_to="nope"))
     assert chat.pipeline.idle and chat.store.last_seq(chat.room.key) == 1
@@ -280,18 +326,31 @@ async def test_history_never_shows_what_was_not_delivered(chat: Chat) -> None:
 async def test_append_writes_an_extension_event(chat: Chat) -> None:
     bot = Inbox("bot")
     # The extension's fields cannot override the common head.
-    chat.writes.append(bot, chat.room, "task.created",
-                    {"title": "ship it", "type": "message", "seq": 99, "sender": "eve"},
-                    client_msg_id="t1", rid="a1")
+    chat.writes.append(
+        bot,
+        chat.room,
+        "task.created",
+        {"title": "ship it", "type": "message", "seq": 99, "sender": "eve"},
+        client_msg_id="t1",
+        rid="a1",
+    )
     await chat.pipeline.wait_idle()
     ack = bot.last
     assert ack["type"] == "ack" and (ack["id"], ack["seq"]) == ("a1", 1)
-    assert chat.record(1) == {"title": "ship it", "type": "task.created", "room": "general",
-                           "seq": 1, "id": ack["message_id"], "sender": "bot",
-                           "sender_kind": "human", "ts": TS}
+    assert chat.record(1) == {
+        "title": "ship it",
+        "type": "task.created",
+        "room": "general",
+        "seq": 1,
+        "id": ack["message_id"],
+        "sender": "bot",
+        "sender_kind": "human",
+        "ts": TS,
+    }
     # Idempotent like a message.
-    chat.writes.append(bot, chat.room, "task.created", {"title": "again"}, client_msg_id="t1",
-                    rid="a2")
+    chat.writes.append(
+        bot, chat.room, "task.created", {"title": "again"}, client_msg_id="t1", rid="a2"
+    )
     await chat.pipeline.wait_idle()
     assert bot.last["duplicate"] is True and bot.last["seq"] == 1
 
