@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -131,13 +131,9 @@ def make_pipeline(
     loop = asyncio.get_running_loop()
     if writer is None:
         writer = InlineWriter(loop)
+    # The doubles stand in for LmdbStore and GroupCommitWriter by their duck types.
     pipeline = MessagePipeline(
-        store,
-        writer,
-        Router(),
-        loop,  # type: ignore[arg-type]
-        max_batch=max_batch,
-        clock=clock,
+        cast(LmdbStore, store), writer, Router(), loop, max_batch=max_batch, clock=clock
     )
     return pipeline, writer
 

@@ -3,9 +3,10 @@ when the test moves its clock) over fake connections implementing ``Beating``.""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -95,12 +96,8 @@ class Setup:
     def __init__(self, interval: float = 8.0, timeout: float = 4.0) -> None:
         self.loop = FakeLoop()
         self.open: list[Conn] = []
-        self.heartbeat = Heartbeat(
-            self.loop,
-            lambda: self.open,  # type: ignore[arg-type]
-            interval=interval,
-            timeout=timeout,
-        )
+        loop = cast(asyncio.AbstractEventLoop, self.loop)  # time() and call_later() only
+        self.heartbeat = Heartbeat(loop, lambda: self.open, interval=interval, timeout=timeout)
         self.heartbeat.start()
 
     def conn(self, expires_at: float = 0.0) -> Conn:

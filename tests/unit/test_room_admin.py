@@ -48,7 +48,8 @@ class Admin:
         self.writes = RoomWrites(self.pipeline, self.store, self.access)
 
     def stored_meta(self, room: Room) -> dict[str, Any] | None:
-        return self.store.room_meta(room.key)
+        meta: dict[str, Any] | None = self.store.room_meta(room.key)
+        return meta
 
     def existing_room(self, name: str = "plans", **settings: Any) -> Room:
         """A room committed before the test starts (written straight to the store)."""
@@ -231,7 +232,7 @@ async def test_only_a_room_admin_may_put_a_member(adm: Admin) -> None:
         await adm.admin.put_member(MEMBER, room, "mike", "admin")  # no self-promotion
     with pytest.raises(Forbidden):
         await adm.admin.put_member(MEMBER, room, "nora", "member")
-    assert adm.store.member(room.key, "mike")["role"] == "member"  # type: ignore[index]
+    assert adm.store.member(room.key, "mike")["role"] == "member"
     assert adm.store.member(room.key, "nora") is None
 
 
