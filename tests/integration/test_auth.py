@@ -19,7 +19,13 @@ from nexus.auth import mint_token
 from nexus.errors import CloseCode
 
 from .harness import (
-    AUDIENCE, ISSUER, Client, ServerProcess, module_server, start_server, token,
+    AUDIENCE,
+    ISSUER,
+    Client,
+    ServerProcess,
+    module_server,
+    start_server,
+    token,
 )
 from .rawws import RawWebSocket
 
