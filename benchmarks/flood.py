@@ -53,9 +53,10 @@ FRAME_FLOODS = {"binary": "binary frames", "bad-json": "text frames of invalid J
 DEFAULT_INTERVAL_S = 1 / (0.8 * Settings().rate_conn_per_s)
 
 
-def start_server() -> Running:
-    """A fresh `nexus serve` on the server's own defaults (rate and buffer limits included)."""
-    return Nexus("nexus", capacity_limits=False).start()
+def start_server(**settings: str) -> Running:
+    """A fresh `nexus serve` on the server's own defaults (rate and buffer limits included),
+    with ``settings`` changed."""
+    return Nexus("nexus", capacity_limits=False, settings=settings).start()
 
 
 class Flooder:
@@ -71,8 +72,9 @@ class Flooder:
 
     @classmethod
     async def start(cls, kind: str, port: int, seconds: float, *, auth: bool,
-                    read: bool) -> Flooder:
+                    read: bool, reconnect: bool = False) -> Flooder:
         args = [kind, str(port), str(seconds)] + ["--auth"] * auth + ["--no-read"] * (not read)
+        args += ["--reconnect"] * reconnect
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "benchmarks.flooder", *args, stdout=asyncio.subprocess.PIPE,
             cwd=Path(__file__).parent.parent)
@@ -234,17 +236,21 @@ class Bystander:
         return {**percentiles(rtts, (0.5, 0.99)), "pings": len(rtts) + lost, "lost": lost}
 
 
-async def frame_flood(kind: str, seconds: float, *, quiet: float,
-                      interval: float) -> dict[str, Any]:
-    """The bystander's latency with no flood, then while ``kind`` floods."""
-    run = start_server()
+async def frame_flood(kind: str, seconds: float, *, quiet: float, interval: float,
+                      budget_only: bool = False) -> dict[str, Any]:
+    """The bystander's latency with no flood, then while ``kind`` floods. The flooder
+    reconnects whenever it is cut (a persistent attacker), so the bystander is measured
+    through the whole flood. ``budget_only``: the refused-frame close is switched off, so
+    only the per-iteration work budget stands between the flooder and the bystander."""
+    run = start_server(**({"refused_burst": "1000000000"} if budget_only else {}))
     try:
         bystander = await Bystander.connect(run.port, interval)
         await asyncio.sleep(0.5)  # the bystander's first round trips warm things up
         q0, clock = time.monotonic(), CpuClock(run.proc.pid)
         await asyncio.sleep(quiet)
         q1, (_, _, quiet_cpu) = time.monotonic(), clock.read()
-        flooder = await Flooder.start(kind, run.port, seconds, auth=True, read=True)
+        flooder = await Flooder.start(kind, run.port, seconds, auth=True, read=True,
+                                      reconnect=True)
         clock = CpuClock(run.proc.pid)
         await flooder.stopped.wait()
         _, _, flood_cpu = clock.read()
@@ -255,7 +261,8 @@ async def frame_flood(kind: str, seconds: float, *, quiet: float,
         run.stop()
     quiet_w = bystander.window(q0, q1)
     flood_w = bystander.window(flooder.started_at, flooder.stopped_at)
-    return {"kind": kind, "what": FRAME_FLOODS[kind], "interval_ms": interval * 1000,
+    what = FRAME_FLOODS[kind] + (" (refused-frame close off)" if budget_only else "")
+    return {"kind": kind, "what": what, "interval_ms": interval * 1000,
             "quiet": quiet_w, "flood": flood_w,
             "p99_ratio": flood_w["p99"] / quiet_w["p99"] if quiet_w["p99"] else float("nan"),
             "server_cpu_quiet": quiet_cpu, "server_cpu_flood": flood_cpu,
@@ -271,6 +278,8 @@ def fate(flooder: dict[str, Any]) -> str:
     when = f" at {at:.1f} s" if at is not None else ""
     if flooder.get("write_failed_at_s") is not None:
         when += f" (writes failed at {flooder['write_failed_at_s']:.1f} s)"
+    if flooder.get("connections", 1) > 1:
+        when += f"; reconnected, {flooder['connections']} connections in all"
     if end == "close":
         return f"closed {flooder['close_code']} {flooder['close_reason']!r}{when}"
     if end == "open":
@@ -360,6 +369,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{kind} flood vs bystander ...", file=sys.stderr)
         floods.append(await frame_flood(kind, args.seconds, quiet=args.quiet,
                                         interval=args.ping_interval))
+    print("binary flood vs bystander, budget only ...", file=sys.stderr)
+    floods.append(await frame_flood("binary", args.seconds, quiet=args.quiet,
+                                    interval=args.ping_interval, budget_only=True))
     return {"date": date, "seconds": args.seconds, "max_rss_mb": args.max_rss_mb,
             "ping_flood": pings, "frame_flood": floods}
 
