@@ -147,7 +147,7 @@ def main() -> int:
     p.add_argument(
         "--targets",
         nargs="*",
-        help="subset: nexus picows-raw websockets aiohttp node-ws nexus-nosync",
+        help="subset: nexus nexus-nosync nexus-hooks picows-raw websockets aiohttp node-ws",
     )
     p.add_argument("--scenarios", nargs="*", help="subset: echo fanout capacity durable resume")
     p.add_argument("--out", type=Path, default=RESULTS)

@@ -182,6 +182,11 @@ def all_targets() -> list[Target]:
         # The same server without fsync per commit: the gateway's own cost, comparable
         # with peers that store nothing.
         Nexus("nexus-nosync", settings={"store_durability": "none"}),
+        # nexus-nosync with a trivial interceptor and observer on every room: the seams' cost.
+        Nexus(
+            "nexus-hooks",
+            settings={"store_durability": "none", "extensions": "benchmarks.trivial_hooks:install"},
+        ),
         PicowsRaw("picows-raw"),
         PythonPeer("websockets", module="benchmarks.peers.websockets_room"),
         PythonPeer("aiohttp", module="benchmarks.peers.aiohttp_room"),
