@@ -36,16 +36,22 @@ class AckClient(WSListener):  # type: ignore[misc]
                 self.latencies.append(time.perf_counter() - t0)
             self.acks += 1
             self.window.set()
-        elif kind in ("auth.ok", "room.joined") and not self.ready.done():
-            if kind == "room.joined":
-                self.ready.set_result(None)
+        elif kind == "room.joined" and not self.ready.done():
+            self.ready.set_result(None)
 
 
 async def connect(url: str, i: int) -> tuple[WSTransport, AckClient]:
-    tok = mint_token(bench_server.SECRET, user=f"u{i}", tenant="bench", roles=["member"],
-                     issuer="nexus", audience="nexus")
-    transport, client = await ws_connect(AckClient, url,
-                                         extra_headers={"Authorization": f"Bearer {tok}"})
+    tok = mint_token(
+        bench_server.SECRET,
+        user=f"u{i}",
+        tenant="bench",
+        roles=["member"],
+        issuer="nexus",
+        audience="nexus",
+    )
+    transport, client = await ws_connect(
+        AckClient, url, extra_headers={"Authorization": f"Bearer {tok}"}
+    )
     transport.send(WSMsgType.TEXT, orjson.dumps({"type": "room.join", "room": f"r{i}"}))
     await client.ready
     return transport, client
@@ -56,8 +62,9 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(len(s) * p))] * 1000 if s else float("nan")
 
 
-async def max_rate(conns: list[tuple[WSTransport, AckClient]], seconds: float,
-                   window: int, body: bytes) -> float:
+async def max_rate(
+    conns: list[tuple[WSTransport, AckClient]], seconds: float, window: int, body: bytes
+) -> float:
     seq = 0
     stop = time.perf_counter() + seconds
 
@@ -67,8 +74,11 @@ async def max_rate(conns: list[tuple[WSTransport, AckClient]], seconds: float,
             while len(c.sent_at) < window:
                 seq += 1
                 c.sent_at[seq] = time.perf_counter()
-                t.send(WSMsgType.TEXT, b'{"type":"message.send","room":"r%d","id":%d,"body":"%s"}'
-                       % (conns.index((t, c)), seq, body))
+                t.send(
+                    WSMsgType.TEXT,
+                    b'{"type":"message.send","room":"r%d","id":%d,"body":"%s"}'
+                    % (conns.index((t, c)), seq, body),
+                )
             c.window.clear()
             await c.window.wait()
 
@@ -78,8 +88,9 @@ async def max_rate(conns: list[tuple[WSTransport, AckClient]], seconds: float,
     return (sum(c.acks for _, c in conns) - before) / (time.perf_counter() - t0)
 
 
-async def paced(conns: list[tuple[WSTransport, AckClient]], rate: float, seconds: float,
-                body: bytes) -> list[float]:
+async def paced(
+    conns: list[tuple[WSTransport, AckClient]], rate: float, seconds: float, body: bytes
+) -> list[float]:
     for _, c in conns:
         c.latencies.clear()
     interval = len(conns) / rate
@@ -93,8 +104,10 @@ async def paced(conns: list[tuple[WSTransport, AckClient]], rate: float, seconds
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             seq += 1
             c.sent_at[seq] = time.perf_counter()
-            t.send(WSMsgType.TEXT, b'{"type":"message.send","room":"r%d","id":%d,"body":"%s"}'
-                   % (idx, seq, body))
+            t.send(
+                WSMsgType.TEXT,
+                b'{"type":"message.send","room":"r%d","id":%d,"body":"%s"}' % (idx, seq, body),
+            )
             next_at += interval
 
     await asyncio.gather(*(pump(i, t, c) for i, (t, c) in enumerate(conns)))
@@ -103,9 +116,13 @@ async def paced(conns: list[tuple[WSTransport, AckClient]], rate: float, seconds
 
 
 async def main(args: argparse.Namespace) -> None:
-    srv = bench_server.start(store_durability=args.durability, rate_conn_per_s=1e6,
-                             rate_conn_burst=1_000_000, rate_user_per_s=1e6,
-                             rate_user_burst=1_000_000)
+    srv = bench_server.start(
+        store_durability=args.durability,
+        rate_conn_per_s=1e6,
+        rate_conn_burst=1_000_000,
+        rate_user_per_s=1e6,
+        rate_user_burst=1_000_000,
+    )
     try:
         conns = [await connect(srv.url, i) for i in range(args.connections)]
         body = b"x" * args.size
@@ -114,8 +131,10 @@ async def main(args: argparse.Namespace) -> None:
         print(f"max acknowledged: {top:,.0f} msg/s")
         for frac in (0.25, 0.5, 0.9):
             lat = await paced(conns, top * frac, args.seconds, body)
-            print(f"at {int(frac * 100)}% ({top * frac:,.0f} msg/s): send->ack "
-                  f"p50 {pct(lat, 0.5):.2f} ms  p99 {pct(lat, 0.99):.2f} ms  (n={len(lat)})")
+            print(
+                f"at {int(frac * 100)}% ({top * frac:,.0f} msg/s): send->ack "
+                f"p50 {pct(lat, 0.5):.2f} ms  p99 {pct(lat, 0.99):.2f} ms  (n={len(lat)})"
+            )
         for t, _ in conns:
             t.disconnect()
     finally:

@@ -86,8 +86,9 @@ class _Listener(WSListener):
 class User:
     """One simulated user and its current connection."""
 
-    def __init__(self, index: int, url: str, tally: Tally, ids: Callable[[], int],
-                 token_ttl: float) -> None:
+    def __init__(
+        self, index: int, url: str, tally: Tally, ids: Callable[[], int], token_ttl: float
+    ) -> None:
         self.index = index
         self.url = url
         self.tally = tally
@@ -114,8 +115,11 @@ class User:
         """Open a connection and (re)join this user's rooms, resuming where it left off."""
         self.close_code = None
         transport, _ = await ws_connect(
-            lambda: _Listener(self), self.url, websocket_handshake_timeout=10,
-            extra_headers=TARGET.headers(self.index, ttl=self._token_ttl))
+            lambda: _Listener(self),
+            self.url,
+            websocket_handshake_timeout=10,
+            extra_headers=TARGET.headers(self.index, ttl=self._token_ttl),
+        )
         self.transport = transport
         for room in list(self.rooms):
             self.join(room)
@@ -126,7 +130,7 @@ class User:
             try:
                 await self.connect()
                 return
-            except Exception:  # noqa: BLE001 - refused, timed out, upgrade failed: count, retry
+            except Exception:
                 self.tally.reconnect_failures += 1
 
     def _send(self, request: dict[str, object]) -> None:
@@ -245,15 +249,15 @@ class User:
 class Fleet:
     """All the users, and the activities the soak drives them through."""
 
-    def __init__(self, url: str, users: int, rooms: int, rooms_per_user: int, *,
-                 token_ttl: float, seed: int) -> None:
+    def __init__(
+        self, url: str, users: int, rooms: int, rooms_per_user: int, *, token_ttl: float, seed: int
+    ) -> None:
         self.tally = Tally()
         self.rng = random.Random(seed)
         self.rooms = [f"soak-{i}" for i in range(rooms)]
         self.rooms_per_user = min(rooms_per_user, rooms)
         counter = iter(range(1, 1 << 62))
-        self.users = [User(i, url, self.tally, counter.__next__, token_ttl)
-                      for i in range(users)]
+        self.users = [User(i, url, self.tally, counter.__next__, token_ttl) for i in range(users)]
         self.storms: list[dict[str, float]] = []
 
     def live(self) -> list[User]:
@@ -262,7 +266,7 @@ class Fleet:
     async def start(self, batch: int = 50) -> None:
         """Connect every user; each joins ``rooms_per_user`` rooms."""
         for first in range(0, len(self.users), batch):
-            group = self.users[first:first + batch]
+            group = self.users[first : first + batch]
             await asyncio.gather(*(u.connect() for u in group))
             for u in group:
                 for room in self.rng.sample(self.rooms, self.rooms_per_user):
@@ -326,15 +330,22 @@ class Fleet:
         t0 = time.perf_counter()
         await asyncio.gather(*(u.drop(hard=i % 2 == 0) for i, u in enumerate(victims)))
         results = await asyncio.gather(*(u.connect() for u in victims), return_exceptions=True)
-        failed = [u for u, r in zip(victims, results) if isinstance(r, BaseException)]
+        failed = [u for u, r in zip(victims, results, strict=False) if isinstance(r, BaseException)]
         self.tally.reconnect_failures += len(failed)
         for u in failed:
             asyncio.get_running_loop().create_task(u.reconnect_later())
-        self.storms.append({"t": t0 - started, "dropped": len(victims),
-                            "reconnect_s": time.perf_counter() - t0, "failed": len(failed)})
+        self.storms.append(
+            {
+                "t": t0 - started,
+                "dropped": len(victims),
+                "reconnect_s": time.perf_counter() - t0,
+                "failed": len(failed),
+            }
+        )
 
-    async def storms_every(self, every: float, fraction: float, started: float,
-                           offset: float = 0.0) -> None:
+    async def storms_every(
+        self, every: float, fraction: float, started: float, offset: float = 0.0
+    ) -> None:
         """A storm every ``every`` seconds from ``started`` (``perf_counter`` time), each
         ``offset`` seconds late."""
         at = started + every + offset

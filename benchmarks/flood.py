@@ -47,15 +47,19 @@ MB = 1 << 20
 RSS_EVERY_S = 0.1
 AFTER_S = 1.0  # RSS sampling goes on this long after the flooder has gone
 BYSTANDER_USER = 0
-FRAME_FLOODS = {"binary": "binary frames", "bad-json": "text frames of invalid JSON",
-                "send": "message.send past the rate limit"}
+FRAME_FLOODS = {
+    "binary": "binary frames",
+    "bad-json": "text frames of invalid JSON",
+    "send": "message.send past the rate limit",
+}
 # The bystander's own pings are charged to the default per-connection limit; stay under it.
 DEFAULT_INTERVAL_S = 1 / (0.8 * Settings().rate_conn_per_s)
 
 
-def start_server() -> Running:
-    """A fresh `nexus serve` on the server's own defaults (rate and buffer limits included)."""
-    return Nexus("nexus", capacity_limits=False).start()
+def start_server(**settings: str) -> Running:
+    """A fresh `nexus serve` on the server's own defaults (rate and buffer limits included),
+    with ``settings`` changed."""
+    return Nexus("nexus", capacity_limits=False, settings=settings).start()
 
 
 class Flooder:
@@ -70,15 +74,31 @@ class Flooder:
         self.result: asyncio.Task[dict[str, Any]] = asyncio.create_task(self._follow())
 
     @classmethod
-    async def start(cls, kind: str, port: int, seconds: float, *, auth: bool,
-                    read: bool) -> Flooder:
+    async def start(
+        cls,
+        kind: str,
+        port: int,
+        seconds: float,
+        *,
+        auth: bool,
+        read: bool,
+        reconnect: bool = False,
+    ) -> Flooder:
         args = [kind, str(port), str(seconds)] + ["--auth"] * auth + ["--no-read"] * (not read)
+        args += ["--reconnect"] * reconnect
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "benchmarks.flooder", *args, stdout=asyncio.subprocess.PIPE,
-            cwd=Path(__file__).parent.parent)
+            sys.executable,
+            "-m",
+            "benchmarks.flooder",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=Path(__file__).parent.parent,
+        )
         flooder = cls(proc)
-        await asyncio.wait([asyncio.create_task(flooder.started.wait()), flooder.result],
-                           return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            [asyncio.create_task(flooder.started.wait()), flooder.result],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
         if not flooder.started.is_set():
             raise RuntimeError(f"flooder {kind} did not start: {flooder.result.result()}")
         return flooder
@@ -158,10 +178,15 @@ async def ping_flood(seconds: float, *, auth: bool, max_rss_mb: float) -> dict[s
     during = trace.between(t0, t1) or [before]
     after = trace.between(t1, float("inf")) or [before]
     return {
-        "when": "after auth" if auth else "before auth", "rss_before_mb": before,
-        "rss_max_during_mb": max(during), "rss_max_after_mb": max(after),
-        "rss_end_mb": after[-1], "growth_mb": max(during + after) - before,
-        "capped_at_s": capped_at, "server_alive": alive, "flooder": result,
+        "when": "after auth" if auth else "before auth",
+        "rss_before_mb": before,
+        "rss_max_during_mb": max(during),
+        "rss_max_after_mb": max(after),
+        "rss_end_mb": after[-1],
+        "growth_mb": max(during + after) - before,
+        "capped_at_s": capped_at,
+        "server_alive": alive,
+        "flooder": result,
         "trace": [(t - t0, mb) for t, mb in trace.samples],
     }
 
@@ -181,14 +206,19 @@ class Bystander:
 
     @classmethod
     async def connect(cls, port: int, interval: float) -> Bystander:
-        ws = await connect(f"ws://{HOST}:{port}{TARGET.path}", max_size=None,
-                           additional_headers=TARGET.headers(BYSTANDER_USER))
+        ws = await connect(
+            f"ws://{HOST}:{port}{TARGET.path}",
+            max_size=None,
+            additional_headers=TARGET.headers(BYSTANDER_USER),
+        )
         first = orjson.loads(await ws.recv())
         if first["type"] != "auth.ok":
             raise RuntimeError(f"bystander not authenticated: {first}")
         bystander = cls(ws, interval)
-        bystander.tasks = [asyncio.create_task(bystander._send()),
-                           asyncio.create_task(bystander._receive())]
+        bystander.tasks = [
+            asyncio.create_task(bystander._send()),
+            asyncio.create_task(bystander._receive()),
+        ]
         return bystander
 
     async def _send(self) -> None:
@@ -234,17 +264,21 @@ class Bystander:
         return {**percentiles(rtts, (0.5, 0.99)), "pings": len(rtts) + lost, "lost": lost}
 
 
-async def frame_flood(kind: str, seconds: float, *, quiet: float,
-                      interval: float) -> dict[str, Any]:
-    """The bystander's latency with no flood, then while ``kind`` floods."""
-    run = start_server()
+async def frame_flood(
+    kind: str, seconds: float, *, quiet: float, interval: float, budget_only: bool = False
+) -> dict[str, Any]:
+    """The bystander's latency with no flood, then while ``kind`` floods. The flooder
+    reconnects whenever it is cut (a persistent attacker), so the bystander is measured
+    through the whole flood. ``budget_only``: the refused-frame close is switched off, so
+    only the per-iteration work budget stands between the flooder and the bystander."""
+    run = start_server(**({"refused_burst": "1000000000"} if budget_only else {}))
     try:
         bystander = await Bystander.connect(run.port, interval)
         await asyncio.sleep(0.5)  # the bystander's first round trips warm things up
         q0, clock = time.monotonic(), CpuClock(run.proc.pid)
         await asyncio.sleep(quiet)
         q1, (_, _, quiet_cpu) = time.monotonic(), clock.read()
-        flooder = await Flooder.start(kind, run.port, seconds, auth=True, read=True)
+        flooder = await Flooder.start(kind, run.port, seconds, auth=True, read=True, reconnect=True)
         clock = CpuClock(run.proc.pid)
         await flooder.stopped.wait()
         _, _, flood_cpu = clock.read()
@@ -255,12 +289,21 @@ async def frame_flood(kind: str, seconds: float, *, quiet: float,
         run.stop()
     quiet_w = bystander.window(q0, q1)
     flood_w = bystander.window(flooder.started_at, flooder.stopped_at)
-    return {"kind": kind, "what": FRAME_FLOODS[kind], "interval_ms": interval * 1000,
-            "quiet": quiet_w, "flood": flood_w,
-            "p99_ratio": flood_w["p99"] / quiet_w["p99"] if quiet_w["p99"] else float("nan"),
-            "server_cpu_quiet": quiet_cpu, "server_cpu_flood": flood_cpu,
-            "bystander_errors": bystander.errors, "bystander_closed": bystander.closed,
-            "server_alive": alive, "flooder": result}
+    what = FRAME_FLOODS[kind] + (" (refused-frame close off)" if budget_only else "")
+    return {
+        "kind": kind,
+        "what": what,
+        "interval_ms": interval * 1000,
+        "quiet": quiet_w,
+        "flood": flood_w,
+        "p99_ratio": flood_w["p99"] / quiet_w["p99"] if quiet_w["p99"] else float("nan"),
+        "server_cpu_quiet": quiet_cpu,
+        "server_cpu_flood": flood_cpu,
+        "bystander_errors": bystander.errors,
+        "bystander_closed": bystander.closed,
+        "server_alive": alive,
+        "flooder": result,
+    }
 
 
 def fate(flooder: dict[str, Any]) -> str:
@@ -271,6 +314,8 @@ def fate(flooder: dict[str, Any]) -> str:
     when = f" at {at:.1f} s" if at is not None else ""
     if flooder.get("write_failed_at_s") is not None:
         when += f" (writes failed at {flooder['write_failed_at_s']:.1f} s)"
+    if flooder.get("connections", 1) > 1:
+        when += f"; reconnected, {flooder['connections']} connections in all"
     if end == "close":
         return f"closed {flooder['close_code']} {flooder['close_reason']!r}{when}"
     if end == "open":
@@ -281,38 +326,97 @@ def fate(flooder: dict[str, Any]) -> str:
 def tables(data: dict[str, Any]) -> str:
     f = report.fmt
     lines = [f"Nexus flood measurements, {data['date']}, {data['seconds']:g} s floods"]
-    lines += ["", ("## 1. ping flood: masked PING frames as fast as possible, never reading "
-                   "(server RSS in MB)")]
-    rows = [["when", "before", "max during", "max after", "end", "growth", "MB/s flooded",
-             "pings sent", "flood s", "server alive", "flooding connection"]]
+    lines += [
+        "",
+        (
+            "## 1. ping flood: masked PING frames as fast as possible, never reading "
+            "(server RSS in MB)"
+        ),
+    ]
+    rows = [
+        [
+            "when",
+            "before",
+            "max during",
+            "max after",
+            "end",
+            "growth",
+            "MB/s flooded",
+            "pings sent",
+            "flood s",
+            "server alive",
+            "flooding connection",
+        ]
+    ]
     for r in data["ping_flood"]:
         fl = r["flooder"]
         capped = f" (capped at {r['capped_at_s']:.1f} s)" if r["capped_at_s"] else ""
         flood_s = fl.get("flood_s", float("nan"))
-        rows.append([r["when"], f(r["rss_before_mb"]), f(r["rss_max_during_mb"]),
-                     f(r["rss_max_after_mb"]), f(r["rss_end_mb"]), f(r["growth_mb"]) + capped,
-                     f(r["growth_mb"] / flood_s if flood_s else float("nan")),
-                     f"{fl.get('frames_sent', 0):,}", f(flood_s),
-                     "yes" if r["server_alive"] else "NO", fate(fl)])
+        rows.append(
+            [
+                r["when"],
+                f(r["rss_before_mb"]),
+                f(r["rss_max_during_mb"]),
+                f(r["rss_max_after_mb"]),
+                f(r["rss_end_mb"]),
+                f(r["growth_mb"]) + capped,
+                f(r["growth_mb"] / flood_s if flood_s else float("nan")),
+                f"{fl.get('frames_sent', 0):,}",
+                f(flood_s),
+                "yes" if r["server_alive"] else "NO",
+                fate(fl),
+            ]
+        )
     lines += report.aligned(rows)
     interval = data["frame_flood"][0]["interval_ms"] if data["frame_flood"] else 0
-    lines += ["", (f"## 2. frame floods vs a bystander (`ping` request every {interval:g} ms; "
-                   "latency in ms)")]
-    rows = [["flood", "quiet p50", "quiet p99", "flood p50", "flood p99", "p99 ratio",
-             "lost", "srv cpu% quiet", "srv cpu% flood", "frames sent", "frames back",
-             "flooding connection"]]
+    lines += [
+        "",
+        (
+            f"## 2. frame floods vs a bystander (`ping` request every {interval:g} ms; "
+            "latency in ms)"
+        ),
+    ]
+    rows = [
+        [
+            "flood",
+            "quiet p50",
+            "quiet p99",
+            "flood p50",
+            "flood p99",
+            "p99 ratio",
+            "lost",
+            "srv cpu% quiet",
+            "srv cpu% flood",
+            "frames sent",
+            "frames back",
+            "flooding connection",
+        ]
+    ]
     for r in data["frame_flood"]:
         fl, q, w = r["flooder"], r["quiet"], r["flood"]
-        rows.append([r["what"], f(q["p50"]), f(q["p99"]), f(w["p50"]), f(w["p99"]),
-                     f"{r['p99_ratio']:.1f}x", f"{w['lost']}/{w['pings']}",
-                     f(r["server_cpu_quiet"]), f(r["server_cpu_flood"]),
-                     f"{fl.get('frames_sent', 0):,}", f"{fl.get('frames_received', 0):,}",
-                     fate(fl)])
+        rows.append(
+            [
+                r["what"],
+                f(q["p50"]),
+                f(q["p99"]),
+                f(w["p50"]),
+                f(w["p99"]),
+                f"{r['p99_ratio']:.1f}x",
+                f"{w['lost']}/{w['pings']}",
+                f(r["server_cpu_quiet"]),
+                f(r["server_cpu_flood"]),
+                f"{fl.get('frames_sent', 0):,}",
+                f"{fl.get('frames_received', 0):,}",
+                fate(fl),
+            ]
+        )
     lines += report.aligned(rows)
     for r in data["frame_flood"]:
         if r["bystander_errors"] or r["bystander_closed"]:
-            lines.append(f"bystander during {r['kind']}: errors {r['bystander_errors']}, "
-                         f"closed: {r['bystander_closed']}")
+            lines.append(
+                f"bystander during {r['kind']}: errors {r['bystander_errors']}, "
+                f"closed: {r['bystander_closed']}"
+            )
     return "\n".join(lines)
 
 
@@ -322,22 +426,29 @@ def chart(data: dict[str, Any], path: Path) -> Path | None:
         return None
     fig, (rss_ax, lat_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for r in data["ping_flood"]:
-        t, mb = zip(*r["trace"]) if r["trace"] else ((), ())
+        t, mb = zip(*r["trace"], strict=False) if r["trace"] else ((), ())
         [line] = rss_ax.plot(t, mb, label=r["when"])
         if "flood_s" in r["flooder"]:
-            rss_ax.axvline(r["flooder"]["flood_s"], color=line.get_color(), linestyle="--",
-                           linewidth=1)
-    rss_ax.set(title="ping flood, never reading: server RSS",
-               xlabel="s since the flood started (dashed: it stopped)", ylabel="MB")
+            rss_ax.axvline(
+                r["flooder"]["flood_s"], color=line.get_color(), linestyle="--", linewidth=1
+            )
+    rss_ax.set(
+        title="ping flood, never reading: server RSS",
+        xlabel="s since the flood started (dashed: it stopped)",
+        ylabel="MB",
+    )
     rss_ax.legend(fontsize=8)
     floods = data["frame_flood"]
     xs = range(len(floods))
-    bars = [("quiet p50", "quiet", "p50"), ("quiet p99", "quiet", "p99"),
-            ("flood p50", "flood", "p50"), ("flood p99", "flood", "p99")]
+    bars = [
+        ("quiet p50", "quiet", "p50"),
+        ("quiet p99", "quiet", "p99"),
+        ("flood p50", "flood", "p50"),
+        ("flood p99", "flood", "p99"),
+    ]
     width = 0.8 / len(bars)
     for i, (label, phase, key) in enumerate(bars):
-        lat_ax.bar([x + i * width for x in xs], [r[phase][key] for r in floods], width,
-                   label=label)
+        lat_ax.bar([x + i * width for x in xs], [r[phase][key] for r in floods], width, label=label)
     lat_ax.set_xticks([x + width * (len(bars) - 1) / 2 for x in xs])
     lat_ax.set_xticklabels([r["kind"] for r in floods])
     lat_ax.set_yscale("log")
@@ -358,24 +469,50 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     floods = []
     for kind in FRAME_FLOODS:
         print(f"{kind} flood vs bystander ...", file=sys.stderr)
-        floods.append(await frame_flood(kind, args.seconds, quiet=args.quiet,
-                                        interval=args.ping_interval))
-    return {"date": date, "seconds": args.seconds, "max_rss_mb": args.max_rss_mb,
-            "ping_flood": pings, "frame_flood": floods}
+        floods.append(
+            await frame_flood(kind, args.seconds, quiet=args.quiet, interval=args.ping_interval)
+        )
+    print("binary flood vs bystander, budget only ...", file=sys.stderr)
+    floods.append(
+        await frame_flood(
+            "binary", args.seconds, quiet=args.quiet, interval=args.ping_interval, budget_only=True
+        )
+    )
+    return {
+        "date": date,
+        "seconds": args.seconds,
+        "max_rss_mb": args.max_rss_mb,
+        "ping_flood": pings,
+        "frame_flood": floods,
+    }
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.flood", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.flood",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--seconds", type=float, default=10.0, help="length of each flood")
-    p.add_argument("--quiet", type=float, default=5.0,
-                   help="seconds of bystander latency measured before each frame flood")
-    p.add_argument("--ping-interval", type=float, default=DEFAULT_INTERVAL_S,
-                   help="seconds between the bystander's pings (default: 80%% of the "
-                   "server's default per-connection rate limit, %(default).3f)")
-    p.add_argument("--max-rss-mb", type=float, default=4096.0,
-                   help="stop a ping flood early when the server's RSS passes this "
-                   "(protects the machine)")
+    p.add_argument(
+        "--quiet",
+        type=float,
+        default=5.0,
+        help="seconds of bystander latency measured before each frame flood",
+    )
+    p.add_argument(
+        "--ping-interval",
+        type=float,
+        default=DEFAULT_INTERVAL_S,
+        help="seconds between the bystander's pings (default: 80%% of the "
+        "server's default per-connection rate limit, %(default).3f)",
+    )
+    p.add_argument(
+        "--max-rss-mb",
+        type=float,
+        default=4096.0,
+        help="stop a ping flood early when the server's RSS passes this (protects the machine)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
     data = uvloop.run(run(args))

@@ -55,8 +55,9 @@ class Inbound:
         frames, end = count_frames(buf)
         self.frames += frames
         if end:
-            self._tail = (self._tail + bytes(buf[max(0, end - CLOSE_FRAME_MAX):end])
-                          )[-CLOSE_FRAME_MAX:]
+            self._tail = (self._tail + bytes(buf[max(0, end - CLOSE_FRAME_MAX) : end]))[
+                -CLOSE_FRAME_MAX:
+            ]
             del buf[:end]
 
     def close_frame(self) -> tuple[int, str] | None:
@@ -68,7 +69,7 @@ class Inbound:
         tail = self._tail
         for i in range(len(tail) - 2, -1, -1):
             if tail[i] == 0x80 | OP_CLOSE and tail[i + 1] == len(tail) - i - 2:
-                payload = tail[i + 2:]
+                payload = tail[i + 2 :]
                 if len(payload) < 2:
                     return 1005, ""  # no status code
                 return int.from_bytes(payload[:2], "big"), payload[2:].decode(errors="replace")
@@ -92,17 +93,25 @@ class FloodResult:
     close_code: int | None = None
     close_reason: str | None = None
     linger_s: float = 0.0  # how long after the flood the flooder waited for a close
+    connections: int = 0  # more than one with --reconnect: the server kept cutting it
 
 
-async def _read(reader: asyncio.StreamReader, inbound: Inbound, result: FloodResult,
-                t0: float, idle: float | None = None, until: float | None = None) -> None:
+async def _read(
+    reader: asyncio.StreamReader,
+    inbound: Inbound,
+    result: FloodResult,
+    t0: float,
+    idle: float | None = None,
+    until: float | None = None,
+) -> None:
     """Read until the stream ends, ``idle`` seconds pass without data, or ``until``."""
     try:
         while True:
             left = None if until is None else until - time.monotonic()
             waits = [w for w in (idle, left) if w is not None]
-            data = await asyncio.wait_for(reader.read(READ_BYTES),
-                                          max(0.0, min(waits)) if waits else None)
+            data = await asyncio.wait_for(
+                reader.read(READ_BYTES), max(0.0, min(waits)) if waits else None
+            )
             if not data:
                 result.end = "eof"
                 break
@@ -118,9 +127,69 @@ async def _read(reader: asyncio.StreamReader, inbound: Inbound, result: FloodRes
         result.close_code, result.close_reason = close
 
 
-async def flood(kind: str, port: int, seconds: float, *, auth: bool, read: bool,
-                linger: float, drain: float) -> FloodResult:
+async def flood(
+    kind: str,
+    port: int,
+    seconds: float,
+    *,
+    auth: bool,
+    read: bool,
+    linger: float,
+    drain: float,
+    reconnect: bool = False,
+) -> FloodResult:
+    """Flood for ``seconds``; with ``reconnect`` a connection the server ends is replaced by
+    a new one at once (a persistent attacker), and the result tells about the last one."""
     result = FloodResult(kind, auth, read, linger_s=linger)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stop.set)
+    t0 = time.monotonic()
+    deadline = t0 + seconds
+    print("flooding", flush=True)
+    inbound = Inbound()
+    while True:
+        result.connections += 1
+        inbound = Inbound()
+        writer = await _flood_one(
+            kind,
+            port,
+            deadline,
+            stop,
+            inbound,
+            result,
+            t0,
+            auth=auth,
+            read=read,
+            linger=linger,
+            drain=drain,
+        )
+        if not reconnect or stop.is_set() or time.monotonic() >= deadline:
+            break
+        writer.transport.abort()
+    result.flood_s = time.monotonic() - t0
+    print("flooded", flush=True)
+    writer.transport.abort()
+    result.frames_received += inbound.frames
+    result.bytes_received += inbound.bytes
+    result.bytes_sent = result.frames_sent * len(FLOODS[kind][1])
+    return result
+
+
+async def _flood_one(
+    kind: str,
+    port: int,
+    deadline: float,
+    stop: asyncio.Event,
+    inbound: Inbound,
+    result: FloodResult,
+    t0: float,
+    *,
+    auth: bool,
+    read: bool,
+    linger: float,
+    drain: float,
+) -> asyncio.StreamWriter:
+    """One connection's flood, until ``deadline``, a stop, or the server ending it."""
     setup, frame = FLOODS[kind]
     chunk = frame * max(1, CHUNK_BYTES // len(frame))
     frames_per_chunk = len(chunk) // len(frame)
@@ -132,33 +201,26 @@ async def flood(kind: str, port: int, seconds: float, *, auth: bool, read: bool,
         raise ConnectionError(head.decode(errors="replace"))
     if setup is not None:
         writer.write(client_frame(setup))
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stop.set)
-    inbound = Inbound()
-    t0 = time.monotonic()
+    result.end, result.ended_at_s, result.close_code, result.close_reason = "open", None, None, None
     reading = asyncio.create_task(_read(reader, inbound, result, t0)) if read else None
-    print("flooding", flush=True)
-    deadline = t0 + seconds
     try:
-        while time.monotonic() < deadline and not stop.is_set() \
-                and not (reading is not None and reading.done()):
+        while (
+            time.monotonic() < deadline
+            and not stop.is_set()
+            and not (reading is not None and reading.done())
+        ):
             writer.write(chunk)
             result.frames_sent += frames_per_chunk
             await writer.drain()
     except ConnectionError:
         result.write_failed_at_s = time.monotonic() - t0
-    result.flood_s = time.monotonic() - t0
-    print("flooded", flush=True)
     if reading is None:
         # Never read during the flood: read what piled up now, to see how it ended.
         await _read(reader, inbound, result, t0, idle=linger, until=time.monotonic() + drain)
-    else:
-        await asyncio.wait({reading}, timeout=linger)  # a close decided at the last moment
+    elif not reading.done():
+        await asyncio.wait({reading}, timeout=linger if time.monotonic() >= deadline else 0.5)
         reading.cancel()
-    writer.transport.abort()
-    result.bytes_sent = result.frames_sent * len(frame)
-    result.frames_received, result.bytes_received = inbound.frames, inbound.bytes
-    return result
+    return writer
 
 
 def main() -> None:
@@ -167,16 +229,40 @@ def main() -> None:
     p.add_argument("port", type=int)
     p.add_argument("seconds", type=float)
     p.add_argument("--auth", action="store_true", help="send a valid token on the upgrade")
-    p.add_argument("--no-read", dest="read", action="store_false",
-                   help="never read during the flood")
-    p.add_argument("--linger", type=float, default=3.0,
-                   help="after the flood: seconds to wait for the server's close (it aborts "
-                   "a socket 2 s after its close frame)")
-    p.add_argument("--drain", type=float, default=30.0,
-                   help="with --no-read: most seconds spent reading the backlog afterwards")
+    p.add_argument(
+        "--no-read", dest="read", action="store_false", help="never read during the flood"
+    )
+    p.add_argument(
+        "--linger",
+        type=float,
+        default=3.0,
+        help="after the flood: seconds to wait for the server's close (it aborts "
+        "a socket 2 s after its close frame)",
+    )
+    p.add_argument(
+        "--drain",
+        type=float,
+        default=30.0,
+        help="with --no-read: most seconds spent reading the backlog afterwards",
+    )
+    p.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="when the server ends the connection, open another and go on",
+    )
     args = p.parse_args()
-    result = uvloop.run(flood(args.kind, args.port, args.seconds, auth=args.auth,
-                              read=args.read, linger=args.linger, drain=args.drain))
+    result = uvloop.run(
+        flood(
+            args.kind,
+            args.port,
+            args.seconds,
+            auth=args.auth,
+            read=args.read,
+            linger=args.linger,
+            drain=args.drain,
+            reconnect=args.reconnect,
+        )
+    )
     print(json.dumps(asdict(result)), flush=True)
 
 

@@ -19,9 +19,6 @@ from dataclasses import dataclass, field
 
 from nexus._speedups.framing import count_frames, count_messages
 
-
-
-
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x1, 0x2, 0x8, 0x9
 
 
@@ -41,10 +38,13 @@ def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
 
 def upgrade_request(host: str, path: str, headers: dict[str, str]) -> bytes:
     """The HTTP/1.1 WebSocket upgrade request, ``headers`` added (e.g. Authorization)."""
-    return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: "
-            f"{base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
-            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: "
+        f"{base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        + "\r\n"
+    ).encode()
 
 
 @dataclass
@@ -109,11 +109,13 @@ class WsClient(asyncio.Protocol):
             self.transport.abort()
 
 
-async def connect(host: str, port: int, path: str, headers: dict[str, str],
-                  prefix: bytes) -> WsClient:
+async def connect(
+    host: str, port: int, path: str, headers: dict[str, str], prefix: bytes
+) -> WsClient:
     loop = asyncio.get_running_loop()
     _, client = await loop.create_connection(
-        lambda: WsClient(f"{host}:{port}", path, headers, prefix), host, port)
+        lambda: WsClient(f"{host}:{port}", path, headers, prefix), host, port
+    )
     await asyncio.wait_for(client.ready, 30)
     return client
 
@@ -146,18 +148,24 @@ class CpuClock:
     def read(self) -> tuple[float, float, float]:
         """(wall seconds, generator CPU %, server CPU %) since creation."""
         wall = time.perf_counter() - self._t0
-        return (wall, 100 * (self._self() - self._self0) / wall,
-                100 * (self._server() - self._server0) / wall)
+        return (
+            wall,
+            100 * (self._self() - self._self0) / wall,
+            100 * (self._server() - self._server0) / wall,
+        )
 
 
-def percentiles(values: list[float], points: tuple[float, ...] = (0.5, 0.99, 0.999)
-                ) -> dict[str, float]:
+def percentiles(
+    values: list[float], points: tuple[float, ...] = (0.5, 0.99, 0.999)
+) -> dict[str, float]:
     """Latency percentiles in milliseconds (exact, from the sorted samples)."""
     if not values:
         return {f"p{p * 100:g}": float("nan") for p in points}
     ordered = sorted(values)
-    return {f"p{p * 100:g}": ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
-            for p in points}
+    return {
+        f"p{p * 100:g}": ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+        for p in points
+    }
 
 
 class SendTimes:
@@ -175,6 +183,18 @@ class SendTimes:
             out.append(now - times.popleft())
 
 
-__all__ = ["OP_BINARY", "OP_CLOSE", "OP_PING", "OP_TEXT", "CpuClock", "SendTimes", "Stats",
-           "WsClient", "client_frame", "connect", "count_frames", "percentiles",
-           "upgrade_request"]
+__all__ = [
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_PING",
+    "OP_TEXT",
+    "CpuClock",
+    "SendTimes",
+    "Stats",
+    "WsClient",
+    "client_frame",
+    "connect",
+    "count_frames",
+    "percentiles",
+    "upgrade_request",
+]

@@ -49,8 +49,10 @@ def _key(r: dict[str, Any]) -> str:
 
 
 def table(data: dict[str, Any]) -> str:
-    lines = [f"Nexus benchmarks, {data['mode']} mode, {data['date']}, "
-             f"{data['machine']['cpus']} CPUs, Python {data['machine']['python']}"]
+    lines = [
+        f"Nexus benchmarks, {data['mode']} mode, {data['date']}, "
+        f"{data['machine']['cpus']} CPUs, Python {data['machine']['python']}"
+    ]
     for name, why in data["skipped"].items():
         lines.append(f"skipped {name}: {why}")
     by_scenario: dict[str, list[dict[str, Any]]] = {}
@@ -60,10 +62,19 @@ def table(data: dict[str, Any]) -> str:
         metric, unit, higher = HEADLINE[scenario]
         extra = EXTRA[scenario]
         lines.append("")
-        lines.append(f"## {scenario} ({unit}{'' if higher else ', lower is better'}; "
-                     "latency in ms)")
-        head = ["params", "target", metric, *extra, "gen cpu%", "srv cpu%", "nexus/this",
-                "nosync/this"]
+        lines.append(
+            f"## {scenario} ({unit}{'' if higher else ', lower is better'}; latency in ms)"
+        )
+        head = [
+            "params",
+            "target",
+            metric,
+            *extra,
+            "gen cpu%",
+            "srv cpu%",
+            "nexus/this",
+            "nosync/this",
+        ]
         body = []
         for r in rows:
             if "error" in r:
@@ -71,26 +82,40 @@ def table(data: dict[str, Any]) -> str:
                 continue
             ratios = []
             for ours in ("nexus", "nexus-nosync"):
-                mine = next((x for x in rows if x["target"] == ours and _key(x) == _key(r)
-                             and metric in x), None)
-                ratios.append(f"{mine[metric] / r[metric]:.2f}x"
-                              if mine is not None and r["target"] != ours and r.get(metric)
-                              else "-")
-            body.append([_key(r), r["target"], fmt(r[metric]),
-                         *[fmt(r.get(e, float("nan"))) for e in extra],
-                         fmt(r.get("gen_cpu", float("nan"))),
-                         fmt(r.get("server_cpu", r.get("idle_server_cpu", float("nan")))),
-                         *ratios])
+                mine = next(
+                    (x for x in rows if x["target"] == ours and _key(x) == _key(r) and metric in x),
+                    None,
+                )
+                ratios.append(
+                    f"{mine[metric] / r[metric]:.2f}x"
+                    if mine is not None and r["target"] != ours and r.get(metric)
+                    else "-"
+                )
+            body.append(
+                [
+                    _key(r),
+                    r["target"],
+                    fmt(r[metric]),
+                    *[fmt(r.get(e, float("nan"))) for e in extra],
+                    fmt(r.get("gen_cpu", float("nan"))),
+                    fmt(r.get("server_cpu", r.get("idle_server_cpu", float("nan")))),
+                    *ratios,
+                ]
+            )
         lines += aligned([head, *body], left=2)
     return "\n".join(lines)
 
 
 def aligned(rows: list[list[str]], left: int = 1) -> list[str]:
     """Rows as lines of columns: the first ``left`` columns left-aligned, the rest right."""
-    widths = [max(len(str(row[i])) for row in rows if i < len(row))
-              for i in range(len(rows[0]))]
-    return ["  ".join(str(c).rjust(w) if i >= left else str(c).ljust(w)
-                      for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+    widths = [max(len(str(row[i])) for row in rows if i < len(row)) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            str(c).rjust(w) if i >= left else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=False))
+        )
+        for row in rows
+    ]
 
 
 def pyplot() -> Any:
@@ -122,8 +147,10 @@ def charts(data: dict[str, Any], out: Path, stem: str) -> list[Path]:
         fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(keys) * max(1, len(targets)) / 2), 4))
         width = 0.8 / len(targets)
         for i, t in enumerate(targets):
-            values = [next((r[metric] for r in rows if r["target"] == t and _key(r) == k), 0)
-                      for k in keys]
+            values = [
+                next((r[metric] for r in rows if r["target"] == t and _key(r) == k), 0)
+                for k in keys
+            ]
             ax.bar([x + i * width for x in range(len(keys))], values, width, label=t)
         ax.set_xticks([x + width * (len(targets) - 1) / 2 for x in range(len(keys))])
         ax.set_xticklabels(keys, fontsize=8)

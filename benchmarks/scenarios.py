@@ -27,23 +27,37 @@ def rss(pid: int, field: str = "VmRSS") -> int:
     return 0
 
 
-async def open_clients(target: Target, run: Running, count: int, prefix: bytes | None = None,
-                       first_user: int = 0, batch: int = 200) -> list[WsClient]:
+async def open_clients(
+    target: Target,
+    run: Running,
+    count: int,
+    prefix: bytes | None = None,
+    first_user: int = 0,
+    batch: int = 200,
+) -> list[WsClient]:
     clients: list[WsClient] = []
     for start in range(0, count, batch):
-        clients += await asyncio.gather(*(
-            connect(HOST, run.port, target.path, target.headers(first_user + i),
-                    prefix or target.prefix)
-            for i in range(start, min(count, start + batch))))
+        clients += await asyncio.gather(
+            *(
+                connect(
+                    HOST,
+                    run.port,
+                    target.path,
+                    target.headers(first_user + i),
+                    prefix or target.prefix,
+                )
+                for i in range(start, min(count, start + batch))
+            )
+        )
     return clients
 
 
 async def settle(clients: list[WsClient], target: Target, rooms: list[str]) -> None:
     """Make sure every client is in its room: one message round trip per room."""
-    for client, room in zip(clients, rooms):
+    for client, room in zip(clients, rooms, strict=False):
         client.send(client_frame(target.join(room)))
     await asyncio.sleep(0.05)
-    for client, room in zip(clients, rooms):
+    for client, room in zip(clients, rooms, strict=False):
         before = client.messages
         client.send(client_frame(target.send(room, b"warmup")))
         for _ in range(500):
@@ -59,8 +73,9 @@ def close_all(clients: list[WsClient]) -> None:
         c.close()
 
 
-async def echo(target: Target, run: Running, *, conns: int, size: int, seconds: float,
-               window: int = 8) -> dict[str, Any]:
+async def echo(
+    target: Target, run: Running, *, conns: int, size: int, seconds: float, window: int = 8
+) -> dict[str, Any]:
     """N connections, each alone in its room, keep ``window`` messages in flight."""
     clients = await open_clients(target, run, conns)
     rooms = [f"echo-{i}" for i in range(conns)]
@@ -86,7 +101,7 @@ async def echo(target: Target, run: Running, *, conns: int, size: int, seconds: 
             times.sent()
         client.send(frame * window)
 
-    for client, room in zip(clients, rooms):
+    for client, room in zip(clients, rooms, strict=False):
         wire(client, client_frame(target.send(room, body_of(size))))
     clock = CpuClock(run.proc.pid)
     latencies.clear()
@@ -95,12 +110,24 @@ async def echo(target: Target, run: Running, *, conns: int, size: int, seconds: 
     count = delivered
     stop = True
     close_all(clients)
-    return {"msgs_per_s": count / wall, **percentiles(latencies), "gen_cpu": gen_cpu,
-            "server_cpu": srv_cpu}
+    return {
+        "msgs_per_s": count / wall,
+        **percentiles(latencies),
+        "gen_cpu": gen_cpu,
+        "server_cpu": srv_cpu,
+    }
 
 
-async def fanout(target: Target, run: Running, *, members: int, size: int, seconds: float,
-                 window: int = 16, sampled: int = 20) -> dict[str, Any]:
+async def fanout(
+    target: Target,
+    run: Running,
+    *,
+    members: int,
+    size: int,
+    seconds: float,
+    window: int = 16,
+    sampled: int = 20,
+) -> dict[str, Any]:
     """One publisher into a room of ``members``; deliveries/s and delivery latency."""
     clients = await open_clients(target, run, members)
     room = "fan"
@@ -126,7 +153,7 @@ async def fanout(target: Target, run: Running, *, members: int, size: int, secon
 
         client.on_messages = on_messages
 
-    for c in clients[1:1 + sampled]:
+    for c in clients[1 : 1 + sampled]:
         track(c)
 
     def on_own(n: int, now: float) -> None:
@@ -146,8 +173,12 @@ async def fanout(target: Target, run: Running, *, members: int, size: int, secon
     total = sum(c.messages - base[id(c)] for c in clients)
     stop = True
     close_all(clients)
-    return {"deliveries_per_s": total / wall, **percentiles(latencies), "gen_cpu": gen_cpu,
-            "server_cpu": srv_cpu}
+    return {
+        "deliveries_per_s": total / wall,
+        **percentiles(latencies),
+        "gen_cpu": gen_cpu,
+        "server_cpu": srv_cpu,
+    }
 
 
 async def capacity(target: Target, run: Running, *, conns: int, idle: float) -> dict[str, Any]:
@@ -164,17 +195,22 @@ async def capacity(target: Target, run: Running, *, conns: int, idle: float) -> 
     await asyncio.sleep(idle)
     _, gen_cpu, srv_cpu = clock.read()
     close_all(clients)
-    return {"bytes_per_conn": (after - before) / conns, "connect_s": connect_s,
-            "idle_server_cpu": srv_cpu, "gen_cpu": gen_cpu}
+    return {
+        "bytes_per_conn": (after - before) / conns,
+        "connect_s": connect_s,
+        "idle_server_cpu": srv_cpu,
+        "gen_cpu": gen_cpu,
+    }
 
 
-async def durable(target: Target, run: Running, *, conns: int, size: int,
-                  seconds: float) -> dict[str, Any]:
+async def durable(
+    target: Target, run: Running, *, conns: int, size: int, seconds: float
+) -> dict[str, Any]:
     """Sends acknowledged after the group commit: max acks/s, then latency at fractions."""
     assert isinstance(target, Nexus)
     clients = await open_clients(target, run, conns, prefix=ACK_PREFIX)
     rooms = [f"d-{i}" for i in range(conns)]
-    for c, room in zip(clients, rooms):
+    for c, room in zip(clients, rooms, strict=False):
         c.send(client_frame(target.join(room)))
     await asyncio.sleep(0.2)
     frames = [client_frame(target.send(room, body_of(size))) for room in rooms]
@@ -189,10 +225,11 @@ async def durable(target: Target, run: Running, *, conns: int, size: int,
                 acked += n
                 if not stop:
                     client.send(frame * n)
+
             client.on_messages = on_acks
             client.send(frame * 16)
 
-        for c, f in zip(clients, frames):
+        for c, f in zip(clients, frames, strict=False):
             wire(c, f)
         t0 = time.perf_counter()
         await asyncio.sleep(seconds)
@@ -205,7 +242,7 @@ async def durable(target: Target, run: Running, *, conns: int, size: int,
         latencies: list[float] = []
         per_client = rate / conns
         tasks = []
-        for c, f in zip(clients, frames):
+        for c, f in zip(clients, frames, strict=False):
             times = SendTimes()
             c.on_messages = lambda n, now, t=times: t.delivered(n, now, latencies)
 
@@ -262,5 +299,9 @@ async def resume(target: Target, run: Running, *, messages: int, size: int) -> d
     took = time.perf_counter() - t0
     _, gen_cpu, srv_cpu = clock.read()
     close_all([writer, reader])
-    return {"catch_up_s": took, "msgs_per_s": messages / took, "gen_cpu": gen_cpu,
-            "server_cpu": srv_cpu}
+    return {
+        "catch_up_s": took,
+        "msgs_per_s": messages / took,
+        "gen_cpu": gen_cpu,
+        "server_cpu": srv_cpu,
+    }

@@ -70,10 +70,17 @@ class Target:
 
 
 # Benchmarks measure capacity, not the per-client abuse limits.
-RAISED_RATE_LIMITS = {"rate_conn_per_s": "1e9", "rate_conn_burst": "1000000000",
-                      "rate_user_per_s": "1e9", "rate_user_burst": "1000000000"}
-CAPACITY_SETTINGS = {**RAISED_RATE_LIMITS, "outbound_limit_bytes": str(64 << 20),
-                     "max_rooms_per_connection": "100000"}
+RAISED_RATE_LIMITS = {
+    "rate_conn_per_s": "1e9",
+    "rate_conn_burst": "1000000000",
+    "rate_user_per_s": "1e9",
+    "rate_user_burst": "1000000000",
+}
+CAPACITY_SETTINGS = {
+    **RAISED_RATE_LIMITS,
+    "outbound_limit_bytes": str(64 << 20),
+    "max_rooms_per_connection": "100000",
+}
 
 
 @dataclass
@@ -85,14 +92,22 @@ class Nexus(Target):
     def start(self) -> Running:
         tmp = tempfile.TemporaryDirectory(prefix="nexus-bench-")
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
-        env.update({"NEXUS_AUTH_SECRET": SECRET, "NEXUS_LOG_LEVEL": "warning",
-                    "NEXUS_PRINT_DEV_TOKEN": "false", "NEXUS_HTTP_PORT": "0"})
-        settings = {**CAPACITY_SETTINGS, **self.settings} if self.capacity_limits \
-            else self.settings
+        env.update(
+            {
+                "NEXUS_AUTH_SECRET": SECRET,
+                "NEXUS_LOG_LEVEL": "warning",
+                "NEXUS_PRINT_DEV_TOKEN": "false",
+                "NEXUS_HTTP_PORT": "0",
+            }
+        )
+        settings = {**CAPACITY_SETTINGS, **self.settings} if self.capacity_limits else self.settings
         env.update({f"NEXUS_{k.upper()}": v for k, v in settings.items()})
-        proc = subprocess.Popen([sys.executable, "-m", "nexus", "serve", "--port", "0",
-                                 "--data-dir", tmp.name], stdout=subprocess.PIPE, text=True,
-                                env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nexus", "serve", "--port", "0", "--data-dir", tmp.name],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         port = _wait_port(proc, "nexus listening on")
         return Running(proc, port, tmp, http_port=_wait_port(proc, "nexus http api on"))
 
@@ -112,8 +127,12 @@ class PythonPeer(Target):
     module: str = ""
 
     def start(self) -> Running:
-        proc = subprocess.Popen([sys.executable, "-m", self.module, "0"],
-                                stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", self.module, "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=HERE.parent,
+        )
         return Running(proc, _wait_port(proc, "listening"))
 
 
@@ -126,8 +145,10 @@ class PicowsRaw(PythonPeer):
 
     def send(self, room: str, body: bytes) -> bytes:
         # The payload broadcast is what Nexus would send for the same message.
-        return b"S:%s:%s" % (room.encode(), b'{"type":"message","room":"%s","body":"%s"}'
-                             % (room.encode(), body))
+        return b"S:%s:%s" % (
+            room.encode(),
+            b'{"type":"message","room":"%s","body":"%s"}' % (room.encode(), body),
+        )
 
 
 @dataclass
@@ -140,13 +161,18 @@ class NodeWs(Target):
         if not (app / "node_modules" / "ws").is_dir():
             app.mkdir(parents=True, exist_ok=True)
             shutil.copy(HERE / "peers" / "node_ws" / "package.json", app / "package.json")
-            result = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent"],
-                                    cwd=app, capture_output=True, text=True)
+            result = subprocess.run(
+                [npm, "install", "--no-audit", "--no-fund", "--silent"],
+                cwd=app,
+                capture_output=True,
+                text=True,
+            )
             if result.returncode != 0:
                 raise Unavailable(f"npm install ws failed: {result.stderr.strip()[:200]}")
         shutil.copy(HERE / "peers" / "node_ws" / "server.js", app / "server.js")
-        proc = subprocess.Popen([node, str(app / "server.js"), "0"], stdout=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(
+            [node, str(app / "server.js"), "0"], stdout=subprocess.PIPE, text=True
+        )
         return Running(proc, _wait_port(proc, "listening"))
 
 
@@ -156,6 +182,11 @@ def all_targets() -> list[Target]:
         # The same server without fsync per commit: the gateway's own cost, comparable
         # with peers that store nothing.
         Nexus("nexus-nosync", settings={"store_durability": "none"}),
+        # nexus-nosync with a trivial interceptor and observer on every room: the seams' cost.
+        Nexus(
+            "nexus-hooks",
+            settings={"store_durability": "none", "extensions": "benchmarks.trivial_hooks:install"},
+        ),
         PicowsRaw("picows-raw"),
         PythonPeer("websockets", module="benchmarks.peers.websockets_room"),
         PythonPeer("aiohttp", module="benchmarks.peers.aiohttp_room"),

@@ -25,8 +25,10 @@ async def handler(request: web.Request) -> web.WebSocketResponse:
                 rooms[data["room"]].add(ws)
                 joined.append(data["room"])
             elif data["type"] == "send":
-                out = json.dumps({"type": "message", "room": data["room"], "body": data["body"]},
-                                 separators=(",", ":"))
+                out = json.dumps(
+                    {"type": "message", "room": data["room"], "body": data["body"]},
+                    separators=(",", ":"),
+                )
                 for member in list(rooms[data["room"]]):
                     if not member.closed:
                         await member.send_str(out)

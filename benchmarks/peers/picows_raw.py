@@ -33,7 +33,7 @@ class Member(WSListener):  # type: ignore[misc]
         data = frame.get_payload_as_bytes()
         if data[:2] == b"S:":
             end = data.index(b":", 2)
-            self.router.broadcast(data[2:end], frame_text(data[end + 1:]))
+            self.router.broadcast(data[2:end], frame_text(data[end + 1 :]))
         elif data[:2] == b"J:":
             self.rooms.append(data[2:])
             self.router.join(data[2:], self.outbox)
@@ -48,9 +48,15 @@ async def main(port: int) -> None:
 
     router = Router()
     queue = FlushQueue(asyncio.get_running_loop())
-    server = await ws_create_server(lambda _: Member(router, queue), "127.0.0.1", port,
-                                    read_buffer_init_size=2048, max_frame_size=1 << 20,
-                                    backlog=2048, use_aiofastnet=False)
+    server = await ws_create_server(
+        lambda _: Member(router, queue),
+        "127.0.0.1",
+        port,
+        read_buffer_init_size=2048,
+        max_frame_size=1 << 20,
+        backlog=2048,
+        use_aiofastnet=False,
+    )
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     await server.serve_forever()
 

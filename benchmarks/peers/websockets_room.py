@@ -21,8 +21,10 @@ async def handler(ws: ServerConnection) -> None:
                 rooms[msg["room"]].add(ws)
                 joined.append(msg["room"])
             elif msg["type"] == "send":
-                out = json.dumps({"type": "message", "room": msg["room"], "body": msg["body"]},
-                                 separators=(",", ":"))
+                out = json.dumps(
+                    {"type": "message", "room": msg["room"], "body": msg["body"]},
+                    separators=(",", ":"),
+                )
                 broadcast(rooms[msg["room"]], out)
     finally:
         for room in joined:
