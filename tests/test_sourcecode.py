@@ -9,14 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 CHECKED = ["src", "tests", "benchmarks"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_ruff_lint() -> None:
@@ -37,8 +42,13 @@ def test_mypy_strict() -> None:
 def test_import_contracts() -> None:
     # The sources, not the installed copy: the contracts are about the code being changed.
     lint_imports = Path(sys.executable).with_name("lint-imports")
-    out = subprocess.run([str(lint_imports), "--config", "pyproject.toml"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    out = subprocess.run(
+        [str(lint_imports), "--config", "pyproject.toml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "BROKEN" not in out.stdout and "KEPT" in out.stdout

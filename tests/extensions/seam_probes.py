@@ -65,7 +65,7 @@ class Flaky:
         return room_key.split("\x1f", 1)[1].startswith("flaky")
 
     async def observe(self, entries: Sequence[CommittedEntry]) -> None:
-        if not os.path.exists(self._fixed):
+        if not os.path.exists(self._fixed):  # noqa: ASYNC240 - one stat, in a test probe
             raise RuntimeError("flaky observer is down")
 
     def trimmed(self, room_key: str, first_seq: int) -> None:
@@ -117,8 +117,9 @@ class Remote:
 
 
 def install(host: ExtensionHost) -> None:
-    host.add_observer(Recorder(os.environ["SEAM_RECORD_FILE"],
-                               float(os.environ.get("SEAM_RECORD_DELAY", "0"))))
+    host.add_observer(
+        Recorder(os.environ["SEAM_RECORD_FILE"], float(os.environ.get("SEAM_RECORD_DELAY", "0")))
+    )
     host.add_observer(Flaky(os.environ.get("SEAM_FLAKY_FIXED", "/nonexistent")))
     host.add_interceptor(Censor())
     host.add_interceptor(Remote(float(os.environ.get("SEAM_REMOTE_DELAY", "0.3"))))  # type: ignore[arg-type]

@@ -67,22 +67,25 @@ class ServerProcess:
             raise
 
 
-def start_server(data_dir: Path, *, env_extra: dict[str, str] | None = None,
-                 **settings: Any) -> ServerProcess:
+def start_server(
+    data_dir: Path, *, env_extra: dict[str, str] | None = None, **settings: Any
+) -> ServerProcess:
     """Start `python -m nexus serve` on a free port and wait for its URL line.
 
     ``settings`` become NEXUS_* variables; ``env_extra`` adds other environment variables
     (e.g. PYTHONPATH for a test extension)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
     env.update(env_extra or {})
-    env.update({
-        "NEXUS_AUTH_SECRET": SECRET,
-        "NEXUS_AUTH_ISSUER": ISSUER,
-        "NEXUS_AUTH_AUDIENCE": AUDIENCE,
-        "NEXUS_LOG_LEVEL": "warning",
-        "NEXUS_PRINT_DEV_TOKEN": "false",
-        "NEXUS_HTTP_PORT": "0",
-    })
+    env.update(
+        {
+            "NEXUS_AUTH_SECRET": SECRET,
+            "NEXUS_AUTH_ISSUER": ISSUER,
+            "NEXUS_AUTH_AUDIENCE": AUDIENCE,
+            "NEXUS_LOG_LEVEL": "warning",
+            "NEXUS_PRINT_DEV_TOKEN": "false",
+            "NEXUS_HTTP_PORT": "0",
+        }
+    )
     for key, value in settings.items():
         if value is None:
             env.pop(f"NEXUS_{key.upper()}", None)
@@ -90,7 +93,10 @@ def start_server(data_dir: Path, *, env_extra: dict[str, str] | None = None,
             env[f"NEXUS_{key.upper()}"] = str(value)
     proc = subprocess.Popen(
         [sys.executable, "-m", "nexus", "serve", "--port", "0", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     lines: queue.Queue[str | None] = queue.Queue()
     server = ServerProcess(proc, 0, data_dir)
@@ -132,12 +138,16 @@ def module_server(**settings: Any) -> Callable[..., Iterator[ServerProcess]]:
     return fixture
 
 
-def token(user: str, tenant: str = "acme", roles: tuple[str, ...] = ("member",),
-          kind: str = "human", **kw: Any) -> str:
+def token(
+    user: str,
+    tenant: str = "acme",
+    roles: tuple[str, ...] = ("member",),
+    kind: str = "human",
+    **kw: Any,
+) -> str:
     kw.setdefault("issuer", ISSUER)
     kw.setdefault("audience", AUDIENCE)
-    return mint_token(kw.pop("key", SECRET), user=user, tenant=tenant, roles=roles, kind=kind,
-                      **kw)
+    return mint_token(kw.pop("key", SECRET), user=user, tenant=tenant, roles=roles, kind=kind, **kw)
 
 
 class Client:
@@ -149,11 +159,13 @@ class Client:
         self._next_id = 0
 
     @classmethod
-    async def connect(cls, url: str, tok: str | None = None, *, header: bool = False,
-                      **kw: Any) -> Client:
+    async def connect(
+        cls, url: str, tok: str | None = None, *, header: bool = False, **kw: Any
+    ) -> Client:
         headers = {"Authorization": f"Bearer {tok}"} if (tok and header) else None
-        ws = await websockets.connect(url, additional_headers=headers, max_size=None, max_queue=None,
-                                      open_timeout=10, **kw)
+        ws = await websockets.connect(
+            url, additional_headers=headers, max_size=None, max_queue=None, open_timeout=10, **kw
+        )
         client = cls(ws)
         if tok and not header:
             ok = await client.request({"type": "auth", "token": tok})

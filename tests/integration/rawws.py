@@ -72,9 +72,16 @@ class HttpResponse:
         return orjson.loads(self.body)
 
 
-def build_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0,
-                mask: bytes | None = None, masked: bool = True,
-                length_form: int | None = None) -> bytes:
+def build_frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bytes | None = None,
+    masked: bool = True,
+    length_form: int | None = None,
+) -> bytes:
     """Encode one client frame.
 
     Args:
@@ -117,9 +124,10 @@ def apply_mask(payload: bytes, key: bytes) -> bytes:
     """XOR ``payload`` with the repeating 4-byte ``key`` (masking and unmasking alike)."""
     if not payload:
         return b""
-    repeated = (key * (len(payload) // 4 + 1))[:len(payload)]
+    repeated = (key * (len(payload) // 4 + 1))[: len(payload)]
     return (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(
-        len(payload), "big")
+        len(payload), "big"
+    )
 
 
 def close_payload(code: int | None, reason: bytes = b"") -> bytes:
@@ -135,8 +143,9 @@ def text(obj: Any) -> bytes:
     return build_frame(TEXT, orjson.dumps(obj))
 
 
-def handshake_request(port: int, path: str = "/ws",
-                      headers: dict[str, str | None] | None = None) -> bytes:
+def handshake_request(
+    port: int, path: str = "/ws", headers: dict[str, str | None] | None = None
+) -> bytes:
     """An HTTP/1.1 upgrade request; ``headers`` override the defaults, None removes one."""
     merged: dict[str, str | None] = {
         "Host": f"127.0.0.1:{port}",
@@ -217,30 +226,39 @@ class ByteStream:
                         self.ended = True
                     self.buffer += chunk
         except TimeoutError:
-            raise AssertionError(f"no {waiting_for} from the server within {timeout} s "
-                                 f"(buffered: {bytes(self.buffer[:200])!r})") from None
+            raise AssertionError(
+                f"no {waiting_for} from the server within {timeout} s "
+                f"(buffered: {bytes(self.buffer[:200])!r})"
+            ) from None
 
     async def read_exactly(self, n: int, timeout: float, waiting_for: str = "frame") -> bytes:
         await self._until(lambda: len(self.buffer) >= n, timeout, waiting_for)
         if len(self.buffer) < n:
-            raise AssertionError(f"the connection ended ({self.how_it_ended()}) before a "
-                                 f"complete {waiting_for}; buffered: {bytes(self.buffer)!r}")
+            raise AssertionError(
+                f"the connection ended ({self.how_it_ended()}) before a "
+                f"complete {waiting_for}; buffered: {bytes(self.buffer)!r}"
+            )
         out = bytes(self.buffer[:n])
         del self.buffer[:n]
         return out
 
-    async def read_until(self, separator: bytes, limit: int, timeout: float,
-                         waiting_for: str) -> bytes:
-        await self._until(lambda: separator in self.buffer or len(self.buffer) > limit, timeout,
-                          waiting_for)
+    async def read_until(
+        self, separator: bytes, limit: int, timeout: float, waiting_for: str
+    ) -> bytes:
+        await self._until(
+            lambda: separator in self.buffer or len(self.buffer) > limit, timeout, waiting_for
+        )
         end = self.buffer.find(separator)
         if end < 0:
-            raise AssertionError(f"no complete {waiting_for} ({self.how_it_ended()}); "
-                                 f"got {bytes(self.buffer[:200])!r}")
+            raise AssertionError(
+                f"no complete {waiting_for} ({self.how_it_ended()}); "
+                f"got {bytes(self.buffer[:200])!r}"
+            )
         return await self.read_exactly(end + len(separator), timeout, waiting_for)
 
-    async def read_to_end(self, timeout: float,
-                          waiting_for: str = "end of the connection") -> bytes:
+    async def read_to_end(
+        self, timeout: float, waiting_for: str = "end of the connection"
+    ) -> bytes:
         """Everything until the connection ends (EOF or reset)."""
         await self._until(lambda: False, timeout, waiting_for)
         out = bytes(self.buffer)
@@ -275,9 +293,13 @@ class RawWebSocket:
 
     # -- opening -------------------------------------------------------------
     @classmethod
-    async def connect(cls, port: int, path: str = "/ws",
-                      headers: dict[str, str | None] | None = None,
-                      timeout: float = TIMEOUT) -> RawWebSocket:
+    async def connect(
+        cls,
+        port: int,
+        path: str = "/ws",
+        headers: dict[str, str | None] | None = None,
+        timeout: float = TIMEOUT,
+    ) -> RawWebSocket:
         """Upgrade and return the connection; fail the test unless the answer is 101."""
         answer = await upgrade(port, path, headers, timeout)
         assert isinstance(answer, RawWebSocket), f"expected 101, got {answer}"
@@ -299,7 +321,7 @@ class RawWebSocket:
         unless the kernel coalesces a backlog; the server must cope either way.
         """
         for i in range(0, len(data), size):
-            await self.stream.write(data[i:i + size])
+            await self.stream.write(data[i : i + size])
 
     async def send_frame(self, opcode: int, payload: bytes = b"", **kw: Any) -> None:
         """Build one frame (see ``build_frame`` for the options) and write it."""
@@ -335,15 +357,17 @@ class RawWebSocket:
         """
         frame = await self.recv_frame(timeout)
         if frame.opcode == CLOSE:
-            raise AssertionError(f"expected an event, got CLOSE {frame.close_code()} "
-                                 f"{frame.close_reason()!r}")
+            raise AssertionError(
+                f"expected an event, got CLOSE {frame.close_code()} {frame.close_reason()!r}"
+            )
         assert (frame.opcode, frame.fin, frame.rsv) == (TEXT, True, 0), frame
         event = orjson.loads(frame.payload)
         assert isinstance(event, dict), event
         return event
 
-    async def expect_close(self, timeout: float = TIMEOUT,
-                           echo: bool | None = None) -> tuple[int | None, bytes]:
+    async def expect_close(
+        self, timeout: float = TIMEOUT, echo: bool | None = None
+    ) -> tuple[int | None, bytes]:
         """The next frame must be CLOSE; then the server must end TCP with nothing after it.
 
         Returns the close code (None for an empty CLOSE payload) and the reason bytes.
@@ -393,8 +417,12 @@ class RawWebSocket:
         assert (event["type"], event["id"]) == ("pong", rid), event
 
 
-async def upgrade(port: int, path: str = "/ws", headers: dict[str, str | None] | None = None,
-                  timeout: float = TIMEOUT) -> RawWebSocket | HttpResponse:
+async def upgrade(
+    port: int,
+    path: str = "/ws",
+    headers: dict[str, str | None] | None = None,
+    timeout: float = TIMEOUT,
+) -> RawWebSocket | HttpResponse:
     """Send an upgrade request; a 101 gives a RawWebSocket, anything else an HttpResponse."""
     stream = await ByteStream.open(port, timeout)
     await stream.write(handshake_request(port, path, headers))
@@ -411,8 +439,9 @@ async def upgrade(port: int, path: str = "/ws", headers: dict[str, str | None] |
         return RawWebSocket(stream, parsed)
     try:
         if "content-length" in parsed:
-            body = await stream.read_exactly(int(parsed["content-length"]), timeout,
-                                             "HTTP response body")
+            body = await stream.read_exactly(
+                int(parsed["content-length"]), timeout, "HTTP response body"
+            )
         else:
             body = await stream.read_to_end(timeout, "HTTP response body")
     finally:

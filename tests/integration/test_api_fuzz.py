@@ -10,20 +10,27 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
-    content_type_conformance, response_schema_conformance, status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
 )
 
 from .harness import ServerProcess, start_server, token
 
 ADMIN = {"Authorization": f"Bearer {token('fuzzy', roles=('admin', 'member'))}"}
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path_factory.mktemp("data"), rate_user_per_s=100000,
-                       rate_user_burst=100000)
+    srv = start_server(
+        tmp_path_factory.mktemp("data"), rate_user_per_s=100000, rate_user_burst=100000
+    )
     yield srv
     assert srv.stop() == 0
 
@@ -48,9 +55,11 @@ def operations(api_schema: schemathesis.BaseSchema) -> list[object]:
 def test_api_conforms_to_its_openapi(api_schema: schemathesis.BaseSchema) -> None:
     # schemathesis' pytest plugin does not load under this pytest; drive Hypothesis directly.
     for operation in operations(api_schema):
+
         @given(case=operation.as_strategy())  # type: ignore[attr-defined]
-        @settings(max_examples=25, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def run(case: schemathesis.Case) -> None:
             case.call_and_validate(headers=ADMIN, checks=CHECKS)
 
@@ -59,9 +68,11 @@ def test_api_conforms_to_its_openapi(api_schema: schemathesis.BaseSchema) -> Non
 
 def test_api_without_token_is_401_not_5xx(api_schema: schemathesis.BaseSchema) -> None:
     for operation in operations(api_schema):
+
         @given(case=operation.as_strategy())  # type: ignore[attr-defined]
-        @settings(max_examples=5, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=5, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def run(case: schemathesis.Case) -> None:
             response = case.call(headers={})
             assert response.status_code < 500

@@ -36,9 +36,16 @@ def b64(data: bytes) -> str:
 
 def claims(**over: object) -> dict[str, object]:
     now = int(time.time())
-    base: dict[str, object] = {"sub": "mallory", "tenant": "acme", "roles": ["admin"],
-                               "kind": "human", "iat": now, "exp": now + 600,
-                               "iss": ISSUER, "aud": AUDIENCE}
+    base: dict[str, object] = {
+        "sub": "mallory",
+        "tenant": "acme",
+        "roles": ["admin"],
+        "kind": "human",
+        "iat": now,
+        "exp": now + 600,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+    }
     base.update(over)
     return base
 
@@ -53,8 +60,9 @@ async def rejected(server: ServerProcess, tok: str) -> tuple[dict[str, object], 
 
 async def test_valid_token_in_auth_message(server: ServerProcess) -> None:
     client = await Client.connect(server.url)
-    reply = await client.request({"type": "auth", "token": token("alice", roles=("member",),
-                                                                 kind="agent")})
+    reply = await client.request(
+        {"type": "auth", "token": token("alice", roles=("member",), kind="agent")}
+    )
     assert reply["type"] == "auth.ok"
     assert (reply["user_id"], reply["tenant"], reply["kind"]) == ("alice", "acme", "agent")
     assert reply["roles"] == ["member"]
@@ -77,8 +85,18 @@ async def test_bad_token_in_upgrade_header_gets_401(server: ServerProcess) -> No
     assert body["error"]["code"] == "unauthorized"
 
 
-@pytest.mark.parametrize("case", ["expired", "not_yet_valid", "wrong_signature",
-                                  "wrong_audience", "wrong_issuer", "alg_none", "garbage"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "expired",
+        "not_yet_valid",
+        "wrong_signature",
+        "wrong_audience",
+        "wrong_issuer",
+        "alg_none",
+        "garbage",
+    ],
+)
 async def test_invalid_tokens_are_refused_and_closed(server: ServerProcess, case: str) -> None:
     now = time.time()
     tok = {
@@ -87,8 +105,9 @@ async def test_invalid_tokens_are_refused_and_closed(server: ServerProcess, case
         "wrong_signature": lambda: token("alice", key="another-secret-of-enough-length-0123456789"),
         "wrong_audience": lambda: token("alice", audience="someone-else"),
         "wrong_issuer": lambda: token("alice", issuer="evil"),
-        "alg_none": lambda: ".".join((b64(b'{"alg":"none","typ":"JWT"}'),
-                                      b64(json.dumps(claims()).encode()), "")),
+        "alg_none": lambda: ".".join(
+            (b64(b'{"alg":"none","typ":"JWT"}'), b64(json.dumps(claims()).encode()), "")
+        ),
         "garbage": lambda: "not.a.jwt",
     }[case]()
     event, code = await rejected(server, tok)
@@ -124,37 +143,52 @@ async def test_no_auth_within_timeout_closes_4001(quick_auth_server: ServerProce
 
 # -- public-key configuration: RS256 pinned -------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def rsa_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     path = tmp_path_factory.mktemp("keys") / "public.pem"
     path.write_bytes(public)
     return private, path
 
 
 @pytest.fixture(scope="module")
-def rsa_server(tmp_path_factory: pytest.TempPathFactory,
-               rsa_keys: tuple[str, Path]) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path_factory.mktemp("data"), auth_algorithms="RS256",
-                       auth_public_key_file=rsa_keys[1], auth_secret=None)
+def rsa_server(
+    tmp_path_factory: pytest.TempPathFactory, rsa_keys: tuple[str, Path]
+) -> Iterator[ServerProcess]:
+    srv = start_server(
+        tmp_path_factory.mktemp("data"),
+        auth_algorithms="RS256",
+        auth_public_key_file=rsa_keys[1],
+        auth_secret=None,
+    )
     yield srv
     srv.stop()
 
 
 async def test_rs256_token_accepted(rsa_server: ServerProcess, rsa_keys: tuple[str, Path]) -> None:
-    tok = mint_token(rsa_keys[0], user="carol", tenant="acme", algorithm="RS256",
-                     issuer=ISSUER, audience=AUDIENCE)
+    tok = mint_token(
+        rsa_keys[0],
+        user="carol",
+        tenant="acme",
+        algorithm="RS256",
+        issuer=ISSUER,
+        audience=AUDIENCE,
+    )
     client = await Client.connect(rsa_server.url, tok)
     assert (await client.request({"type": "ping"}))["type"] == "pong"
     await client.close()
 
 
-async def test_hs_rs_confusion_rejected(rsa_server: ServerProcess,
-                                        rsa_keys: tuple[str, Path]) -> None:
+async def test_hs_rs_confusion_rejected(
+    rsa_server: ServerProcess, rsa_keys: tuple[str, Path]
+) -> None:
     # Classic confusion: HS256 "signed" with the server's public key as the HMAC secret.
     header = b64(b'{"alg":"HS256","typ":"JWT"}')
     payload = b64(json.dumps(claims()).encode())
@@ -166,7 +200,8 @@ async def test_hs_rs_confusion_rejected(rsa_server: ServerProcess,
 
 
 async def test_hs256_with_shared_secret_rejected_when_rs256_pinned(
-        rsa_server: ServerProcess) -> None:
+    rsa_server: ServerProcess,
+) -> None:
     event, code = await rejected(rsa_server, token("alice"))
     assert event["code"] == "unauthorized"
     assert code == CloseCode.UNAUTHORIZED
@@ -187,7 +222,8 @@ lenient_server = module_server(heartbeat_interval=0.4, heartbeat_timeout=0.4, au
 
 
 async def test_leeway_that_admitted_a_token_keeps_its_session(
-        lenient_server: ServerProcess) -> None:
+    lenient_server: ServerProcess,
+) -> None:
     # Expired 5 s ago, admitted by the 60 s leeway: the expiry sweep must not close it.
     ws = await RawWebSocket.connect(lenient_server.port)
     await ws.send_text({"type": "auth", "id": "a", "token": token("late", ttl=-5)})

@@ -11,30 +11,40 @@ from nexus.errors import CloseCode
 from .harness import Client, ServerProcess, module_server, token
 
 
-@pytest.mark.parametrize("frame, code", [
-    ("{not json", "bad_request"),
-    ("[1, 2, 3]", "bad_request"),
-    ('{"id": 1}', "bad_request"),
-    ('{"type": "fly", "id": 1}', "bad_request"),
-    ('{"type": 42}', "bad_request"),
-    ('{"type": "room.join", "id": 1}', "bad_request"),
-    ('{"type": "room.join", "room": 5, "id": 1}', "bad_request"),
-    ('{"type": "room.join", "room": "has space", "id": 1}', "bad_request"),
-    ('{"type": "room.join", "room": "r", "since": -1, "id": 1}', "bad_request"),
-    ('{"type": "room.join", "room": "r", "since": "3", "id": 1}', "bad_request"),
-    ('{"type": "message.send", "room": "r", "id": 1}', "bad_request"),
-    ('{"type": "message.send", "room": "r", "body": 7, "id": 1}', "bad_request"),
-    ('{"type": "message.send", "room": "r", "body": "x", "meta": [1], "id": 1}', "bad_request"),
-    ('{"type": "history", "room": "r", "limit": 0, "id": 1}', "bad_request"),
-    ('{"type": "history", "room": "r", "before": 5, "after": 1, "id": 1}', "bad_request"),
-    ('{"type": "typing", "room": "r", "active": "yes", "id": 1}', "bad_request"),
-    ('{"type": "message.send", "room": "r", "body": "' + "x" * 20000 + '", "id": 1}',
-     "too_large"),
-    ('{"type": "message.send", "room": "r", "body": "x", "meta": {"k": "' + "v" * 5000
-     + '"}, "id": 1}', "too_large"),
-])
+@pytest.mark.parametrize(
+    "frame, code",
+    [
+        ("{not json", "bad_request"),
+        ("[1, 2, 3]", "bad_request"),
+        ('{"id": 1}', "bad_request"),
+        ('{"type": "fly", "id": 1}', "bad_request"),
+        ('{"type": 42}', "bad_request"),
+        ('{"type": "room.join", "id": 1}', "bad_request"),
+        ('{"type": "room.join", "room": 5, "id": 1}', "bad_request"),
+        ('{"type": "room.join", "room": "has space", "id": 1}', "bad_request"),
+        ('{"type": "room.join", "room": "r", "since": -1, "id": 1}', "bad_request"),
+        ('{"type": "room.join", "room": "r", "since": "3", "id": 1}', "bad_request"),
+        ('{"type": "message.send", "room": "r", "id": 1}', "bad_request"),
+        ('{"type": "message.send", "room": "r", "body": 7, "id": 1}', "bad_request"),
+        ('{"type": "message.send", "room": "r", "body": "x", "meta": [1], "id": 1}', "bad_request"),
+        ('{"type": "history", "room": "r", "limit": 0, "id": 1}', "bad_request"),
+        ('{"type": "history", "room": "r", "before": 5, "after": 1, "id": 1}', "bad_request"),
+        ('{"type": "typing", "room": "r", "active": "yes", "id": 1}', "bad_request"),
+        (
+            '{"type": "message.send", "room": "r", "body": "' + "x" * 20000 + '", "id": 1}',
+            "too_large",
+        ),
+        (
+            '{"type": "message.send", "room": "r", "body": "x", "meta": {"k": "'
+            + "v" * 5000
+            + '"}, "id": 1}',
+            "too_large",
+        ),
+    ],
+)
 async def test_bad_frames_get_error_and_connection_stays_open(
-        server: ServerProcess, frame: str, code: str) -> None:
+    server: ServerProcess, frame: str, code: str
+) -> None:
     client = await Client.connect(server.url, token("ann"))
     await client.send_raw(frame)
     event = await client.recv()
@@ -76,8 +86,7 @@ async def test_error_echoes_request_id(server: ServerProcess) -> None:
     await client.close()
 
 
-small_frame_server = module_server(max_frame_bytes=8192, max_body_bytes=4096,
-                                   max_meta_bytes=1024)
+small_frame_server = module_server(max_frame_bytes=8192, max_body_bytes=4096, max_meta_bytes=1024)
 
 
 async def test_oversized_frame_closes_1009(small_frame_server: ServerProcess) -> None:
@@ -100,22 +109,38 @@ async def test_an_unstorable_client_msg_id_fails_its_sender_alone(server: Server
     """128 four-byte characters (512 bytes) exceed LMDB's key size: it used to fail the whole
     group commit, other users' and tenants' messages included. Now it is bad_request for
     its sender, at intake, and everyone else's messages in the same instant are stored."""
-    others = [await Client.connect(server.url, token(f"peer{i}", tenant=t))
-              for i, t in enumerate(["acme", "acme", "globex"])]
+    others = [
+        await Client.connect(server.url, token(f"peer{i}", tenant=t))
+        for i, t in enumerate(["acme", "acme", "globex"])
+    ]
     poison = await Client.connect(server.url, token("mallory"))
     for c in (*others, poison):
         await c.join("poisoned")
     for i, c in enumerate(others):
-        await c.send({"type": "message.send", "room": "poisoned", "body": f"ok {i}",
-                      "client_msg_id": f"ok-{i}", "id": f"s{i}"})
-    await poison.send({"type": "message.send", "room": "poisoned", "body": "bad",
-                       "client_msg_id": "\U0001F600" * 128, "id": "bad"})
+        await c.send(
+            {
+                "type": "message.send",
+                "room": "poisoned",
+                "body": f"ok {i}",
+                "client_msg_id": f"ok-{i}",
+                "id": f"s{i}",
+            }
+        )
+    await poison.send(
+        {
+            "type": "message.send",
+            "room": "poisoned",
+            "body": "bad",
+            "client_msg_id": "\U0001f600" * 128,
+            "id": "bad",
+        }
+    )
     error = await poison.next("error")
     assert (error["id"], error["code"]) == ("bad", "bad_request")
     for c in others:
         assert (await c.next("ack"))["type"] == "ack"
     # 32 four-byte characters are 128 bytes: accepted
-    ack = await poison.say("poisoned", "fits", client_msg_id="\U0001F600" * 32)
-    assert ack["client_msg_id"] == "\U0001F600" * 32
+    ack = await poison.say("poisoned", "fits", client_msg_id="\U0001f600" * 32)
+    assert ack["client_msg_id"] == "\U0001f600" * 32
     for c in (*others, poison):
         await c.close()

@@ -12,11 +12,18 @@ import jwt
 import nexus
 
 
-def nexus_cmd(*args: str, env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def nexus_cmd(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
-    return subprocess.run([sys.executable, "-m", "nexus", *args], capture_output=True,
-                          text=True, env={**base, **(env or {})}, cwd=cwd, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "nexus", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        cwd=cwd,
+        timeout=60,
+    )
 
 
 def test_version() -> None:
@@ -26,15 +33,33 @@ def test_version() -> None:
 
 def test_token_uses_the_dev_secret_of_the_data_dir(tmp_path: Path) -> None:
     (tmp_path / "dev-secret").write_text("a-development-secret-of-the-server-0123456789")
-    out = nexus_cmd("token", "--user", "bob", "--tenant", "t1", "--roles", "admin,member",
-                    "--kind", "agent", "--ttl", "120", "--data-dir", str(tmp_path))
+    out = nexus_cmd(
+        "token",
+        "--user",
+        "bob",
+        "--tenant",
+        "t1",
+        "--roles",
+        "admin,member",
+        "--kind",
+        "agent",
+        "--ttl",
+        "120",
+        "--data-dir",
+        str(tmp_path),
+    )
     assert out.returncode == 0, out.stderr
     assert str((tmp_path / "dev-secret").resolve()) in out.stderr  # says which secret
     secret = (tmp_path / "dev-secret").read_text()
-    claims = jwt.decode(out.stdout.strip(), secret, algorithms=["HS256"], audience="nexus",
-                        issuer="nexus")
+    claims = jwt.decode(
+        out.stdout.strip(), secret, algorithms=["HS256"], audience="nexus", issuer="nexus"
+    )
     assert (claims["sub"], claims["tenant"], claims["roles"], claims["kind"]) == (
-        "bob", "t1", ["admin", "member"], "agent")
+        "bob",
+        "t1",
+        ["admin", "member"],
+        "agent",
+    )
     assert claims["exp"] - claims["iat"] == 120
 
 
@@ -56,8 +81,9 @@ def test_the_server_creates_the_dev_secret_the_token_command_then_uses(tmp_path:
         out = nexus_cmd("token", "--user", "bob", "--tenant", "t1", "--data-dir", str(tmp_path))
         assert out.returncode == 0, out.stderr
         secret = (tmp_path / "dev-secret").read_text()
-        jwt.decode(out.stdout.strip(), secret, algorithms=["HS256"], audience="nexus",
-                   issuer="nexus")
+        jwt.decode(
+            out.stdout.strip(), secret, algorithms=["HS256"], audience="nexus", issuer="nexus"
+        )
     finally:
         assert server.stop() == 0
 
@@ -66,8 +92,9 @@ def test_token_refuses_names_the_server_would_refuse(tmp_path: Path) -> None:
     (tmp_path / "dev-secret").write_text("a-development-secret-of-the-server-0123456789")
     for flag, value in (("--user", "bad user"), ("--tenant", "t/1"), ("--user", "x" * 129)):
         args = {"--user": "ok", "--tenant": "ok", flag: value}
-        out = nexus_cmd("token", *[a for kv in args.items() for a in kv],
-                        "--data-dir", str(tmp_path))
+        out = nexus_cmd(
+            "token", *[a for kv in args.items() for a in kv], "--data-dir", str(tmp_path)
+        )
         assert out.returncode == 2 and flag in out.stderr and out.stdout == "", out
 
 
@@ -99,7 +126,7 @@ def test_bad_settings_stop_the_start_with_one_line(tmp_path: Path) -> None:
         (["serve", "--auth-algorithms", "HS256,RS256"], {}, "auth_algorithms"),
     ]
     bad_toml = tmp_path / "bad.toml"
-    bad_toml.write_text('[auth]\nissuer = 42\n')
+    bad_toml.write_text("[auth]\nissuer = 42\n")
     cases.append((["serve", "--config", str(bad_toml)], {}, "auth_issuer"))
     unknown = tmp_path / "unknown.toml"
     unknown.write_text('colour = "blue"\n')
@@ -113,12 +140,13 @@ def test_bad_settings_stop_the_start_with_one_line(tmp_path: Path) -> None:
 
 def test_toml_config_is_used(tmp_path: Path) -> None:
     config = tmp_path / "nexus.toml"
-    config.write_text(f'data_dir = "{tmp_path}"\n[auth]\nissuer = "from-file"\n'
-                      'secret = "a-configured-secret-0123456789-abcdef"\n')
+    config.write_text(
+        f'data_dir = "{tmp_path}"\n[auth]\nissuer = "from-file"\n'
+        'secret = "a-configured-secret-0123456789-abcdef"\n'
+    )
     out = nexus_cmd("token", "--user", "a", "--tenant", "t", "--config", str(config))
     assert out.returncode == 0, out.stderr
-    assert jwt.decode(out.stdout.strip(), options={"verify_signature": False})["iss"] == \
-        "from-file"
+    assert jwt.decode(out.stdout.strip(), options={"verify_signature": False})["iss"] == "from-file"
 
 
 async def test_probes_are_quiet_and_client_faults_are_not_errors(tmp_path: Path) -> None:
@@ -129,8 +157,9 @@ async def test_probes_are_quiet_and_client_faults_are_not_errors(tmp_path: Path)
     from .harness import start_server
     from .rawws import RawWebSocket, build_frame
 
-    server = start_server(tmp_path, log_level="info", max_frame_bytes=4096,
-                          max_body_bytes=2048, max_meta_bytes=1024)
+    server = start_server(
+        tmp_path, log_level="info", max_frame_bytes=4096, max_body_bytes=2048, max_meta_bytes=1024
+    )
     try:
         async with httpx.AsyncClient() as http:
             for path in ("/healthz", "/readyz", "/healthz"):

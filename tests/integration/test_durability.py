@@ -69,8 +69,9 @@ class Writer:
             while not stop.is_set() and not reader.done():
                 self.counter += 1
                 body = f"{self.name}-{self.counter}"
-                await client.send({"type": "message.send", "room": room, "body": body,
-                                   "client_msg_id": body})
+                await client.send(
+                    {"type": "message.send", "room": room, "body": body, "client_msg_id": body}
+                )
                 # Pacing, not synchronisation: an uneven stream, acks still in flight.
                 await asyncio.sleep(random.uniform(0, 0.004))
             if not reader.done():
@@ -109,8 +110,13 @@ async def test_acked_messages_survive_sigkill_rounds(tmp_path: Path) -> None:
     writers = [Writer(f"w{i}", progress) for i in range(3)]
     rng = random.Random(7)
     for _ in range(4):
-        server = start_server(tmp_path, rate_conn_per_s=5000, rate_conn_burst=5000,
-                              rate_user_per_s=5000, rate_user_burst=5000)
+        server = start_server(
+            tmp_path,
+            rate_conn_per_s=5000,
+            rate_conn_burst=5000,
+            rate_user_per_s=5000,
+            rate_user_burst=5000,
+        )
         stop = asyncio.Event()
         tasks = [asyncio.create_task(w.run(server.url, room, stop)) for w in writers]
         # Kill at a random point of the traffic (counted in acks, not guessed in seconds,
@@ -142,8 +148,14 @@ async def test_acked_messages_survive_sigkill_rounds(tmp_path: Path) -> None:
 
 
 async def test_resume_seam_under_live_traffic(tmp_path: Path) -> None:
-    server = start_server(tmp_path, replay_page=16, rate_conn_per_s=10000,
-                          rate_conn_burst=10000, rate_user_per_s=10000, rate_user_burst=10000)
+    server = start_server(
+        tmp_path,
+        replay_page=16,
+        rate_conn_per_s=10000,
+        rate_conn_burst=10000,
+        rate_user_per_s=10000,
+        rate_user_burst=10000,
+    )
     try:
         room = "seam"
         sender = await Client.connect(server.url, token("talker"))
@@ -182,15 +194,18 @@ async def test_idempotent_resend_across_reconnect(tmp_path: Path) -> None:
         await first.join("idem")
         ack = await first.say("idem", "hello", client_msg_id="k1")
         # Send and vanish without waiting for the ack.
-        await first.send({"type": "message.send", "room": "idem", "body": "unacked",
-                          "client_msg_id": "k2"})
+        await first.send(
+            {"type": "message.send", "room": "idem", "body": "unacked", "client_msg_id": "k2"}
+        )
         await first.close()
 
         again = await Client.connect(server.url, token("ann"))
         await again.join("idem")
         dup = await again.say("idem", "hello", client_msg_id="k1")
-        assert dup["duplicate"] and (dup["seq"], dup["message_id"]) == (ack["seq"],
-                                                                         ack["message_id"])
+        assert dup["duplicate"] and (dup["seq"], dup["message_id"]) == (
+            ack["seq"],
+            ack["message_id"],
+        )
         resent = await again.say("idem", "unacked", client_msg_id="k2")
         page = await again.request({"type": "history", "room": "idem"})
         bodies = [m["body"] for m in page["messages"]]
@@ -221,33 +236,51 @@ async def test_edit_and_delete_are_sequenced_and_permissioned(tmp_path: Path) ->
         sent = await ann.say(room, "first draft")
         mid = sent["message_id"]
 
-        denied = await ben.request({"type": "message.edit", "room": room, "message_id": mid,
-                                    "body": "hijack"})
+        denied = await ben.request(
+            {"type": "message.edit", "room": room, "message_id": mid, "body": "hijack"}
+        )
         assert denied["code"] == "forbidden"
-        edit = await ann.request({"type": "message.edit", "room": room, "message_id": mid,
-                                  "body": "final text", "client_msg_id": "e1"})
+        edit = await ann.request(
+            {
+                "type": "message.edit",
+                "room": room,
+                "message_id": mid,
+                "body": "final text",
+                "client_msg_id": "e1",
+            }
+        )
         assert edit["type"] == "ack" and edit["seq"] == 2
         live = await ben.next("message.edited")
         assert (live["seq"], live["target_id"], live["target_seq"], live["body"], live["by"]) == (
-            2, mid, 1, "final text", "ann")
+            2,
+            mid,
+            1,
+            "final text",
+            "ann",
+        )
 
         other = await ben.say(room, "ben's line")
-        by_admin = await owner.request({"type": "message.delete", "room": room,
-                                        "message_id": other["message_id"]})
+        by_admin = await owner.request(
+            {"type": "message.delete", "room": room, "message_id": other["message_id"]}
+        )
         assert by_admin["type"] == "ack" and by_admin["seq"] == 4
         deleted = await ann.next("message.deleted")
         assert (deleted["target_id"], deleted["by"]) == (other["message_id"], "olga")
-        gone = await ann.request({"type": "message.edit", "room": room,
-                                  "message_id": other["message_id"], "body": "x"})
+        gone = await ann.request(
+            {"type": "message.edit", "room": room, "message_id": other["message_id"], "body": "x"}
+        )
         assert gone["code"] == "conflict"
-        missing = await ann.request({"type": "message.delete", "room": room,
-                                     "message_id": "nope"})
+        missing = await ann.request({"type": "message.delete", "room": room, "message_id": "nope"})
         assert missing["code"] == "not_found"
 
         page = await ann.request({"type": "history", "room": room})
         msgs = {m["seq"]: m for m in page["messages"]}
         assert [m["type"] for m in page["messages"]] == [
-            "message", "message.edited", "message", "message.deleted"]
+            "message",
+            "message.edited",
+            "message",
+            "message.deleted",
+        ]
         assert msgs[1]["body"] == "final text" and msgs[1]["edited_by"] == "ann"
         assert msgs[1]["edited"] >= msgs[1]["ts"]
         assert msgs[3]["body"] == "" and msgs[3]["deleted_by"] == "olga"
@@ -255,10 +288,12 @@ async def test_edit_and_delete_are_sequenced_and_permissioned(tmp_path: Path) ->
         # A client resuming from before the edits learns about them in seq order.
         late = await Client.connect(server.url, token("cy"))
         await late.send({"type": "room.join", "room": room, "since": 1})
-        replay = [await late.next("message", "message.edited", "message.deleted")
-                  for _ in range(3)]
+        replay = [await late.next("message", "message.edited", "message.deleted") for _ in range(3)]
         assert [(e["type"], e["seq"]) for e in replay] == [
-            ("message.edited", 2), ("message", 3), ("message.deleted", 4)]
+            ("message.edited", 2),
+            ("message", 3),
+            ("message.deleted", 4),
+        ]
         for c in (owner, ann, ben, late):
             await c.close()
     finally:
@@ -266,7 +301,8 @@ async def test_edit_and_delete_are_sequenced_and_permissioned(tmp_path: Path) ->
 
 
 async def test_retried_delete_gets_its_ack_and_archived_room_refuses_changes(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     server = start_server(tmp_path)
     try:
         room = "archive-me"
@@ -276,23 +312,39 @@ async def test_retried_delete_gets_its_ack_and_archived_room_refuses_changes(
             await c.join(room)
         first = await ann.say(room, "to be deleted")
         kept = await ann.say(room, "to be kept")
-        delete = {"type": "message.delete", "room": room, "message_id": first["message_id"],
-                  "client_msg_id": "del-1"}
+        delete = {
+            "type": "message.delete",
+            "room": room,
+            "message_id": first["message_id"],
+            "client_msg_id": "del-1",
+        }
         done = await ann.request(delete)
         assert done["type"] == "ack" and done["seq"] == 3
         # The retry finds the message deleted, but it is the same request: same ack, no event.
         again = await ann.request(delete)
         assert (again["type"], again["seq"], again["message_id"], again.get("duplicate")) == (
-            "ack", 3, done["message_id"], True)
+            "ack",
+            3,
+            done["message_id"],
+            True,
+        )
 
-        req = urllib.request.Request(f"{server.api}/v1/rooms/{room}", method="DELETE",
-                                     headers={"Authorization": f"Bearer {token('olga')}"})
+        req = urllib.request.Request(
+            f"{server.api}/v1/rooms/{room}",
+            method="DELETE",
+            headers={"Authorization": f"Bearer {token('olga')}"},
+        )
         assert await asyncio.to_thread(http_status, req) == 200
-        for change in ({"type": "message.edit", "room": room,
-                        "message_id": kept["message_id"], "body": "late edit"},
-                       {"type": "message.delete", "room": room,
-                        "message_id": kept["message_id"]},
-                       {"type": "message.send", "room": room, "body": "late send"}):
+        for change in (
+            {
+                "type": "message.edit",
+                "room": room,
+                "message_id": kept["message_id"],
+                "body": "late edit",
+            },
+            {"type": "message.delete", "room": room, "message_id": kept["message_id"]},
+            {"type": "message.send", "room": room, "body": "late send"},
+        ):
             refused = await olga.request(change)
             assert (refused["type"], refused["code"]) == ("error", "forbidden"), change
         # A retry of something committed before the archive still gets its ack.
@@ -335,16 +387,23 @@ async def test_graceful_drain(tmp_path: Path) -> None:
 
 
 async def test_full_store_refuses_with_internal_and_keeps_serving(tmp_path: Path) -> None:
-    server = start_server(tmp_path, store_map_size=256 * 1024, rate_conn_per_s=10000,
-                          rate_conn_burst=10000, rate_user_per_s=10000, rate_user_burst=10000)
+    server = start_server(
+        tmp_path,
+        store_map_size=256 * 1024,
+        rate_conn_per_s=10000,
+        rate_conn_burst=10000,
+        rate_user_per_s=10000,
+        rate_user_burst=10000,
+    )
     try:
         client = await Client.connect(server.url, token("ann"))
         await client.join("full")
         acked = []
         refused = 0
         for i in range(200):
-            reply = await client.request({"type": "message.send", "room": "full",
-                                          "body": f"{i:04d}" + "x" * 4000})
+            reply = await client.request(
+                {"type": "message.send", "room": "full", "body": f"{i:04d}" + "x" * 4000}
+            )
             if reply["type"] == "ack":
                 assert not refused, "an ack after a refusal means a gap or reorder risk"
                 acked.append(reply["seq"])

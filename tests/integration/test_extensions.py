@@ -18,14 +18,20 @@ from .harness import Client, ServerProcess, start_server, token
 EXTENSIONS = Path(__file__).resolve().parents[1] / "extensions"
 
 
-def probe_server(data_dir: Path, workdir: Path, record_delay: float = 0.0,
-                 **settings: object) -> ServerProcess:
-    return start_server(data_dir, extensions="seam_probes:install", env_extra={
-        "PYTHONPATH": str(EXTENSIONS),
-        "SEAM_RECORD_FILE": str(workdir / "recorded.tsv"),
-        "SEAM_RECORD_DELAY": str(record_delay),
-        "SEAM_FLAKY_FIXED": str(workdir / "flaky-fixed"),
-    }, **settings)
+def probe_server(
+    data_dir: Path, workdir: Path, record_delay: float = 0.0, **settings: object
+) -> ServerProcess:
+    return start_server(
+        data_dir,
+        extensions="seam_probes:install",
+        env_extra={
+            "PYTHONPATH": str(EXTENSIONS),
+            "SEAM_RECORD_FILE": str(workdir / "recorded.tsv"),
+            "SEAM_RECORD_DELAY": str(record_delay),
+            "SEAM_FLAKY_FIXED": str(workdir / "flaky-fixed"),
+        },
+        **settings,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +65,18 @@ async def until(check: object, what: str, timeout: float = 15.0) -> None:
 
 # -- interceptors -----------------------------------------------------------------------------
 
+
 async def test_interceptor_verdicts(probes: ServerProcess) -> None:
     ann = await Client.connect(probes.url, token("ann"))
     await ann.join("guarded-verdicts")
-    denied = await ann.request({"type": "message.send", "room": "guarded-verdicts",
-                                "body": "a forbidden thing", "client_msg_id": "d1"})
+    denied = await ann.request(
+        {
+            "type": "message.send",
+            "room": "guarded-verdicts",
+            "body": "a forbidden thing",
+            "client_msg_id": "d1",
+        }
+    )
     assert (denied["type"], denied["code"]) == ("error", "forbidden"), denied
     assert "forbidden word" in denied["message"]
     replaced = await ann.say("guarded-verdicts", "darn it")
@@ -112,13 +125,34 @@ async def test_async_interceptor_keeps_order_and_idempotency(probes: ServerProce
     ann = await Client.connect(probes.url, token("ann"))
     await ann.join("remote-order")
     for i in range(3):
-        await ann.send({"type": "message.send", "room": "remote-order", "body": f"m{i}",
-                        "client_msg_id": f"r{i}", "id": f"s{i}"})
+        await ann.send(
+            {
+                "type": "message.send",
+                "room": "remote-order",
+                "body": f"m{i}",
+                "client_msg_id": f"r{i}",
+                "id": f"s{i}",
+            }
+        )
     # A resend while the first is still being checked is answered with the same entry.
-    await ann.send({"type": "message.send", "room": "remote-order", "body": "m0",
-                    "client_msg_id": "r0", "id": "again"})
-    await ann.send({"type": "message.send", "room": "remote-order", "body": "no thanks",
-                    "client_msg_id": "r3", "id": "s3"})
+    await ann.send(
+        {
+            "type": "message.send",
+            "room": "remote-order",
+            "body": "m0",
+            "client_msg_id": "r0",
+            "id": "again",
+        }
+    )
+    await ann.send(
+        {
+            "type": "message.send",
+            "room": "remote-order",
+            "body": "no thanks",
+            "client_msg_id": "r3",
+            "id": "s3",
+        }
+    )
     answers = {}
     while len(answers) < 5:
         event = await ann.next("ack", "error")
@@ -141,6 +175,7 @@ async def test_async_interceptor_keeps_order_and_idempotency(probes: ServerProce
 
 # -- observers --------------------------------------------------------------------------------
 
+
 def recorded(path: Path) -> list[tuple[str, int, str]]:
     if not path.exists():
         return []
@@ -151,13 +186,18 @@ def recorded(path: Path) -> list[tuple[str, int, str]]:
     return rows
 
 
-async def test_observer_sees_every_entry_in_order(probes: ServerProcess,
-                                                  tmp_path: Path) -> None:
+async def test_observer_sees_every_entry_in_order(probes: ServerProcess, tmp_path: Path) -> None:
     ann = await Client.connect(probes.url, token("ann"))
     await ann.join("recorded-order")
     acks = [await ann.say("recorded-order", f"m{i}") for i in range(20)]
-    edit = await ann.request({"type": "message.edit", "room": "recorded-order",
-                              "message_id": acks[0]["message_id"], "body": "edited"})
+    edit = await ann.request(
+        {
+            "type": "message.edit",
+            "room": "recorded-order",
+            "message_id": acks[0]["message_id"],
+            "body": "edited",
+        }
+    )
     assert edit["type"] == "ack"
     record_file = probe_record_file(probes)
 
@@ -183,8 +223,9 @@ async def test_observer_resumes_after_kill_9_without_loss(tmp_path: Path) -> Non
         ann = await Client.connect(srv.url, token("ann"))
         await ann.join("recorded-crash")
         for i in range(200):
-            await ann.send({"type": "message.send", "room": "recorded-crash",
-                            "body": f"m{i}", "id": i})
+            await ann.send(
+                {"type": "message.send", "room": "recorded-crash", "body": f"m{i}", "id": i}
+            )
             if i % 20 == 19:  # let some acks arrive, then keep sending
                 event = await ann.next("ack")
                 acked.add(event["seq"])
@@ -202,6 +243,7 @@ async def test_observer_resumes_after_kill_9_without_loss(tmp_path: Path) -> Non
     assert not acked <= before, "the slow recorder had everything: no resume to test"
     srv = probe_server(tmp_path / "data", tmp_path)
     try:
+
         async def all_seen() -> bool:
             seen = {seq for room, seq, _ in recorded(record_file) if room == "recorded-crash"}
             return acked <= seen
@@ -231,15 +273,16 @@ async def test_a_failing_observer_harms_nobody(probes: ServerProcess) -> None:
     assert len([e for e in seen if e["room"] == "flaky-room"]) == 10  # fan-out unaffected
 
     async def recorder_done() -> bool:
-        return len([r for r in recorded(record_file)
-                    if r[0] == "recorded-beside-flaky"]) >= 10
+        return len([r for r in recorded(record_file) if r[0] == "recorded-beside-flaky"]) >= 10
 
     await until(recorder_done, "the recorder, beside a failing observer")
 
     async def flaky_lags() -> bool:
         figures = await metrics(probes)
-        return (figures['nexus_observer_lag_events{observer="flaky"}'] == 10
-                and figures['nexus_observer_errors_total{observer="flaky"}'] >= 1)
+        return (
+            figures['nexus_observer_lag_events{observer="flaky"}'] == 10
+            and figures['nexus_observer_errors_total{observer="flaky"}'] >= 1
+        )
 
     await until(flaky_lags, "the failing observer's lag and errors to show")
     (probes.data_dir.parent / "flaky-fixed").touch()  # the observer recovers

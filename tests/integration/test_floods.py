@@ -106,9 +106,11 @@ async def bystander_round_trips(server: ServerProcess, n: int) -> int:
 
 # -- finding 1: ping floods -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("authed", [False, True], ids=["preauth", "authed"])
-async def test_ping_flood_without_reading_is_cut_off(flood_server: ServerProcess,
-                                                     authed: bool) -> None:
+async def test_ping_flood_without_reading_is_cut_off(
+    flood_server: ServerProcess, authed: bool
+) -> None:
     """Pings past the rate get no pong and count as refused; pongs are queued in the
     outbox (counted against the outbound limit). Before the fix every PING got a PONG
     written straight to the socket buffer and RSS grew by gigabytes."""
@@ -141,8 +143,9 @@ FLOODS = {
 
 
 @pytest.mark.parametrize("kind", sorted(FLOODS))
-async def test_frame_flood_is_cut_and_bystanders_are_served(flood_server: ServerProcess,
-                                                            kind: str) -> None:
+async def test_frame_flood_is_cut_and_bystanders_are_served(
+    flood_server: ServerProcess, kind: str
+) -> None:
     """A client sending refused frames as fast as it can (and reading what it gets back,
     so it is no slow consumer) is closed with 4004, while another user's requests are all
     answered."""
@@ -162,12 +165,14 @@ async def test_frame_flood_is_cut_and_bystanders_are_served(flood_server: Server
     assert rss[1] - rss[0] < RSS_SLACK, f"RSS grew by {(rss[1] - rss[0]) >> 20} MB"
 
 
-busy_server = module_server(rate_conn_per_s=100000, rate_conn_burst=100000,
-                            rate_user_per_s=100000, rate_user_burst=100000)
+busy_server = module_server(
+    rate_conn_per_s=100000, rate_conn_burst=100000, rate_user_per_s=100000, rate_user_burst=100000
+)
 
 
 async def test_a_burst_past_the_work_budget_is_answered_completely_in_order(
-        busy_server: ServerProcess) -> None:
+    busy_server: ServerProcess,
+) -> None:
     """600 requests in one write exceed the per-iteration budget (64): the rest are held
     back and answered in later iterations, none lost, in order."""
     ws = await raw_client(busy_server, True)
@@ -179,7 +184,8 @@ async def test_a_burst_past_the_work_budget_is_answered_completely_in_order(
 
 
 async def test_more_frames_than_the_backlog_in_one_go_is_a_flood(
-        busy_server: ServerProcess) -> None:
+    busy_server: ServerProcess,
+) -> None:
     """Valid but absurd: thousands of frames arriving at once (flood_backlog_frames is
     4096) close the connection with 4004 rather than being queued without bound."""
     ws = await raw_client(busy_server, True)
@@ -192,8 +198,10 @@ async def test_more_frames_than_the_backlog_in_one_go_is_a_flood(
 
 # -- finding 4: HTTP bodies ---------------------------------------------------------------------
 
-async def raw_http(server: ServerProcess, head: bytes, body_chunk: bytes = b"",
-                   body_bytes: int = 0) -> tuple[int, dict[str, object]]:
+
+async def raw_http(
+    server: ServerProcess, head: bytes, body_chunk: bytes = b"", body_bytes: int = 0
+) -> tuple[int, dict[str, object]]:
     """Send a request head, then up to ``body_bytes`` of body while the server reads; return
     the status and JSON body of the answer."""
     reader, writer = await asyncio.open_connection("127.0.0.1", server.api_port)
@@ -222,13 +230,18 @@ async def raw_http(server: ServerProcess, head: bytes, body_chunk: bytes = b"",
     return int(status_line.split()[1]), orjson.loads(body)
 
 
-@pytest.mark.parametrize("authorization", [b"", b"Authorization: Bearer nope\r\n"],
-                         ids=["no-token", "bad-token"])
+@pytest.mark.parametrize(
+    "authorization", [b"", b"Authorization: Bearer nope\r\n"], ids=["no-token", "bad-token"]
+)
 async def test_unauthenticated_upload_is_refused_before_it_is_read(
-        flood_server: ServerProcess, authorization: bytes) -> None:
+    flood_server: ServerProcess, authorization: bytes
+) -> None:
     size = 200 << 20
-    head = (b"POST /v1/rooms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + authorization + f"Content-Length: {size}\r\n\r\n".encode())
+    head = (
+        b"POST /v1/rooms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + authorization
+        + f"Content-Length: {size}\r\n\r\n".encode()
+    )
     async with peak_rss(flood_server) as rss:
         status, body = await raw_http(flood_server, head, b"x" * (1 << 20), size)
     assert status == 401 and body["error"]["code"] == "unauthorized"  # type: ignore[index]
@@ -236,18 +249,25 @@ async def test_unauthenticated_upload_is_refused_before_it_is_read(
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-async def test_oversized_body_is_413_before_it_is_buffered(flood_server: ServerProcess,
-                                                           chunked: bool) -> None:
+async def test_oversized_body_is_413_before_it_is_buffered(
+    flood_server: ServerProcess, chunked: bool
+) -> None:
     auth = f"Authorization: Bearer {token('uploader', roles=('admin', 'member'))}\r\n".encode()
     size = 50 << 20
     if chunked:
-        head = (b"POST /v1/rooms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                + auth + b"Transfer-Encoding: chunked\r\n\r\n")
+        head = (
+            b"POST /v1/rooms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + auth
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+        )
         piece = b"x" * 65536
         chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
     else:
-        head = (b"POST /v1/rooms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                + auth + f"Content-Length: {size}\r\n\r\n".encode())
+        head = (
+            b"POST /v1/rooms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + auth
+            + f"Content-Length: {size}\r\n\r\n".encode()
+        )
         chunk = b"x" * (1 << 20)
     async with peak_rss(flood_server) as rss:
         status, body = await raw_http(flood_server, head, chunk, size)
@@ -261,7 +281,8 @@ strict_http_server = module_server(rate_user_per_s=1, rate_user_burst=10)
 
 
 async def test_http_writes_are_rate_limited_with_the_users_bucket(
-        strict_http_server: ServerProcess) -> None:
+    strict_http_server: ServerProcess,
+) -> None:
     who = token("poster", roles=("admin", "member"))
     headers = {"Authorization": f"Bearer {who}"}
     async with httpx.AsyncClient(base_url=strict_http_server.api, headers=headers) as http:

@@ -31,7 +31,9 @@ async def test_other_tenant_cannot_join_read_or_see_presence(server: ServerProce
 
     alice_seen = await alice.barrier()
     assert [e["body"] for e in alice_seen if e["type"] == "message"] == [
-        "for tenant A only", "still tenant A"]
+        "for tenant A only",
+        "still tenant A",
+    ]
     assert not [e for e in alice_seen if e["type"] in ("presence", "typing")]
 
     # Typing is not acknowledged. Bob's barrier shows his typing was handled (a connection's
@@ -46,8 +48,9 @@ async def test_other_tenant_cannot_join_read_or_see_presence(server: ServerProce
 
     # A tenant-B sender cannot reply to a tenant-A message by id either.
     a_msg = (await alice.request({"type": "history", "room": "secret"}))["messages"][0]
-    cross = await bob.request({"type": "message.send", "room": "secret", "body": "x",
-                               "reply_to": a_msg["id"]})
+    cross = await bob.request(
+        {"type": "message.send", "room": "secret", "body": "x", "reply_to": a_msg["id"]}
+    )
     assert cross["code"] == "not_found"
     for c in (alice, guest, bob, bea):
         await c.close()

@@ -96,9 +96,16 @@ RS256: dict[str, Any] = {"alg": "RS256", "typ": "JWT"}
 def claims(**changes: Any) -> dict[str, Any]:
     """Valid claims for the test issuer and audience; a change to ``None`` drops the claim."""
     now = int(time.time())
-    base: dict[str, Any] = {"sub": "mallory", "tenant": "acme", "roles": ["member"],
-                            "kind": "human", "iat": now, "exp": now + 600,
-                            "iss": ISSUER, "aud": AUDIENCE}
+    base: dict[str, Any] = {
+        "sub": "mallory",
+        "tenant": "acme",
+        "roles": ["member"],
+        "kind": "human",
+        "iat": now,
+        "exp": now + 600,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+    }
     base.update(changes)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -121,6 +128,7 @@ def sized_token(chars: int) -> str:
 
 # -- keys, and a trap for header-borne key URLs ---------------------------------------------
 
+
 def rsa_jwk(key: rsa.RSAPublicKey, **extra: str) -> dict[str, str]:
     numbers = key.public_numbers()
 
@@ -132,12 +140,17 @@ def rsa_jwk(key: rsa.RSAPublicKey, **extra: str) -> dict[str, str]:
 
 def self_signed(key: rsa.RSAPrivateKey) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nexus-test-issuer")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
 
 
 class UrlTrap:
@@ -186,12 +199,14 @@ class KeyRing:
     @property
     def public_pem(self) -> bytes:
         return self.server_rsa.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     @property
     def public_der(self) -> bytes:
         return self.server_rsa.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     @property
     def x5c(self) -> list[str]:
@@ -207,12 +222,18 @@ def keys() -> Iterator[KeyRing]:
 
     server_rsa, jwks_b, attacker = new_key(), new_key(), new_key()
     cert = self_signed(attacker)
-    attacker_jwks = {"keys": [
-        rsa_jwk(attacker.public_key(), kid="attacker-rsa", alg="RS256", use="sig"),
-        {"kty": "oct", "kid": "attacker-oct", "alg": "HS256", "k": b64url(ATTACKER_SECRET)},
-    ]}
-    trap = UrlTrap({"/jwks.json": json.dumps(attacker_jwks).encode(),
-                    "/cert.pem": cert.public_bytes(serialization.Encoding.PEM)})
+    attacker_jwks = {
+        "keys": [
+            rsa_jwk(attacker.public_key(), kid="attacker-rsa", alg="RS256", use="sig"),
+            {"kty": "oct", "kid": "attacker-oct", "alg": "HS256", "k": b64url(ATTACKER_SECRET)},
+        ]
+    }
+    trap = UrlTrap(
+        {
+            "/jwks.json": json.dumps(attacker_jwks).encode(),
+            "/cert.pem": cert.public_bytes(serialization.Encoding.PEM),
+        }
+    )
     yield KeyRing(server_rsa, jwks_b, attacker, cert, trap)
     trap.close()
 
@@ -237,10 +258,17 @@ def servers(tmp_path_factory: pytest.TempPathFactory, keys: KeyRing) -> Iterator
     pem = keydir / "public.pem"
     pem.write_bytes(keys.public_pem)
     jwks = keydir / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [
-        rsa_jwk(keys.server_rsa.public_key(), kid="key-a", alg="RS256", use="sig"),
-        rsa_jwk(keys.jwks_b.public_key(), kid="key-b", alg="RS256", use="sig"),
-    ]}), "utf-8")
+    jwks.write_text(
+        json.dumps(
+            {
+                "keys": [
+                    rsa_jwk(keys.server_rsa.public_key(), kid="key-a", alg="RS256", use="sig"),
+                    rsa_jwk(keys.jwks_b.public_key(), kid="key-b", alg="RS256", use="sig"),
+                ]
+            }
+        ),
+        "utf-8",
+    )
     configs: list[dict[str, Any]] = [
         {},
         {"auth_algorithms": "RS256", "auth_public_key_file": pem, "auth_secret": None},
@@ -250,7 +278,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory, keys: KeyRing) -> Iterator
     with ThreadPoolExecutor(len(configs)) as pool:
         futures: list[Future[ServerProcess]] = [
             pool.submit(start_server, data_dir, **config)
-            for data_dir, config in zip(data_dirs, configs)
+            for data_dir, config in zip(data_dirs, configs, strict=True)
         ]
     started = [f.result() for f in futures if f.exception() is None]
     try:
@@ -263,6 +291,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory, keys: KeyRing) -> Iterator
 
 
 # -- one refusal / acceptance check per path --------------------------------------------------
+
 
 class Case(NamedTuple):
     """One token to present: which server gets it, and how to build it from the keys."""
@@ -311,19 +340,26 @@ class Gate:
                     # protocol.md §2/§4.1: an empty token fails to decode (bad_request) and
                     # the connection stays open, unauthenticated: the next request is refused.
                     assert (event["type"], event["code"], event["id"]) == (
-                        "error", "bad_request", "attack"), event
+                        "error",
+                        "bad_request",
+                        "attack",
+                    ), event
                     rid = "after"
                     await client.send({"type": "ping", "id": rid})
                     event = await client.recv(TIMEOUT)
                 assert (event["type"], event.get("code"), event.get("id")) == (
-                    "error", "unauthorized", rid), event
+                    "error",
+                    "unauthorized",
+                    rid,
+                ), event
                 assert await client.closed_code(TIMEOUT) == CloseCode.UNAUTHORIZED
             finally:
                 await client.close()
         elif path == "header":
             try:
-                ws = await websockets.connect(server.url, additional_headers=bearer(tok),
-                                              open_timeout=TIMEOUT)
+                ws = await websockets.connect(
+                    server.url, additional_headers=bearer(tok), open_timeout=TIMEOUT
+                )
             except websockets.InvalidStatus as exc:
                 response = exc.response
             else:
@@ -365,9 +401,14 @@ async def gate(servers: Servers, keys: KeyRing) -> AsyncIterator[Gate]:
 
 # -- alg: none ----------------------------------------------------------------------------
 
+
 def unsigned(server: str, alg: str, signature: str = "", **header: Any) -> Case:
-    return Case(server, lambda k: craft({"alg": alg, "typ": "JWT", **header},
-                                        claims(roles=["admin"]), None) + signature)
+    return Case(
+        server,
+        lambda k: (
+            craft({"alg": alg, "typ": "JWT", **header}, claims(roles=["admin"]), None) + signature
+        ),
+    )
 
 
 ALG_NONE = {
@@ -390,17 +431,20 @@ async def test_alg_none_is_refused(gate: Gate, case: Case, path: str) -> None:
 
 CONFUSION = {
     # The classic: the attacker knows the public key and uses its PEM text as an HMAC secret.
-    "hs256-keyed-with-public-pem": Case("rs", lambda k: craft(
-        HS256, claims(roles=["admin"]), k.public_pem)),
-    "hs256-keyed-with-stripped-pem": Case("rs", lambda k: craft(
-        HS256, claims(roles=["admin"]), k.public_pem.strip())),
-    "hs256-keyed-with-public-der": Case("rs", lambda k: craft(
-        HS256, claims(roles=["admin"]), k.public_der)),
-    "hs256-keyed-with-pem-on-jwks-server": Case("jwks", lambda k: craft(
-        {**HS256, "kid": "key-a"}, claims(roles=["admin"]), k.public_pem)),
+    "hs256-keyed-with-public-pem": Case(
+        "rs", lambda k: craft(HS256, claims(roles=["admin"]), k.public_pem)
+    ),
+    "hs256-keyed-with-stripped-pem": Case(
+        "rs", lambda k: craft(HS256, claims(roles=["admin"]), k.public_pem.strip())
+    ),
+    "hs256-keyed-with-public-der": Case(
+        "rs", lambda k: craft(HS256, claims(roles=["admin"]), k.public_der)
+    ),
+    "hs256-keyed-with-pem-on-jwks-server": Case(
+        "jwks", lambda k: craft({**HS256, "kid": "key-a"}, claims(roles=["admin"]), k.public_pem)
+    ),
     # A genuine RS256 token is still refused where only HS256 is pinned.
-    "rs256-token-on-hs256-server": Case("hs", lambda k: craft(
-        RS256, claims(), k.server_rsa)),
+    "rs256-token-on-hs256-server": Case("hs", lambda k: craft(RS256, claims(), k.server_rsa)),
 }
 
 
@@ -415,33 +459,73 @@ async def test_algorithm_confusion_is_refused(gate: Gate, case: Case, path: str)
 
 HEADER_KEYS = {
     # HS256 server: the attacker signs with its own secret and says where to find it.
-    "hs-jwk-oct": Case("hs", lambda k: craft(
-        {**HS256, "jwk": {"kty": "oct", "k": b64url(ATTACKER_SECRET)}},
-        claims(roles=["admin"]), ATTACKER_SECRET)),
-    "hs-jku": Case("hs", lambda k: craft(
-        {**HS256, "jku": k.trap.url("/jwks.json"), "kid": "attacker-oct"},
-        claims(roles=["admin"]), ATTACKER_SECRET)),
-    "hs-x5u": Case("hs", lambda k: craft(
-        {**HS256, "x5u": k.trap.url("/cert.pem")}, claims(roles=["admin"]), ATTACKER_SECRET)),
-    "hs-x5c": Case("hs", lambda k: craft(
-        {**HS256, "x5c": k.x5c}, claims(roles=["admin"]), ATTACKER_SECRET)),
+    "hs-jwk-oct": Case(
+        "hs",
+        lambda k: craft(
+            {**HS256, "jwk": {"kty": "oct", "k": b64url(ATTACKER_SECRET)}},
+            claims(roles=["admin"]),
+            ATTACKER_SECRET,
+        ),
+    ),
+    "hs-jku": Case(
+        "hs",
+        lambda k: craft(
+            {**HS256, "jku": k.trap.url("/jwks.json"), "kid": "attacker-oct"},
+            claims(roles=["admin"]),
+            ATTACKER_SECRET,
+        ),
+    ),
+    "hs-x5u": Case(
+        "hs",
+        lambda k: craft(
+            {**HS256, "x5u": k.trap.url("/cert.pem")}, claims(roles=["admin"]), ATTACKER_SECRET
+        ),
+    ),
+    "hs-x5c": Case(
+        "hs", lambda k: craft({**HS256, "x5c": k.x5c}, claims(roles=["admin"]), ATTACKER_SECRET)
+    ),
     # RS256 servers: the attacker signs with its own RSA key and embeds or points to it.
-    "rs-jwk": Case("rs", lambda k: craft(
-        {**RS256, "jwk": rsa_jwk(k.attacker_rsa.public_key())},
-        claims(roles=["admin"]), k.attacker_rsa)),
-    "rs-jku": Case("rs", lambda k: craft(
-        {**RS256, "jku": k.trap.url("/jwks.json"), "kid": "attacker-rsa"},
-        claims(roles=["admin"]), k.attacker_rsa)),
-    "rs-x5u": Case("rs", lambda k: craft(
-        {**RS256, "x5u": k.trap.url("/cert.pem")}, claims(roles=["admin"]), k.attacker_rsa)),
-    "rs-x5c": Case("rs", lambda k: craft(
-        {**RS256, "x5c": k.x5c}, claims(roles=["admin"]), k.attacker_rsa)),
-    "jwks-jwk-with-known-kid": Case("jwks", lambda k: craft(
-        {**RS256, "kid": "key-a", "jwk": rsa_jwk(k.attacker_rsa.public_key(), kid="key-a")},
-        claims(roles=["admin"]), k.attacker_rsa)),
-    "jwks-jku-with-known-kid": Case("jwks", lambda k: craft(
-        {**RS256, "kid": "key-a", "jku": k.trap.url("/jwks.json")},
-        claims(roles=["admin"]), k.attacker_rsa)),
+    "rs-jwk": Case(
+        "rs",
+        lambda k: craft(
+            {**RS256, "jwk": rsa_jwk(k.attacker_rsa.public_key())},
+            claims(roles=["admin"]),
+            k.attacker_rsa,
+        ),
+    ),
+    "rs-jku": Case(
+        "rs",
+        lambda k: craft(
+            {**RS256, "jku": k.trap.url("/jwks.json"), "kid": "attacker-rsa"},
+            claims(roles=["admin"]),
+            k.attacker_rsa,
+        ),
+    ),
+    "rs-x5u": Case(
+        "rs",
+        lambda k: craft(
+            {**RS256, "x5u": k.trap.url("/cert.pem")}, claims(roles=["admin"]), k.attacker_rsa
+        ),
+    ),
+    "rs-x5c": Case(
+        "rs", lambda k: craft({**RS256, "x5c": k.x5c}, claims(roles=["admin"]), k.attacker_rsa)
+    ),
+    "jwks-jwk-with-known-kid": Case(
+        "jwks",
+        lambda k: craft(
+            {**RS256, "kid": "key-a", "jwk": rsa_jwk(k.attacker_rsa.public_key(), kid="key-a")},
+            claims(roles=["admin"]),
+            k.attacker_rsa,
+        ),
+    ),
+    "jwks-jku-with-known-kid": Case(
+        "jwks",
+        lambda k: craft(
+            {**RS256, "kid": "key-a", "jku": k.trap.url("/jwks.json")},
+            claims(roles=["admin"]),
+            k.attacker_rsa,
+        ),
+    ),
 }
 
 
@@ -457,21 +541,28 @@ async def test_keys_in_the_header_are_not_trusted(gate: Gate, case: Case, path: 
 # -- JWKS key selection -------------------------------------------------------------------
 
 JWKS_KID = {
-    "kid-not-in-set": Case("jwks", lambda k: craft(
-        {**RS256, "kid": "key-c"}, claims(), k.server_rsa)),
-    "kid-a-signed-with-b": Case("jwks", lambda k: craft(
-        {**RS256, "kid": "key-a"}, claims(), k.jwks_b)),
-    "kid-b-signed-with-a": Case("jwks", lambda k: craft(
-        {**RS256, "kid": "key-b"}, claims(), k.server_rsa)),
-    "kid-path-traversal": Case("jwks", lambda k: craft(
-        {**RS256, "kid": "../../dev/null"}, claims(), k.server_rsa)),
-    "kid-sql-ish": Case("jwks", lambda k: craft(
-        {**RS256, "kid": "' OR 1=1 --"}, claims(), k.server_rsa)),
+    "kid-not-in-set": Case(
+        "jwks", lambda k: craft({**RS256, "kid": "key-c"}, claims(), k.server_rsa)
+    ),
+    "kid-a-signed-with-b": Case(
+        "jwks", lambda k: craft({**RS256, "kid": "key-a"}, claims(), k.jwks_b)
+    ),
+    "kid-b-signed-with-a": Case(
+        "jwks", lambda k: craft({**RS256, "kid": "key-b"}, claims(), k.server_rsa)
+    ),
+    "kid-path-traversal": Case(
+        "jwks", lambda k: craft({**RS256, "kid": "../../dev/null"}, claims(), k.server_rsa)
+    ),
+    "kid-sql-ish": Case(
+        "jwks", lambda k: craft({**RS256, "kid": "' OR 1=1 --"}, claims(), k.server_rsa)
+    ),
     "kid-missing": Case("jwks", lambda k: craft(RS256, claims(), k.server_rsa)),
-    "kid-not-a-string": Case("jwks", lambda k: craft(
-        {**RS256, "kid": ["key-a"]}, claims(), k.server_rsa)),
-    "kid-signed-by-attacker": Case("jwks", lambda k: craft(
-        {**RS256, "kid": "key-a"}, claims(), k.attacker_rsa)),
+    "kid-not-a-string": Case(
+        "jwks", lambda k: craft({**RS256, "kid": ["key-a"]}, claims(), k.server_rsa)
+    ),
+    "kid-signed-by-attacker": Case(
+        "jwks", lambda k: craft({**RS256, "kid": "key-a"}, claims(), k.attacker_rsa)
+    ),
 }
 
 
@@ -484,14 +575,19 @@ async def test_jwks_kid_must_name_the_signing_key(gate: Gate, case: Case, path: 
 
 # -- registered claims --------------------------------------------------------------------
 
+
 def hs_claims(**changes: Any) -> Case:
     return Case("hs", lambda k: craft(HS256, claims(**changes)))
 
 
 def hs_times(**offsets: int) -> Case:
     """Time claims ``offsets`` seconds from now, read when the token is built."""
-    return Case("hs", lambda k: craft(HS256, claims(**{
-        name: int(time.time()) + offset for name, offset in offsets.items()})))
+    return Case(
+        "hs",
+        lambda k: craft(
+            HS256, claims(**{name: int(time.time()) + offset for name, offset in offsets.items()})
+        ),
+    )
 
 
 CLAIMS = {
@@ -501,8 +597,10 @@ CLAIMS = {
     "wrong-iss": hs_claims(iss="evil-issuer"),
     "aud-list-without-ours": hs_claims(aud=["someone-else", "another"]),
     "aud-empty-list": hs_claims(aud=[]),
-    **{f"missing-{name}": hs_claims(**{name: None})
-       for name in ("exp", "sub", "iss", "aud", "tenant")},
+    **{
+        f"missing-{name}": hs_claims(**{name: None})
+        for name in ("exp", "sub", "iss", "aud", "tenant")
+    },
 }
 
 
@@ -514,6 +612,7 @@ async def test_bad_registered_claims_are_refused(gate: Gate, case: Case, path: s
 
 
 # -- time claims of the wrong JSON type ---------------------------------------------------
+
 
 def raw_claims(**raw: str) -> Case:
     return Case("hs", lambda k: craft(HS256, claims_text(**raw)))
@@ -547,6 +646,7 @@ async def test_time_claims_must_be_finite_numbers(gate: Gate, case: Case, path: 
 
 
 # -- signature tampering ------------------------------------------------------------------
+
 
 def valid(**changes: Any) -> str:
     return craft(HS256, claims(**changes))
@@ -619,24 +719,34 @@ async def test_malformed_tokens_are_refused(gate: Gate, case: Case, path: str) -
 
 # -- controls -----------------------------------------------------------------------------
 
+
 def junk_headers(k: KeyRing) -> dict[str, Any]:
-    return {"kid": "../../etc/passwd", "jku": k.trap.url("/jwks.json"),
-            "x5u": k.trap.url("/cert.pem")}
+    return {
+        "kid": "../../etc/passwd",
+        "jku": k.trap.url("/jwks.json"),
+        "x5u": k.trap.url("/cert.pem"),
+    }
 
 
 ACCEPTED = {
     "hs256-valid": Case("hs", lambda k: craft(HS256, claims())),
-    "hs256-aud-list-with-ours": Case("hs", lambda k: craft(
-        HS256, claims(aud=["someone-else", AUDIENCE]))),
-    "hs256-with-junk-kid-jku-x5u": Case("hs", lambda k: craft(
-        {**HS256, **junk_headers(k)}, claims())),
+    "hs256-aud-list-with-ours": Case(
+        "hs", lambda k: craft(HS256, claims(aud=["someone-else", AUDIENCE]))
+    ),
+    "hs256-with-junk-kid-jku-x5u": Case(
+        "hs", lambda k: craft({**HS256, **junk_headers(k)}, claims())
+    ),
     "hs256-at-the-size-limit": Case("hs", lambda k: sized_token(TOKEN_MAX_CHARS - 1)),
     "rs256-valid": Case("rs", lambda k: craft(RS256, claims(), k.server_rsa)),
-    "rs256-with-junk-key-headers": Case("rs", lambda k: craft(
-        {**RS256, **junk_headers(k), "x5c": k.x5c,
-         "jwk": rsa_jwk(k.attacker_rsa.public_key())}, claims(), k.server_rsa)),
-    "jwks-kid-a": Case("jwks", lambda k: craft({**RS256, "kid": "key-a"}, claims(),
-                                               k.server_rsa)),
+    "rs256-with-junk-key-headers": Case(
+        "rs",
+        lambda k: craft(
+            {**RS256, **junk_headers(k), "x5c": k.x5c, "jwk": rsa_jwk(k.attacker_rsa.public_key())},
+            claims(),
+            k.server_rsa,
+        ),
+    ),
+    "jwks-kid-a": Case("jwks", lambda k: craft({**RS256, "kid": "key-a"}, claims(), k.server_rsa)),
     "jwks-kid-b": Case("jwks", lambda k: craft({**RS256, "kid": "key-b"}, claims(), k.jwks_b)),
 }
 
@@ -658,6 +768,7 @@ async def test_servers_stay_healthy_after_the_attacks(gate: Gate) -> None:
         assert srv.proc.poll() is None, "".join(srv.output)
     controls = ("hs256-valid", "rs256-valid", "jwks-kid-a", "jwks-kid-b")
     async with asyncio.timeout(TIMEOUT):
-        await asyncio.gather(*(gate.admits(ACCEPTED[name], path)
-                               for name in controls for path in PATHS))
+        await asyncio.gather(
+            *(gate.admits(ACCEPTED[name], path) for name in controls for path in PATHS)
+        )
     assert gate.keys.trap.hits == []

@@ -17,8 +17,13 @@ from .rawws import RawWebSocket
 
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path_factory.mktemp("data"), rate_conn_per_s=20, rate_conn_burst=10,
-                       rate_user_per_s=40, rate_user_burst=15)
+    srv = start_server(
+        tmp_path_factory.mktemp("data"),
+        rate_conn_per_s=20,
+        rate_conn_burst=10,
+        rate_user_per_s=40,
+        rate_user_burst=15,
+    )
     yield srv
     assert srv.stop() == 0
 
@@ -34,14 +39,22 @@ def refill_window(started: float) -> float:
 # exact arithmetic (which request is refused, and the retry hint) is checked on a fake
 # clock in tests/unit/test_rate_limits.py.
 
+
 async def test_burst_past_bucket_is_refused_without_loss(strict_server: ServerProcess) -> None:
     started = asyncio.get_running_loop().time()
     client = await Client.connect(strict_server.url, token("ann"))
     await client.join("burst")  # auth and join took 2 of the 10 tokens
     total = 30
     for i in range(total):
-        await client.send({"type": "message.send", "room": "burst", "body": f"m{i}",
-                           "client_msg_id": f"m{i}", "id": f"m{i}"})
+        await client.send(
+            {
+                "type": "message.send",
+                "room": "burst",
+                "body": f"m{i}",
+                "client_msg_id": f"m{i}",
+                "id": f"m{i}",
+            }
+        )
     acked: dict[str, int] = {}
     refused: dict[str, int] = {}
     while len(acked) + len(refused) < total:
@@ -61,8 +74,9 @@ async def test_burst_past_bucket_is_refused_without_loss(strict_server: ServerPr
     # Resend exactly the refused ones, pacing by the server's retry hint.
     for rid in sorted(refused, key=lambda r: int(r[1:])):
         while True:
-            reply = await client.request({"type": "message.send", "room": "burst",
-                                          "body": rid, "client_msg_id": rid})
+            reply = await client.request(
+                {"type": "message.send", "room": "burst", "body": rid, "client_msg_id": rid}
+            )
             if reply["type"] == "ack":
                 acked[rid] = reply["seq"]
                 break
@@ -74,8 +88,9 @@ async def test_burst_past_bucket_is_refused_without_loss(strict_server: ServerPr
     history = []
     after = 0
     while True:
-        page = await client.request({"type": "history", "room": "burst", "after": after,
-                                     "limit": 100})
+        page = await client.request(
+            {"type": "history", "room": "burst", "after": after, "limit": 100}
+        )
         if page["type"] == "error":
             await asyncio.sleep(page["retry_after_ms"] / 1000)  # honouring the retry hint
             continue
@@ -110,12 +125,14 @@ async def test_user_bucket_is_shared_across_connections(strict_server: ServerPro
     await a2.close()
 
 
-slow_refill_server = module_server(rate_conn_per_s=1, rate_conn_burst=10, rate_user_per_s=1,
-                                   rate_user_burst=15)
+slow_refill_server = module_server(
+    rate_conn_per_s=1, rate_conn_burst=10, rate_user_per_s=1, rate_user_burst=15
+)
 
 
 async def test_reconnecting_does_not_refill_the_user_bucket(
-        slow_refill_server: ServerProcess) -> None:
+    slow_refill_server: ServerProcess,
+) -> None:
     started = asyncio.get_running_loop().time()
     first = await Client.connect(slow_refill_server.url, token("yan"))
     # auth takes 1 of the connection's 10 tokens; 9 pings take the rest, and 9 of the
@@ -136,11 +153,18 @@ async def test_reconnecting_does_not_refill_the_user_bucket(
 
 # -- slow consumer ----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def buffered_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path_factory.mktemp("data"), outbound_limit_bytes=256 * 1024,
-                       rate_conn_per_s=100000, rate_conn_burst=100000,
-                       rate_user_per_s=100000, rate_user_burst=100000, store_durability="none")
+    srv = start_server(
+        tmp_path_factory.mktemp("data"),
+        outbound_limit_bytes=256 * 1024,
+        rate_conn_per_s=100000,
+        rate_conn_burst=100000,
+        rate_user_per_s=100000,
+        rate_user_burst=100000,
+        store_durability="none",
+    )
     yield srv
     assert srv.stop() == 0
 
@@ -151,9 +175,13 @@ def raw_ws_connect(port: int, tok: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {tok}\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {tok}\r\n\r\n"
+        ).encode()
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         head += sock.recv(1)
@@ -169,7 +197,8 @@ def masked_text(payload: bytes) -> bytes:
 
 
 async def test_slow_consumer_is_disconnected_and_memory_stays_bounded(
-        buffered_server: ServerProcess) -> None:
+    buffered_server: ServerProcess,
+) -> None:
     room = "firehose"
     sender = await Client.connect(buffered_server.url, token("fast"))
     await sender.join(room)
@@ -214,10 +243,12 @@ async def test_slow_consumer_is_disconnected_and_memory_stays_bounded(
 
 # -- heartbeat --------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def heartbeat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path_factory.mktemp("data"), heartbeat_interval=0.3,
-                       heartbeat_timeout=0.3)
+    srv = start_server(
+        tmp_path_factory.mktemp("data"), heartbeat_interval=0.3, heartbeat_timeout=0.3
+    )
     yield srv
     assert srv.stop() == 0
 
@@ -239,8 +270,8 @@ def read_frames(sock: socket.socket) -> list[tuple[int, bytes]]:
             n, head = int.from_bytes(data[2:4], "big"), 4
         elif n == 127:
             n, head = int.from_bytes(data[2:10], "big"), 10
-        frames.append((opcode, data[head:head + n]))
-        data = data[head + n:]
+        frames.append((opcode, data[head : head + n]))
+        data = data[head + n :]
     return frames
 
 

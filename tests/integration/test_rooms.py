@@ -29,10 +29,19 @@ async def test_three_clients_see_one_gapless_order(server: ServerProcess) -> Non
 
     async def blast(c: Client, name: str) -> None:
         for i in range(per_client):
-            await c.send({"type": "message.send", "room": room, "body": f"{name}-{i}",
-                          "client_msg_id": f"{name}-{i}", "id": f"{name}-{i}"})
+            await c.send(
+                {
+                    "type": "message.send",
+                    "room": room,
+                    "body": f"{name}-{i}",
+                    "client_msg_id": f"{name}-{i}",
+                    "id": f"{name}-{i}",
+                }
+            )
 
-    await asyncio.gather(*(blast(c, n) for c, n in zip(clients, ("ann", "ben", "cat"))))
+    await asyncio.gather(
+        *(blast(c, n) for c, n in zip(clients, ("ann", "ben", "cat"), strict=True))
+    )
     total = 3 * per_client
     seen: list[list[tuple[int, str]]] = []
     for c in clients:
@@ -78,11 +87,13 @@ async def test_reply_to(server: ServerProcess) -> None:
     reply = await a.say(room, "answer", reply_to=first["message_id"])
     events = [await a.next("message"), await a.next("message")]
     assert events[1]["seq"] == reply["seq"] and events[1]["reply_to"] == first["message_id"]
-    missing = await a.request({"type": "message.send", "room": room, "body": "x",
-                               "reply_to": "0000nope"})
+    missing = await a.request(
+        {"type": "message.send", "room": room, "body": "x", "reply_to": "0000nope"}
+    )
     assert missing["code"] == "not_found"
-    cross = await a.request({"type": "message.send", "room": other, "body": "x",
-                             "reply_to": first["message_id"]})
+    cross = await a.request(
+        {"type": "message.send", "room": other, "body": "x", "reply_to": first["message_id"]}
+    )
     assert cross["code"] == "not_found"
     await a.close()
 
@@ -98,10 +109,12 @@ async def test_idempotent_resend(server: ServerProcess) -> None:
     assert again["duplicate"] is True
     assert (again["seq"], again["message_id"]) == (first["seq"], first["message_id"])
     # Two resends in the same instant (before the first commit) also collapse into one.
-    await a.send({"type": "message.send", "room": room, "body": "x", "client_msg_id": "burst",
-                  "id": "b1"})
-    await a.send({"type": "message.send", "room": room, "body": "x", "client_msg_id": "burst",
-                  "id": "b2"})
+    await a.send(
+        {"type": "message.send", "room": room, "body": "x", "client_msg_id": "burst", "id": "b1"}
+    )
+    await a.send(
+        {"type": "message.send", "room": room, "body": "x", "client_msg_id": "burst", "id": "b2"}
+    )
     acks = {e["id"]: e for e in [await a.next("ack"), await a.next("ack")]}
     assert acks["b1"]["seq"] == acks["b2"]["seq"] == 2
     assert sorted(e["duplicate"] for e in acks.values()) == [False, True]
@@ -123,8 +136,13 @@ async def test_presence_join_and_leave(server: ServerProcess) -> None:
     joined = await b.join(room)
     assert joined["members"] == [{"user_id": "ann", "kind": "human"}]
     event = await a.next("presence")
-    assert event == {"type": "presence", "room": room, "user_id": "ben", "kind": "agent",
-                     "action": "join"}
+    assert event == {
+        "type": "presence",
+        "room": room,
+        "user_id": "ben",
+        "kind": "agent",
+        "action": "join",
+    }
     # A second session of the same user is no new presence.
     b2 = await connect(server, "ben", kind="agent")
     await b2.join(room)
@@ -251,8 +269,9 @@ async def test_sender_kind_is_from_token(server: ServerProcess, user_kind: str) 
 async def test_big_rooms_stop_presence_events(tmp_path_factory: pytest.TempPathFactory) -> None:
     from .harness import start_server
 
-    srv = start_server(tmp_path_factory.mktemp("data"), presence_broadcast_max=2,
-                       presence_list_max=1)
+    srv = start_server(
+        tmp_path_factory.mktemp("data"), presence_broadcast_max=2, presence_list_max=1
+    )
     try:
         a = await connect(srv, "ann")
         await a.join("crowd")

@@ -17,9 +17,17 @@ from .harness import AUDIENCE, ISSUER, SECRET, Client, token
 async def test_http_post_trace_has_pipeline_spans(tmp_path: Path) -> None:
     import asyncio
 
-    settings = load_settings(environ={}, overrides={
-        "data_dir": str(tmp_path), "port": "0", "http_port": "0", "auth_secret": SECRET,
-        "auth_issuer": ISSUER, "auth_audience": AUDIENCE})
+    settings = load_settings(
+        environ={},
+        overrides={
+            "data_dir": str(tmp_path),
+            "port": "0",
+            "http_port": "0",
+            "auth_secret": SECRET,
+            "auth_issuer": ISSUER,
+            "auth_audience": AUDIENCE,
+        },
+    )
     exporter = InMemorySpanExporter()
     app = build(settings, asyncio.get_running_loop(), span_exporter=exporter)
     ws_port, http_port = await app.start()
@@ -27,12 +35,12 @@ async def test_http_post_trace_has_pipeline_spans(tmp_path: Path) -> None:
         admin = {"Authorization": f"Bearer {token('ada', roles=('admin',))}"}
         ws = await Client.connect(f"ws://127.0.0.1:{ws_port}/ws", token("mia"))
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
-            assert (await http.post("/v1/rooms", json={"name": "traced"},
-                                    headers=admin)).status_code == 201
+            assert (
+                await http.post("/v1/rooms", json={"name": "traced"}, headers=admin)
+            ).status_code == 201
             await ws.join("traced")
             exporter.clear()
-            r = await http.post("/v1/rooms/traced/messages", json={"body": "hi"},
-                                headers=admin)
+            r = await http.post("/v1/rooms/traced/messages", json={"body": "hi"}, headers=admin)
             assert r.status_code == 201
         assert (await ws.next("message"))["body"] == "hi"
         await ws.close()
@@ -40,8 +48,12 @@ async def test_http_post_trace_has_pipeline_spans(tmp_path: Path) -> None:
         await app.stop()
     spans = {s.name: s for s in exporter.get_finished_spans()}
     http_span = spans["HTTP POST /v1/rooms/{room}/messages"]
-    for name in ("nexus.pipeline.validate", "nexus.pipeline.batch", "nexus.pipeline.commit",
-                 "nexus.pipeline.fanout"):
+    for name in (
+        "nexus.pipeline.validate",
+        "nexus.pipeline.batch",
+        "nexus.pipeline.commit",
+        "nexus.pipeline.fanout",
+    ):
         assert name in spans, sorted(spans)
         assert spans[name].context.trace_id == http_span.context.trace_id
     batch = spans["nexus.pipeline.batch"]

@@ -43,13 +43,26 @@ import pytest
 
 from .harness import ServerProcess, module_server, token
 from .rawws import (
-    BINARY, CLOSE, CONTINUATION, PING, PONG, RSV1, RSV2, RSV3, TEXT, ByteStream, HttpResponse,
-    RawWebSocket, build_frame, close_payload, text, upgrade,
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    PING,
+    PONG,
+    RSV1,
+    RSV2,
+    RSV3,
+    TEXT,
+    ByteStream,
+    HttpResponse,
+    RawWebSocket,
+    build_frame,
+    close_payload,
+    text,
+    upgrade,
 )
 
 SMALL_FRAME = 4096
-small_server = module_server(max_frame_bytes=SMALL_FRAME, max_body_bytes=2048,
-                             max_meta_bytes=1024)
+small_server = module_server(max_frame_bytes=SMALL_FRAME, max_body_bytes=2048, max_meta_bytes=1024)
 
 PROTOCOL_ERROR = 1002
 INVALID_TEXT = 1007
@@ -68,6 +81,7 @@ def _close_sockets() -> Iterator[None]:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
 
 async def authenticate(ws: RawWebSocket) -> None:
     """Send ``auth`` for a fresh user (fresh rate buckets) and expect ``auth.ok``."""
@@ -121,7 +135,7 @@ def split(payload: bytes, parts: int) -> list[bytes]:
     out, pos = [], 0
     for i in range(parts):
         n = step + (1 if i < extra else 0)
-        out.append(payload[pos:pos + n])
+        out.append(payload[pos : pos + n])
         pos += n
     return out
 
@@ -130,8 +144,9 @@ def fragmented(pieces: list[bytes], opcode: int = TEXT) -> bytes:
     """One message as ``opcode`` (FIN=0) + CONTINUATION frames, the last with FIN=1."""
     frames = []
     for i, piece in enumerate(pieces):
-        frames.append(build_frame(opcode if i == 0 else CONTINUATION, piece,
-                                  fin=i == len(pieces) - 1))
+        frames.append(
+            build_frame(opcode if i == 0 else CONTINUATION, piece, fin=i == len(pieces) - 1)
+        )
     return b"".join(frames)
 
 
@@ -147,17 +162,22 @@ async def expect_error_event(ws: RawWebSocket, code: str) -> None:
 
 # -- handshake (RFC 6455 4.2) -------------------------------------------------------------------
 
+
 def accept_for(key: str) -> str:
     digest = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
     return base64.b64encode(digest).decode()
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Connection": "keep-alive, Upgrade"},  # what Firefox sends
-    {"Connection": "upgrade"},
-    {"Upgrade": "WebSocket"},
-], ids=["plain", "connection-keep-alive-upgrade", "connection-lowercase", "upgrade-mixed-case"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Connection": "keep-alive, Upgrade"},  # what Firefox sends
+        {"Connection": "upgrade"},
+        {"Upgrade": "WebSocket"},
+    ],
+    ids=["plain", "connection-keep-alive-upgrade", "connection-lowercase", "upgrade-mixed-case"],
+)
 async def test_handshake_accepted(server: ServerProcess, headers: dict[str, str | None]) -> None:
     key = base64.b64encode(b"conformance-key!").decode()
     answer = await upgrade(server.port, headers={"Sec-WebSocket-Key": key, **headers})
@@ -174,10 +194,10 @@ def assert_json_error(answer: HttpResponse, code: str) -> None:
     assert error["code"] == code and isinstance(error["message"], str), answer
 
 
-@pytest.mark.parametrize("version", ["8", "7", "12", "14", None],
-                         ids=["v8", "v7", "v12", "v14", "missing"])
-async def test_handshake_other_version_gets_426(server: ServerProcess,
-                                                version: str | None) -> None:
+@pytest.mark.parametrize(
+    "version", ["8", "7", "12", "14", None], ids=["v8", "v7", "v12", "v14", "missing"]
+)
+async def test_handshake_other_version_gets_426(server: ServerProcess, version: str | None) -> None:
     answer = await upgrade(server.port, headers={"Sec-WebSocket-Version": version})
     assert isinstance(answer, HttpResponse), "upgraded with an unsupported version"
     assert answer.status == 426, answer
@@ -191,11 +211,18 @@ async def test_handshake_without_upgrade_header_gets_426(server: ServerProcess) 
     assert_json_error(answer, "bad_request")
 
 
-@pytest.mark.parametrize("key", [
-    None, "", "abc", "!!!!not-base64!!!!",
-    base64.b64encode(b"fifteen bytes!!").decode(),
-    base64.b64encode(b"seventeen bytes!!").decode(),
-], ids=["missing", "empty", "short", "not-base64", "15-bytes", "17-bytes"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        None,
+        "",
+        "abc",
+        "!!!!not-base64!!!!",
+        base64.b64encode(b"fifteen bytes!!").decode(),
+        base64.b64encode(b"seventeen bytes!!").decode(),
+    ],
+    ids=["missing", "empty", "short", "not-base64", "15-bytes", "17-bytes"],
+)
 async def test_handshake_bad_key_gets_400(server: ServerProcess, key: str | None) -> None:
     answer = await upgrade(server.port, headers={"Sec-WebSocket-Key": key})
     assert isinstance(answer, HttpResponse) and answer.status == 400, answer
@@ -209,6 +236,7 @@ async def test_handshake_unknown_path_gets_404(server: ServerProcess) -> None:
 
 # -- framing (Autobahn 1.1.x, 1.2.x) ------------------------------------------------------------
 
+
 async def test_empty_text_frame_is_bad_request(server: ServerProcess) -> None:
     ws = await connect(server)
     await ws.send_frame(TEXT, b"")
@@ -216,8 +244,7 @@ async def test_empty_text_frame_is_bad_request(server: ServerProcess) -> None:
     await assert_alive(ws)
 
 
-@pytest.mark.parametrize("size", [125, 126, 127, 128, 65535, 65536],
-                         ids=lambda n: f"len{n}")
+@pytest.mark.parametrize("size", [125, 126, 127, 128, 65535, 65536], ids=lambda n: f"len{n}")
 async def test_text_frame_lengths(server: ServerProcess, size: int) -> None:
     """7-bit (125), 16-bit (126..65535) and 64-bit (65536 = max_frame_bytes) lengths."""
     ws = await connect(server)
@@ -226,17 +253,22 @@ async def test_text_frame_lengths(server: ServerProcess, size: int) -> None:
     await assert_alive(ws)
 
 
-@pytest.mark.parametrize("size, form", [(40, 16), (125, 16), (40, 64), (200, 64), (65535, 64)],
-                         ids=["40-as-16bit", "125-as-16bit", "40-as-64bit", "200-as-64bit",
-                              "65535-as-64bit"])
+@pytest.mark.parametrize(
+    "size, form",
+    [(40, 16), (125, 16), (40, 64), (200, 64), (65535, 64)],
+    ids=["40-as-16bit", "125-as-16bit", "40-as-64bit", "200-as-64bit", "65535-as-64bit"],
+)
 async def test_non_minimal_length_fails(server: ServerProcess, size: int, form: int) -> None:
     ws = await connect(server)
     await ws.send_frame(TEXT, padded_ping("nonminimal", size), length_form=form)
     await assert_fails(ws, PROTOCOL_ERROR)
 
 
-@pytest.mark.parametrize("size, piece", [(40, 1), (300, 1), (300, 7)],
-                         ids=["short-bytewise", "16bit-bytewise", "16bit-7-byte-writes"])
+@pytest.mark.parametrize(
+    "size, piece",
+    [(40, 1), (300, 1), (300, 7)],
+    ids=["short-bytewise", "16bit-bytewise", "16bit-7-byte-writes"],
+)
 async def test_frame_in_tiny_writes(server: ServerProcess, size: int, piece: int) -> None:
     ws = await connect(server)
     await ws.send_in_pieces(build_frame(TEXT, padded_ping("slow", size)), piece)
@@ -253,10 +285,12 @@ async def test_many_frames_in_one_write_answered_in_order(server: ServerProcess)
 
 
 @SESSION
-@pytest.mark.parametrize("payload", [b"", ping_json(), b"\x00\xff\xfe"],
-                         ids=["empty", "json", "bytes"])
-async def test_binary_frame_is_bad_request(server: ServerProcess, authed: bool,
-                                           payload: bytes) -> None:
+@pytest.mark.parametrize(
+    "payload", [b"", ping_json(), b"\x00\xff\xfe"], ids=["empty", "json", "bytes"]
+)
+async def test_binary_frame_is_bad_request(
+    server: ServerProcess, authed: bool, payload: bytes
+) -> None:
     ws = await connect(server, authed)
     await ws.send_frame(BINARY, payload)
     await expect_error_event(ws, "bad_request")
@@ -276,8 +310,9 @@ PING_PAYLOADS = {
 
 @SESSION
 @pytest.mark.parametrize("payload", list(PING_PAYLOADS.values()), ids=list(PING_PAYLOADS))
-async def test_ping_gets_pong_with_same_payload(server: ServerProcess, authed: bool,
-                                                payload: bytes) -> None:
+async def test_ping_gets_pong_with_same_payload(
+    server: ServerProcess, authed: bool, payload: bytes
+) -> None:
     ws = await connect(server, authed)
     await ws.send_frame(PING, payload)
     await expect_pong(ws, payload)
@@ -293,27 +328,29 @@ async def test_ping_payload_over_125_fails(server: ServerProcess, authed: bool) 
 
 @SESSION
 @pytest.mark.parametrize("opcode", [PING, PONG], ids=["ping", "pong"])
-async def test_fragmented_control_frame_fails(server: ServerProcess, authed: bool,
-                                              opcode: int) -> None:
+async def test_fragmented_control_frame_fails(
+    server: ServerProcess, authed: bool, opcode: int
+) -> None:
     """Autobahn 5.1, 5.2: a control frame with FIN=0."""
     ws = await connect(server, authed)
-    await ws.send_raw(build_frame(opcode, b"frag", fin=False)
-                      + build_frame(CONTINUATION, b"ment"))
+    await ws.send_raw(build_frame(opcode, b"frag", fin=False) + build_frame(CONTINUATION, b"ment"))
     await assert_fails(ws, PROTOCOL_ERROR)
 
 
 @SESSION
 @pytest.mark.parametrize("payload", [b"", b"unsolicited"], ids=["empty", "payload"])
-async def test_unsolicited_pong_is_ignored(server: ServerProcess, authed: bool,
-                                           payload: bytes) -> None:
+async def test_unsolicited_pong_is_ignored(
+    server: ServerProcess, authed: bool, payload: bytes
+) -> None:
     ws = await connect(server, authed)
     await ws.send_frame(PONG, payload)
     await assert_alive(ws, authed)
 
 
 @pytest.mark.parametrize("separate_writes", [False, True], ids=["one-write", "ten-writes"])
-async def test_ten_pings_get_ten_pongs_in_order(server: ServerProcess,
-                                                separate_writes: bool) -> None:
+async def test_ten_pings_get_ten_pongs_in_order(
+    server: ServerProcess, separate_writes: bool
+) -> None:
     ws = await connect(server)
     frames = [build_frame(PING, f"ping-{i}".encode()) for i in range(10)]
     if separate_writes:
@@ -330,13 +367,22 @@ async def test_ten_pings_get_ten_pongs_in_order(server: ServerProcess,
 
 RSV_CASES = [
     *[(TEXT, rsv) for rsv in range(1, 8)],
-    (BINARY, RSV1), (BINARY, RSV1 | RSV3),
-    (PING, RSV2), (PING, RSV2 | RSV3),
+    (BINARY, RSV1),
+    (BINARY, RSV1 | RSV3),
+    (PING, RSV2),
+    (PING, RSV2 | RSV3),
     (PONG, RSV1),
-    (CLOSE, RSV1), (CLOSE, RSV1 | RSV2 | RSV3),
+    (CLOSE, RSV1),
+    (CLOSE, RSV1 | RSV2 | RSV3),
 ]
-OPCODE_NAMES = {CONTINUATION: "cont", TEXT: "text", BINARY: "binary", CLOSE: "close",
-                PING: "ping", PONG: "pong"}
+OPCODE_NAMES = {
+    CONTINUATION: "cont",
+    TEXT: "text",
+    BINARY: "binary",
+    CLOSE: "close",
+    PING: "ping",
+    PONG: "pong",
+}
 
 
 def rsv_id(case: tuple[int, int]) -> str:
@@ -356,8 +402,9 @@ def rsv_payload(opcode: int) -> bytes:
 
 @SESSION
 @pytest.mark.parametrize("case", RSV_CASES, ids=[rsv_id(c) for c in RSV_CASES])
-async def test_reserved_bits_fail(server: ServerProcess, authed: bool,
-                                  case: tuple[int, int]) -> None:
+async def test_reserved_bits_fail(
+    server: ServerProcess, authed: bool, case: tuple[int, int]
+) -> None:
     opcode, rsv = case
     ws = await connect(server, authed)
     await ws.send_frame(opcode, rsv_payload(opcode), rsv=rsv)
@@ -366,13 +413,17 @@ async def test_reserved_bits_fail(server: ServerProcess, authed: bool,
 
 @pytest.mark.parametrize("bytewise", [False, True], ids=["one-write", "bytewise"])
 @pytest.mark.parametrize("rsv", [RSV1, RSV2, RSV3], ids=["rsv1", "rsv2", "rsv3"])
-async def test_reserved_bits_after_valid_request(server: ServerProcess, rsv: int,
-                                                 bytewise: bool) -> None:
+async def test_reserved_bits_after_valid_request(
+    server: ServerProcess, rsv: int, bytewise: bool
+) -> None:
     """Autobahn 3.2-3.4: the valid request is answered, then the connection fails; the PING
     that followed the bad frame gets no PONG."""
     ws = await connect(server)
-    data = (text({"type": "ping", "id": "before"}) + build_frame(TEXT, ping_json("rsv"), rsv=rsv)
-            + build_frame(PING, b"after"))
+    data = (
+        text({"type": "ping", "id": "before"})
+        + build_frame(TEXT, ping_json("rsv"), rsv=rsv)
+        + build_frame(PING, b"after")
+    )
     if bytewise:
         await ws.send_in_pieces(data)
     else:
@@ -389,8 +440,9 @@ RESERVED_OPCODES = [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF]
 @SESSION
 @pytest.mark.parametrize("payload", [b"", b"reserved"], ids=["empty", "payload"])
 @pytest.mark.parametrize("opcode", RESERVED_OPCODES, ids=lambda op: f"op{op:#x}")
-async def test_reserved_opcode_fails(server: ServerProcess, authed: bool, opcode: int,
-                                     payload: bytes) -> None:
+async def test_reserved_opcode_fails(
+    server: ServerProcess, authed: bool, opcode: int, payload: bytes
+) -> None:
     ws = await connect(server, authed)
     await ws.send_frame(opcode, payload)
     await assert_fails(ws, PROTOCOL_ERROR)
@@ -403,12 +455,18 @@ async def test_reserved_opcode_after_valid_request(server: ServerProcess, opcode
     that frame's answer may be missing; nothing may follow the close frame, and the pong for
     the PING behind the bad frame never comes."""
     ws = await connect(server)
-    await ws.send_raw(text({"type": "ping", "id": "before"}) + build_frame(opcode, b"x")
-                      + build_frame(PING, b"after"))
+    await ws.send_raw(
+        text({"type": "ping", "id": "before"})
+        + build_frame(opcode, b"x")
+        + build_frame(PING, b"after")
+    )
     first = await ws.recv_frame()
     if first.opcode != CLOSE:
-        assert orjson.loads(first.payload) == {**orjson.loads(first.payload),
-                                               "type": "pong", "id": "before"}
+        assert orjson.loads(first.payload) == {
+            **orjson.loads(first.payload),
+            "type": "pong",
+            "id": "before",
+        }
         await assert_fails(ws, PROTOCOL_ERROR)
     else:
         assert first.close_code() == PROTOCOL_ERROR
@@ -418,10 +476,12 @@ async def test_reserved_opcode_after_valid_request(server: ServerProcess, opcode
 
 # -- fragmentation (Autobahn 5.x) ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("parts", [2, 3, 16, 0], ids=["2", "3", "16", "every-byte"])
 @pytest.mark.parametrize("bytewise", [False, True], ids=["one-write", "bytewise"])
-async def test_fragmented_text_is_one_request(server: ServerProcess, parts: int,
-                                              bytewise: bool) -> None:
+async def test_fragmented_text_is_one_request(
+    server: ServerProcess, parts: int, bytewise: bool
+) -> None:
     """Autobahn 5.3-5.5 (5.5: frames sent one by one)."""
     ws = await connect(server)
     payload = ping_json("frag")
@@ -434,12 +494,16 @@ async def test_fragmented_text_is_one_request(server: ServerProcess, parts: int,
     await assert_alive(ws)  # answered once: the next event is the barrier's pong
 
 
-@pytest.mark.parametrize("pieces", [
-    [b"", b'{"type":"ping",', b"", b'"id":"frag"}'],
-    [b'{"type":"ping","id":"frag"}', b""],
-    [b"", b'{"type":"ping","id":"frag"}'],
-    [b"", b"", b'{"type":"ping","id":"frag"}', b"", b""],
-], ids=["empty-middle", "empty-last", "empty-first", "empty-around"])
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b"", b'{"type":"ping",', b"", b'"id":"frag"}'],
+        [b'{"type":"ping","id":"frag"}', b""],
+        [b"", b'{"type":"ping","id":"frag"}'],
+        [b"", b"", b'{"type":"ping","id":"frag"}', b"", b""],
+    ],
+    ids=["empty-middle", "empty-last", "empty-first", "empty-around"],
+)
 async def test_fragments_may_be_empty(server: ServerProcess, pieces: list[bytes]) -> None:
     ws = await connect(server)
     await ws.send_raw(fragmented(pieces))
@@ -452,8 +516,11 @@ async def test_ping_between_fragments(server: ServerProcess, bytewise: bool) -> 
     """Autobahn 5.6-5.8: the PONG comes before the reply to the message it interrupted."""
     ws = await connect(server)
     first, second = split(ping_json("frag"), 2)
-    data = (build_frame(TEXT, first, fin=False) + build_frame(PING, b"between")
-            + build_frame(CONTINUATION, second))
+    data = (
+        build_frame(TEXT, first, fin=False)
+        + build_frame(PING, b"between")
+        + build_frame(CONTINUATION, second)
+    )
     if bytewise:
         await ws.send_in_pieces(data)
     else:
@@ -466,16 +533,20 @@ async def test_ping_between_fragments(server: ServerProcess, bytewise: bool) -> 
 async def test_unsolicited_pong_between_fragments(server: ServerProcess) -> None:
     ws = await connect(server)
     first, second = split(ping_json("frag"), 2)
-    await ws.send_raw(build_frame(TEXT, first, fin=False) + build_frame(PONG, b"between")
-                      + build_frame(CONTINUATION, second))
+    await ws.send_raw(
+        build_frame(TEXT, first, fin=False)
+        + build_frame(PONG, b"between")
+        + build_frame(CONTINUATION, second)
+    )
     await expect_pong_event(ws, "frag")
     await assert_alive(ws)
 
 
 @SESSION
 @pytest.mark.parametrize("fin", [True, False], ids=["fin", "no-fin"])
-async def test_continuation_without_start_fails(server: ServerProcess, authed: bool,
-                                                fin: bool) -> None:
+async def test_continuation_without_start_fails(
+    server: ServerProcess, authed: bool, fin: bool
+) -> None:
     """Autobahn 5.9-5.12."""
     ws = await connect(server, authed)
     await ws.send_raw(build_frame(CONTINUATION, ping_json("orphan"), fin=fin))
@@ -483,18 +554,22 @@ async def test_continuation_without_start_fails(server: ServerProcess, authed: b
 
 
 @SESSION
-@pytest.mark.parametrize("start, interloper", [(TEXT, TEXT), (TEXT, BINARY), (BINARY, TEXT),
-                                               (BINARY, BINARY)],
-                         ids=["text-then-text", "text-then-binary", "binary-then-text",
-                              "binary-then-binary"])
-async def test_new_message_during_fragmented_one_fails(server: ServerProcess, authed: bool,
-                                                       start: int, interloper: int) -> None:
+@pytest.mark.parametrize(
+    "start, interloper",
+    [(TEXT, TEXT), (TEXT, BINARY), (BINARY, TEXT), (BINARY, BINARY)],
+    ids=["text-then-text", "text-then-binary", "binary-then-text", "binary-then-binary"],
+)
+async def test_new_message_during_fragmented_one_fails(
+    server: ServerProcess, authed: bool, start: int, interloper: int
+) -> None:
     """Autobahn 5.15-5.20 shape: a start frame where a CONTINUATION was due."""
     ws = await connect(server, authed)
     first, second = split(ping_json("frag"), 2)
-    await ws.send_raw(build_frame(start, first, fin=False)
-                      + build_frame(interloper, ping_json("interloper"))
-                      + build_frame(CONTINUATION, second))
+    await ws.send_raw(
+        build_frame(start, first, fin=False)
+        + build_frame(interloper, ping_json("interloper"))
+        + build_frame(CONTINUATION, second)
+    )
     await assert_fails(ws, PROTOCOL_ERROR)
 
 
@@ -541,18 +616,23 @@ def in_json_ping(raw: bytes) -> bytes:
 @SESSION
 @pytest.mark.parametrize("wrap", [False, True], ids=["bare", "in-json"])
 @pytest.mark.parametrize("raw", list(INVALID_UTF8.values()), ids=list(INVALID_UTF8))
-async def test_invalid_utf8_fails(server: ServerProcess, authed: bool, raw: bytes,
-                                  wrap: bool) -> None:
+async def test_invalid_utf8_fails(
+    server: ServerProcess, authed: bool, raw: bytes, wrap: bool
+) -> None:
     ws = await connect(server, authed)
     await ws.send_frame(TEXT, in_json_ping(raw) if wrap else raw)
     await assert_fails(ws, INVALID_TEXT)
 
 
 @pytest.mark.parametrize("parts", [2, 3, 0], ids=["2-fragments", "3-fragments", "every-byte"])
-@pytest.mark.parametrize("raw", [INVALID_UTF8["autobahn-6.3.1"], INVALID_UTF8["surrogate"]],
-                         ids=["autobahn-6.3.1", "surrogate"])
-async def test_invalid_utf8_across_fragments_fails(server: ServerProcess, raw: bytes,
-                                                   parts: int) -> None:
+@pytest.mark.parametrize(
+    "raw",
+    [INVALID_UTF8["autobahn-6.3.1"], INVALID_UTF8["surrogate"]],
+    ids=["autobahn-6.3.1", "surrogate"],
+)
+async def test_invalid_utf8_across_fragments_fails(
+    server: ServerProcess, raw: bytes, parts: int
+) -> None:
     """Autobahn 6.4.x: checked on the whole message, wherever the fragments cut it."""
     ws = await connect(server)
     payload = in_json_ping(raw)
@@ -561,6 +641,7 @@ async def test_invalid_utf8_across_fragments_fails(server: ServerProcess, raw: b
 
 
 # -- close handling (Autobahn 7.x) --------------------------------------------------------------
+
 
 @SESSION
 async def test_close_without_payload_gets_1000(server: ServerProcess, authed: bool) -> None:
@@ -576,8 +657,7 @@ INVALID_CLOSE_CODES = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5
 
 @SESSION
 @pytest.mark.parametrize("code", VALID_CLOSE_CODES, ids=str)
-async def test_close_valid_code_is_echoed(server: ServerProcess, authed: bool,
-                                          code: int) -> None:
+async def test_close_valid_code_is_echoed(server: ServerProcess, authed: bool, code: int) -> None:
     """Autobahn 7.7.x."""
     ws = await connect(server, authed)
     await ws.send_close(code, b"bye")
@@ -646,25 +726,38 @@ async def test_close_in_the_middle_of_a_fragmented_message(server: ServerProcess
     """Autobahn 7.1.5: text fragment, CLOSE, then the rest: the close is echoed, no reply."""
     ws = await connect(server)
     first, second = split(ping_json("frag"), 2)
-    await ws.send_raw(build_frame(TEXT, first, fin=False) + build_frame(CLOSE, close_payload(1000))
-                      + build_frame(CONTINUATION, second))
+    await ws.send_raw(
+        build_frame(TEXT, first, fin=False)
+        + build_frame(CLOSE, close_payload(1000))
+        + build_frame(CONTINUATION, second)
+    )
     assert (await ws.expect_close(echo=False))[0] == 1000
 
 
 # -- masking (RFC 6455 5.1) ---------------------------------------------------------------------
 
+
 @SESSION
-@pytest.mark.parametrize("opcode, payload", [(TEXT, ping_json("unmasked")), (BINARY, b"\x00"),
-                                             (PING, b"unmasked"), (CLOSE, close_payload(1000))],
-                         ids=["text", "binary", "ping", "close"])
-async def test_unmasked_frame_fails(server: ServerProcess, authed: bool, opcode: int,
-                                    payload: bytes) -> None:
+@pytest.mark.parametrize(
+    "opcode, payload",
+    [
+        (TEXT, ping_json("unmasked")),
+        (BINARY, b"\x00"),
+        (PING, b"unmasked"),
+        (CLOSE, close_payload(1000)),
+    ],
+    ids=["text", "binary", "ping", "close"],
+)
+async def test_unmasked_frame_fails(
+    server: ServerProcess, authed: bool, opcode: int, payload: bytes
+) -> None:
     ws = await connect(server, authed)
     await ws.send_frame(opcode, payload, masked=False)
     await assert_fails(ws, PROTOCOL_ERROR)
 
 
 # -- limits (Autobahn 9.1.x, 9.2.x scaled to max_frame_bytes = 4096) ----------------------------
+
 
 async def test_frame_of_exactly_max_frame_bytes(small_server: ServerProcess) -> None:
     ws = await connect(small_server)
@@ -680,8 +773,9 @@ async def test_frame_one_byte_over_max_frame_bytes_fails(small_server: ServerPro
 
 
 @pytest.mark.parametrize("parts", [1, 4, 64])
-async def test_message_of_max_frame_bytes_in_fragments(small_server: ServerProcess,
-                                                       parts: int) -> None:
+async def test_message_of_max_frame_bytes_in_fragments(
+    small_server: ServerProcess, parts: int
+) -> None:
     ws = await connect(small_server)
     await ws.send_raw(fragmented(split(padded_ping("max", SMALL_FRAME), parts)))
     await expect_pong_event(ws, "max")
@@ -689,8 +783,9 @@ async def test_message_of_max_frame_bytes_in_fragments(small_server: ServerProce
 
 
 @pytest.mark.parametrize("parts", [2, 4, 64])
-async def test_fragmented_message_over_max_frame_bytes_fails(small_server: ServerProcess,
-                                                             parts: int) -> None:
+async def test_fragmented_message_over_max_frame_bytes_fails(
+    small_server: ServerProcess, parts: int
+) -> None:
     """Every fragment is small; the message they add up to is one byte too big."""
     ws = await connect(small_server)
     await ws.send_raw(fragmented(split(padded_ping("max", SMALL_FRAME + 1), parts)))

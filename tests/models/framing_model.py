@@ -56,6 +56,6 @@ def parse(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
             n, head = struct.unpack_from("!Q", data, pos + 2)[0], 10
         if len(data) - pos - head < n:
             break
-        frames.append((b0 & 0x0F, data[pos + head:pos + head + n]))
+        frames.append((b0 & 0x0F, data[pos + head : pos + head + n]))
         pos += head + n
     return frames, pos

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 class Histogram:
     def __init__(self, bounds: list[float]) -> None:
         if not bounds:
@@ -16,7 +15,7 @@ class Histogram:
 
     def cumulative(self) -> list[int]:
         counts = [sum(1 for v in self.values if v <= b) for b in self.bounds]
-        return counts + [len(self.values)]
+        return [*counts, len(self.values)]
 
     @property
     def sum(self) -> float:

@@ -23,8 +23,13 @@ class FlushQueue:
 
 
 class Outbox:
-    def __init__(self, transport: Any, queue: FlushQueue, limit: int,
-                 on_overflow: Callable[[], object] | None) -> None:
+    def __init__(
+        self,
+        transport: Any,
+        queue: FlushQueue,
+        limit: int,
+        on_overflow: Callable[[], object] | None,
+    ) -> None:
         self.transport, self.queue, self.limit = transport, queue, limit
         self.on_overflow = on_overflow
         self.pending: list[bytes] = []
@@ -127,8 +132,9 @@ class Router:
         return True
 
     def broadcast(self, room: Hashable, frame: bytes, exclude: Outbox | None = None) -> int:
-        sent = sum(1 for box in list(self.rooms.get(room, ())) if box is not exclude
-                   and box.push(frame))
+        sent = sum(
+            1 for box in list(self.rooms.get(room, ())) if box is not exclude and box.push(frame)
+        )
         self.deliveries += sent
         for member in list(self.local.get(room, ())):
             try:

@@ -28,6 +28,7 @@ def config_error(**kwargs: Any) -> ConfigError:
 
 # -- loading -----------------------------------------------------------------
 
+
 def test_defaults_with_empty_environ() -> None:
     s = load_settings(environ={})
     assert s == Settings()
@@ -45,7 +46,9 @@ def test_defaults_with_empty_environ() -> None:
 
 
 def test_toml_tables_flatten(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 port = 9000
 [auth]
 issuer = "issuer-from-file"
@@ -54,7 +57,8 @@ algorithms = ["HS384"]
 leeway = 2
 [rate]
 conn-per-s = 7.5
-""")
+""",
+    )
     s = load_settings(path, environ={})
     assert s.port == 9000
     assert s.auth_issuer == "issuer-from-file"
@@ -66,16 +70,21 @@ conn-per-s = 7.5
 
 
 def test_config_file_from_environ(tmp_path: Path) -> None:
-    path = write(tmp_path, "[auth]\nissuer = \"via-env-path\"\n")
+    path = write(tmp_path, '[auth]\nissuer = "via-env-path"\n')
     s = load_settings(environ={"NEXUS_CONFIG": str(path)})
     assert s.auth_issuer == "via-env-path"
 
 
 def test_environ_values_are_coerced() -> None:
-    s = load_settings(environ={
-        "NEXUS_PORT": " 8080 ", "NEXUS_AUTH_LEEWAY": "1.5", "NEXUS_PRINT_DEV_TOKEN": "off",
-        "NEXUS_ROOM_CREATE_ROLES": "admin, owner,,", "NEXUS_AUTH_SECRET": SECRET,
-    })
+    s = load_settings(
+        environ={
+            "NEXUS_PORT": " 8080 ",
+            "NEXUS_AUTH_LEEWAY": "1.5",
+            "NEXUS_PRINT_DEV_TOKEN": "off",
+            "NEXUS_ROOM_CREATE_ROLES": "admin, owner,,",
+            "NEXUS_AUTH_SECRET": SECRET,
+        }
+    )
     assert s.port == 8080
     assert s.auth_leeway == 1.5
     assert s.print_dev_token is False
@@ -83,10 +92,19 @@ def test_environ_values_are_coerced() -> None:
     assert s.auth_secret == SECRET
 
 
-@pytest.mark.parametrize(("raw", "value"), [
-    ("1", True), ("true", True), ("YES", True), ("On", True),
-    ("0", False), ("false", False), ("no", False), ("OFF", False),
-])
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("1", True),
+        ("true", True),
+        ("YES", True),
+        ("On", True),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+        ("OFF", False),
+    ],
+)
 def test_bool_spellings(raw: str, value: bool) -> None:
     assert load_settings(environ={"NEXUS_PRINT_DEV_TOKEN": raw}).print_dev_token is value
 
@@ -97,13 +115,16 @@ def test_environ_ignores_other_variables() -> None:
 
 
 def test_precedence(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 port = 1001
 host = "0.0.0.0"
 log_level = "debug"
 [auth]
 issuer = "file"
-""")
+""",
+    )
     environ = {"NEXUS_PORT": "1002", "NEXUS_AUTH_ISSUER": "env"}
     overrides = {"port": 1003, "log_level": None}  # None means "flag not given"
     s = load_settings(path, environ=environ, overrides=overrides)
@@ -140,8 +161,9 @@ def test_replace_and_summary_hide_secret() -> None:
 
 # -- failures name the setting -------------------------------------------------
 
+
 def test_unknown_key_in_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "[auth]\nissuer = \"x\"\nbogus = 1\n")
+    path = write(tmp_path, '[auth]\nissuer = "x"\nbogus = 1\n')
     err = config_error(config_file=path)
     assert err.setting == "auth_bogus"
 
@@ -168,7 +190,7 @@ def test_non_integer_port_env(raw: str) -> None:
     assert "integer" in err.problem
 
 
-@pytest.mark.parametrize("toml", ["port = 80.5", "port = \"eighty\"", "port = true", "port = [80]"])
+@pytest.mark.parametrize("toml", ["port = 80.5", 'port = "eighty"', "port = true", "port = [80]"])
 def test_non_integer_port_file(tmp_path: Path, toml: str) -> None:
     err = config_error(config_file=write(tmp_path, toml + "\n"))
     assert err.setting == "port"
@@ -222,23 +244,25 @@ def test_bad_bool_env(raw: str) -> None:
     assert "boolean" in err.problem
 
 
-@pytest.mark.parametrize("toml", ["print_dev_token = 1", "print_dev_token = \"maybe\"",
-                                  "print_dev_token = [true]"])
+@pytest.mark.parametrize(
+    "toml", ["print_dev_token = 1", 'print_dev_token = "maybe"', "print_dev_token = [true]"]
+)
 def test_bad_bool_file(tmp_path: Path, toml: str) -> None:
     err = config_error(config_file=write(tmp_path, toml + "\n"))
     assert err.setting == "print_dev_token"
 
 
 def test_bad_list_in_file(tmp_path: Path) -> None:
-    err = config_error(config_file=write(tmp_path, "[auth]\nalgorithms = [\"HS256\", 1]\n"))
+    err = config_error(config_file=write(tmp_path, '[auth]\nalgorithms = ["HS256", 1]\n'))
     assert err.setting == "auth_algorithms"
 
 
 def test_mixing_hs256_and_rs256(tmp_path: Path) -> None:
     key = tmp_path / "pub.pem"
     key.write_text("not checked here", "utf-8")
-    err = config_error(environ={"NEXUS_AUTH_ALGORITHMS": "HS256,RS256",
-                                "NEXUS_AUTH_PUBLIC_KEY_FILE": str(key)})
+    err = config_error(
+        environ={"NEXUS_AUTH_ALGORITHMS": "HS256,RS256", "NEXUS_AUTH_PUBLIC_KEY_FILE": str(key)}
+    )
     assert err.setting == "auth_algorithms"
     assert "mix" in err.problem
 
@@ -259,23 +283,29 @@ def test_rs256_without_key_file() -> None:
 
 def test_rs256_with_missing_key_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pem"
-    err = config_error(environ={"NEXUS_AUTH_ALGORITHMS": "RS256",
-                                "NEXUS_AUTH_PUBLIC_KEY_FILE": str(missing)})
+    err = config_error(
+        environ={"NEXUS_AUTH_ALGORITHMS": "RS256", "NEXUS_AUTH_PUBLIC_KEY_FILE": str(missing)}
+    )
     assert err.setting == "auth_public_key_file"
     assert str(missing) in err.problem
 
 
 def test_rs256_with_missing_jwks_file(tmp_path: Path) -> None:
-    err = config_error(environ={"NEXUS_AUTH_ALGORITHMS": "RS256",
-                                "NEXUS_AUTH_JWKS_FILE": str(tmp_path / "jwks.json")})
+    err = config_error(
+        environ={
+            "NEXUS_AUTH_ALGORITHMS": "RS256",
+            "NEXUS_AUTH_JWKS_FILE": str(tmp_path / "jwks.json"),
+        }
+    )
     assert err.setting == "auth_jwks_file"
 
 
 def test_rs256_with_existing_key_file(tmp_path: Path) -> None:
     key = tmp_path / "pub.pem"
     key.write_text("-----BEGIN PUBLIC KEY-----\n", "utf-8")
-    s = load_settings(environ={"NEXUS_AUTH_ALGORITHMS": "RS256",
-                               "NEXUS_AUTH_PUBLIC_KEY_FILE": str(key)})
+    s = load_settings(
+        environ={"NEXUS_AUTH_ALGORITHMS": "RS256", "NEXUS_AUTH_PUBLIC_KEY_FILE": str(key)}
+    )
     assert s.auth_algorithms == ("RS256",)
 
 
@@ -330,8 +360,13 @@ def test_heartbeat_timeout_above_interval() -> None:
 
 
 def test_frame_smaller_than_body_plus_meta() -> None:
-    err = config_error(environ={"NEXUS_MAX_FRAME_BYTES": "1000", "NEXUS_MAX_BODY_BYTES": "900",
-                                "NEXUS_MAX_META_BYTES": "200"})
+    err = config_error(
+        environ={
+            "NEXUS_MAX_FRAME_BYTES": "1000",
+            "NEXUS_MAX_BODY_BYTES": "900",
+            "NEXUS_MAX_META_BYTES": "200",
+        }
+    )
     assert err.setting == "max_frame_bytes"
 
 

@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from nexus.errors import BadRequest, NexusError, TooLarge
 from nexus.protocol import (
-    Auth, Decoder, History, Limits, MessageSend, Ping, RoomJoin, RoomLeave, Typing,
+    Auth,
+    Decoder,
+    History,
+    Limits,
+    MessageSend,
+    Ping,
+    RoomJoin,
+    RoomLeave,
+    Typing,
 )
 from nexus.protocol.decoder import MAX_SEQ
 
@@ -42,6 +50,7 @@ def decode_error(decoder: Decoder, payload: bytes | str, cls: type[NexusError]) 
 
 
 # -- every request type, with its defaults -----------------------------------
+
 
 def test_auth(decoder: Decoder) -> None:
     assert decoder.decode(frame(type="auth", id=1, token="abc.def.ghi")) == Auth(1, "abc.def.ghi")
@@ -76,10 +85,20 @@ def test_message_send_defaults(decoder: Decoder) -> None:
 
 
 def test_message_send_all_fields(decoder: Decoder) -> None:
-    req = decoder.decode(frame(type="message.send", id=3, room="r", body="hi",
-                               client_msg_id="c-1", reply_to="msg-9", meta={"k": [1, 2]}))
-    assert req == MessageSend(3, "r", "hi", client_msg_id="c-1", reply_to="msg-9",
-                              meta={"k": [1, 2]})
+    req = decoder.decode(
+        frame(
+            type="message.send",
+            id=3,
+            room="r",
+            body="hi",
+            client_msg_id="c-1",
+            reply_to="msg-9",
+            meta={"k": [1, 2]},
+        )
+    )
+    assert req == MessageSend(
+        3, "r", "hi", client_msg_id="c-1", reply_to="msg-9", meta={"k": [1, 2]}
+    )
 
 
 def test_typing_defaults_to_active(decoder: Decoder) -> None:
@@ -125,6 +144,7 @@ def test_id_carried(decoder: Decoder, rid: str | int) -> None:
 
 # -- envelope errors ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("payload", [b"", b"{", b"not json", b'{"type":"ping",}', b"\xff\xfe"])
 def test_invalid_json(decoder: Decoder, payload: bytes) -> None:
     err = decode_error(decoder, payload, BadRequest)
@@ -132,8 +152,9 @@ def test_invalid_json(decoder: Decoder, payload: bytes) -> None:
     assert err.request_id is None
 
 
-@pytest.mark.parametrize("payload",
-                         [b"[]", b'[{"type":"ping"}]', b'"ping"', b"1", b"null", b"true"])
+@pytest.mark.parametrize(
+    "payload", [b"[]", b'[{"type":"ping"}]', b'"ping"', b"1", b"null", b"true"]
+)
 def test_non_object_json(decoder: Decoder, payload: bytes) -> None:
     err = decode_error(decoder, payload, BadRequest)
     assert err.message == "frame must be a JSON object"
@@ -215,8 +236,18 @@ def test_field_error_without_id_has_no_request_id(decoder: Decoder) -> None:
     assert err.request_id is None
 
 
-BAD_ROOMS = ["", "x" * 129, "has space", "slash/room", "tab\tx", "uni\u00e9", "nul\x00",
-             "sep\x1fx", "hash#", "new\nline"]
+BAD_ROOMS = [
+    "",
+    "x" * 129,
+    "has space",
+    "slash/room",
+    "tab\tx",
+    "uni\u00e9",
+    "nul\x00",
+    "sep\x1fx",
+    "hash#",
+    "new\nline",
+]
 
 
 @pytest.mark.parametrize("room", BAD_ROOMS, ids=repr)
@@ -238,24 +269,32 @@ def test_room_name_at_max_length(decoder: Decoder) -> None:
 
 
 @pytest.mark.parametrize("value", [-1, True, False, MAX_SEQ + 1, 2.0])
-@pytest.mark.parametrize(("kind", "name"), [
-    ("room.join", "since"), ("history", "before"), ("history", "after"),
-])
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("room.join", "since"),
+        ("history", "before"),
+        ("history", "after"),
+    ],
+)
 def test_bad_seqs(decoder: Decoder, kind: str, name: str, value: Any) -> None:
-    err = decode_error(decoder, orjson.dumps({"type": kind, "id": 4, "room": "r", name: value}),
-                       BadRequest)
+    err = decode_error(
+        decoder, orjson.dumps({"type": kind, "id": 4, "room": "r", name: value}), BadRequest
+    )
     assert err.request_id == 4
     assert name in err.message
 
 
 def test_before_and_after_together(decoder: Decoder) -> None:
-    err = decode_error(decoder, frame(type="history", id="ba", room="r", before=5, after=1),
-                       BadRequest)
+    err = decode_error(
+        decoder, frame(type="history", id="ba", room="r", before=5, after=1), BadRequest
+    )
     assert err.request_id == "ba"
     assert "not both" in err.message
 
 
 # -- size limits ---------------------------------------------------------------
+
 
 def send(body: str, **extra: Any) -> bytes:
     return orjson.dumps({"type": "message.send", "id": "s", "room": "r", "body": body, **extra})
@@ -322,7 +361,7 @@ def test_meta_null_is_absent(decoder: Decoder) -> None:
 
 def test_deeply_nested_meta_is_a_nexus_error(decoder: Decoder) -> None:
     meta = '{"a":' * 300 + "1" + "}" * 300  # 1801 bytes: under max_meta_bytes
-    payload = ('{"type":"message.send","id":"s","room":"r","body":"x","meta":%s}' % meta).encode()
+    payload = f'{{"type":"message.send","id":"s","room":"r","body":"x","meta":{meta}}}'.encode()
     with pytest.raises(NexusError) as info:
         decoder.decode(payload)
     assert info.value.request_id == "s"
@@ -336,26 +375,48 @@ def test_lone_surrogate_is_bad_request(decoder: Decoder) -> None:
 # -- property: nothing but NexusError escapes ----------------------------------
 
 json_scalars = (
-    st.none() | st.booleans() | st.integers(min_value=-(2**64), max_value=2**64)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
     max_leaves=30,
 )
 field_values = (
-    json_values | st.sampled_from(["r", "general", "", "x" * 129, "ok-room", "h\u00e9"])
+    json_values
+    | st.sampled_from(["r", "general", "", "x" * 129, "ok-room", "h\u00e9"])
     | st.integers(min_value=-3, max_value=200)
 )
 request_objects = st.fixed_dictionaries(
-    {"type": st.sampled_from(["auth", "ping", "room.join", "room.leave", "message.send",
-                              "typing", "history", "nope"]) | json_values},
-    optional={name: field_values for name in (
-        "id", "token", "room", "since", "body", "client_msg_id", "reply_to", "meta",
-        "active", "before", "after", "limit",
-    )},
+    {
+        "type": st.sampled_from(
+            ["auth", "ping", "room.join", "room.leave", "message.send", "typing", "history", "nope"]
+        )
+        | json_values
+    },
+    optional=dict.fromkeys(
+        (
+            "id",
+            "token",
+            "room",
+            "since",
+            "body",
+            "client_msg_id",
+            "reply_to",
+            "meta",
+            "active",
+            "before",
+            "after",
+            "limit",
+        ),
+        field_values,
+    ),
 )
 
 

@@ -22,15 +22,34 @@ from hypothesis.strategies import DrawFn, SearchStrategy
 
 from nexus.errors import NexusError
 from nexus.protocol import (
-    Auth, Decoder, History, Limits, MessageDelete, MessageEdit, MessageSend, Ping, Request,
-    RoomJoin, RoomLeave, Typing,
+    Auth,
+    Decoder,
+    History,
+    Limits,
+    MessageDelete,
+    MessageEdit,
+    MessageSend,
+    Ping,
+    Request,
+    RoomJoin,
+    RoomLeave,
+    Typing,
 )
 
 FUZZ_EXAMPLES = int(os.environ.get("NEXUS_FUZZ_EXAMPLES", "200"))
 fuzz = settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None)
 
-REQUEST_TYPES = (Auth, Ping, RoomJoin, RoomLeave, MessageSend, MessageEdit, MessageDelete,
-                 Typing, History)
+REQUEST_TYPES = (
+    Auth,
+    Ping,
+    RoomJoin,
+    RoomLeave,
+    MessageSend,
+    MessageEdit,
+    MessageDelete,
+    Typing,
+    History,
+)
 MAX_SEQ = 2**63 - 1  # protocol.md §3: ids and seqs
 ID_MAX_CHARS = 128  # request ids
 ID_MAX_BYTES = 128  # client_msg_id, reply_to, message_id
@@ -53,6 +72,7 @@ KNOWN_FIELDS = frozenset({"type", "id"}).union(*FIELDS_BY_TYPE.values())
 
 
 # -- the protocol, as a model ---------------------------------------------------------------
+
 
 class Refused(NamedTuple):
     """A documented refusal: the error codes the docs allow, and the id it must carry."""
@@ -167,21 +187,29 @@ def model_decode(obj: Any, limits: Limits) -> Outcome:
         "ping": lambda: Ping(rid),
         "room.join": lambda: RoomJoin(rid, get("room"), get("since")),
         "room.leave": lambda: RoomLeave(rid, get("room")),
-        "message.send": lambda: MessageSend(rid, get("room"), get("body"), get("client_msg_id"),
-                                            get("reply_to"), meta),
-        "message.edit": lambda: MessageEdit(rid, get("room"), get("message_id"), get("body"),
-                                            get("client_msg_id")),
-        "message.delete": lambda: MessageDelete(rid, get("room"), get("message_id"),
-                                                get("client_msg_id")),
+        "message.send": lambda: MessageSend(
+            rid, get("room"), get("body"), get("client_msg_id"), get("reply_to"), meta
+        ),
+        "message.edit": lambda: MessageEdit(
+            rid, get("room"), get("message_id"), get("body"), get("client_msg_id")
+        ),
+        "message.delete": lambda: MessageDelete(
+            rid, get("room"), get("message_id"), get("client_msg_id")
+        ),
         "typing": lambda: Typing(rid, get("room"), get("active", True)),
-        "history": lambda: History(rid, get("room"), get("before"), get("after"),
-                                   min(get("limit", DEFAULT_HISTORY_LIMIT),
-                                       limits.history_max_limit)),
+        "history": lambda: History(
+            rid,
+            get("room"),
+            get("before"),
+            get("after"),
+            min(get("limit", DEFAULT_HISTORY_LIMIT), limits.history_max_limit),
+        ),
     }
     return build[kind]()
 
 
 # -- running the decoder ----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -210,8 +238,10 @@ def same_id(got: Any, want: Any) -> bool:
     return type(got) is type(want) and got == want
 
 
-def decode_repeatedly(limits: Limits, payload: bytes | bytearray | memoryview | str,
-                      ) -> Request | Failure:
+def decode_repeatedly(
+    limits: Limits,
+    payload: bytes | bytearray | memoryview | str,
+) -> Request | Failure:
     """Decode twice with one decoder and once with a fresh one: the outcomes must not
     differ (decoding is deterministic and the decoder keeps no state between frames)."""
     decoder = Decoder(limits)
@@ -219,8 +249,10 @@ def decode_repeatedly(limits: Limits, payload: bytes | bytearray | memoryview | 
     again = decode(decoder, payload)
     fresh = decode(Decoder(limits), payload)
     assert first == again == fresh
-    assert same_id(first.request_id if isinstance(first, Failure) else first.id,
-                   fresh.request_id if isinstance(fresh, Failure) else fresh.id)
+    assert same_id(
+        first.request_id if isinstance(first, Failure) else first.id,
+        fresh.request_id if isinstance(fresh, Failure) else fresh.id,
+    )
     return first
 
 
@@ -232,8 +264,9 @@ def parsed(payload: bytes | bytearray | memoryview | str) -> Any:
         return None
 
 
-def check_any_input(payload: bytes | bytearray | memoryview | str,
-                    limits: Limits = Limits()) -> None:
+def check_any_input(
+    payload: bytes | bytearray | memoryview | str, limits: Limits = Limits()
+) -> None:
     """A request or a NexusError, deterministically, and the id rule of protocol.md §3; a
     frame that is not a JSON object is bad_request (§1)."""
     outcome = decode_repeatedly(limits, payload)
@@ -266,37 +299,80 @@ ABSENT: Any = object()  # a field left out of the frame
 
 # Integers orjson reads as integers: outside [-2^63, 2^64) it reads a float (see the limit test).
 json_ints = st.integers(min_value=-(2**63), max_value=2**64 - 1)
-json_scalars = (st.none() | st.booleans() | json_ints
-                | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20))
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | json_ints
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=10,
 )
-wrong_types = (st.none() | st.booleans() | json_ints | st.floats(allow_nan=False,
-                                                                 allow_infinity=False)
-               | st.text(max_size=8) | st.lists(json_scalars, max_size=2)
-               | st.dictionaries(st.text(max_size=4), json_scalars, max_size=2))
+wrong_types = (
+    st.none()
+    | st.booleans()
+    | json_ints
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+    | st.lists(json_scalars, max_size=2)
+    | st.dictionaries(st.text(max_size=4), json_scalars, max_size=2)
+)
 
-valid_rooms = (st.text(alphabet="".join(sorted(ROOM_CHARS)), min_size=1, max_size=128)
-               | st.sampled_from(["r", "x" * 128, "a.b:c@d-e_f"]))
-near_rooms = (st.sampled_from(["", "x" * 129, "has space", "uni\u00e9", "abc\n", "nul\x00",
-                               "a/b", "\u0661", "r#"])
-              | st.text(max_size=130) | wrong_types)
-valid_ids = (st.text(max_size=ID_MAX_CHARS) | st.integers(-MAX_SEQ, MAX_SEQ)
-             | st.sampled_from(["", "x" * 128, "\U0001f600" * 128, 0, MAX_SEQ, -MAX_SEQ])
-             | st.none())
-near_ids = (st.sampled_from(["x" * 129, MAX_SEQ + 1, -MAX_SEQ - 1, 2**64, 10**30, -(10**30),
-                             1.0, 1.5, -0.0, True, False, [], {}, [1]])
-            | st.text(min_size=129, max_size=140) | wrong_types)
-valid_text_ids = (st.text(min_size=1, max_size=ID_MAX_CHARS).filter(valid_text_id)
-                  | st.sampled_from(["c", "x" * 128, "\U0001f600" * 32, "\u00e9" * 64]))
+valid_rooms = st.text(
+    alphabet="".join(sorted(ROOM_CHARS)), min_size=1, max_size=128
+) | st.sampled_from(["r", "x" * 128, "a.b:c@d-e_f"])
+near_rooms = (
+    st.sampled_from(
+        ["", "x" * 129, "has space", "uni\u00e9", "abc\n", "nul\x00", "a/b", "\u0661", "r#"]
+    )
+    | st.text(max_size=130)
+    | wrong_types
+)
+valid_ids = (
+    st.text(max_size=ID_MAX_CHARS)
+    | st.integers(-MAX_SEQ, MAX_SEQ)
+    | st.sampled_from(["", "x" * 128, "\U0001f600" * 128, 0, MAX_SEQ, -MAX_SEQ])
+    | st.none()
+)
+near_ids = (
+    st.sampled_from(
+        [
+            "x" * 129,
+            MAX_SEQ + 1,
+            -MAX_SEQ - 1,
+            2**64,
+            10**30,
+            -(10**30),
+            1.0,
+            1.5,
+            -0.0,
+            True,
+            False,
+            [],
+            {},
+            [1],
+        ]
+    )
+    | st.text(min_size=129, max_size=140)
+    | wrong_types
+)
+valid_text_ids = st.text(min_size=1, max_size=ID_MAX_CHARS).filter(valid_text_id) | st.sampled_from(
+    ["c", "x" * 128, "\U0001f600" * 32, "\u00e9" * 64]
+)
 near_text_ids = st.sampled_from(["", "x" * 129, "\U0001f600" * 129]) | wrong_types
 valid_seqs = st.integers(0, MAX_SEQ) | st.sampled_from([0, 1, MAX_SEQ])
-near_seqs = (st.sampled_from([-1, MAX_SEQ + 1, 2**64 - 1, 2**64, 10**30, -(2**63), 1.0, 0.0,
-                              True, False, "1"])
-             | st.integers(max_value=-1) | wrong_types)
+near_seqs = (
+    st.sampled_from(
+        [-1, MAX_SEQ + 1, 2**64 - 1, 2**64, 10**30, -(2**63), 1.0, 0.0, True, False, "1"]
+    )
+    | st.integers(max_value=-1)
+    | wrong_types
+)
 valid_tokens = st.text(min_size=1, max_size=40) | st.just("eyJhbGciOiJIUzI1NiJ9.e30.sig")
 near_tokens = st.just("") | wrong_types
 
@@ -335,17 +411,21 @@ FIELD_STRATEGIES: dict[str, tuple[SearchStrategy[Any], SearchStrategy[Any]]] = {
     "client_msg_id": (valid_text_ids, near_text_ids),
     "reply_to": (valid_text_ids, near_text_ids),
     "message_id": (valid_text_ids, near_text_ids),
-    "meta": (st.none() | st.dictionaries(st.text(max_size=8), json_values, max_size=4),
-             st.integers(META_MAX_DEPTH - 2, META_MAX_DEPTH + 3).map(
-                 lambda n: {"d": nested(n - 1)})
-             | st.dictionaries(st.text(max_size=8), json_values, min_size=1, max_size=6)
-             | st.lists(json_scalars, max_size=3) | wrong_types),
+    "meta": (
+        st.none() | st.dictionaries(st.text(max_size=8), json_values, max_size=4),
+        st.integers(META_MAX_DEPTH - 2, META_MAX_DEPTH + 3).map(lambda n: {"d": nested(n - 1)})
+        | st.dictionaries(st.text(max_size=8), json_values, min_size=1, max_size=6)
+        | st.lists(json_scalars, max_size=3)
+        | wrong_types,
+    ),
     "active": (st.booleans(), st.sampled_from([None, 0, 1, "true"]) | wrong_types),
-    "limit": (st.integers(1, 300) | st.integers(1, MAX_SEQ)
-              | st.sampled_from([1, MAX_SEQ, 2**64 - 1])
-              | st.sampled_from([-1, 0, 1]).map(TopOffset),
-              st.sampled_from([0, -1, -(2**63), 1.0, 10.0, True, False, "10", None])
-              | wrong_types),
+    "limit": (
+        st.integers(1, 300)
+        | st.integers(1, MAX_SEQ)
+        | st.sampled_from([1, MAX_SEQ, 2**64 - 1])
+        | st.sampled_from([-1, 0, 1]).map(TopOffset),
+        st.sampled_from([0, -1, -(2**63), 1.0, 10.0, True, False, "10", None]) | wrong_types,
+    ),
 }
 
 
@@ -363,13 +443,17 @@ def fit_field(name: str, value: Any, valid: bool, limits: Limits) -> Any:
     return value
 
 
-limits_strategy = st.builds(Limits, max_body_bytes=st.integers(1, 300),
-                            max_meta_bytes=st.integers(2, 300),
-                            history_max_limit=st.integers(1, 1000))
+limits_strategy = st.builds(
+    Limits,
+    max_body_bytes=st.integers(1, 300),
+    max_meta_bytes=st.integers(2, 300),
+    history_max_limit=st.integers(1, 1000),
+)
 request_kinds = st.sampled_from(sorted(FIELDS_BY_TYPE))
 near_kinds = st.sampled_from(["room.delete", "", "PING", "auth "]) | wrong_types
-extra_fields = st.dictionaries(st.text(max_size=8).filter(lambda k: k not in KNOWN_FIELDS),
-                               json_scalars, max_size=2)
+extra_fields = st.dictionaries(
+    st.text(max_size=8).filter(lambda k: k not in KNOWN_FIELDS), json_scalars, max_size=2
+)
 field_modes = st.sampled_from(["valid", "valid", "near", "absent"])
 
 
@@ -383,8 +467,9 @@ def structured_requests(draw: DrawFn) -> tuple[Limits, dict[str, Any]]:
     all_valid = draw(st.booleans())
     obj: dict[str, Any] = draw(extra_fields)
     obj["type"] = kind if all_valid or draw(st.integers(0, 5)) else draw(near_kinds)
-    id_mode = draw(st.sampled_from(["valid", "absent"] if all_valid else
-                                   ["valid", "near", "absent"]))
+    id_mode = draw(
+        st.sampled_from(["valid", "absent"] if all_valid else ["valid", "near", "absent"])
+    )
     if id_mode != "absent":
         obj["id"] = draw(valid_ids if id_mode == "valid" else near_ids)
     for name in FIELDS_BY_TYPE[kind]:
@@ -394,8 +479,9 @@ def structured_requests(draw: DrawFn) -> tuple[Limits, dict[str, Any]]:
         if mode == "absent":
             continue
         valid, near = FIELD_STRATEGIES[name]
-        obj[name] = fit_field(name, draw(valid if mode == "valid" else near), mode == "valid",
-                              limits)
+        obj[name] = fit_field(
+            name, draw(valid if mode == "valid" else near), mode == "valid", limits
+        )
     return limits, obj
 
 
@@ -406,22 +492,33 @@ def as_payload(obj: Any, form: str) -> bytes | str:
 
 
 payload_forms = st.sampled_from(["bytes-ascii", "bytes-utf8", "str-ascii", "str-utf8"])
-containers: SearchStrategy[Callable[[bytes], bytes | bytearray | memoryview]] = (
-    st.sampled_from([bytes, bytearray, memoryview]))
+containers: SearchStrategy[Callable[[bytes], bytes | bytearray | memoryview]] = st.sampled_from(
+    [bytes, bytearray, memoryview]
+)
 
 
-VALID_FRAMES = [json.dumps(obj, ensure_ascii=False).encode() for obj in (
-    {"type": "auth", "id": 1, "token": "eyJhbGciOiJIUzI1NiJ9.e30.sig"},
-    {"type": "ping", "id": "p\u00e9"},
-    {"type": "room.join", "id": -7, "room": "general", "since": 41},
-    {"type": "room.leave", "id": "l", "room": "a.b:c@d-e_f"},
-    {"type": "message.send", "id": "s", "room": "r", "body": "h\u00e9llo \U0001f600",
-     "client_msg_id": "c-1", "reply_to": "m-9", "meta": {"k": [1, 2.5, None, True]}},
-    {"type": "message.edit", "id": 9, "room": "r", "message_id": "m", "body": "x"},
-    {"type": "message.delete", "id": 10, "room": "r", "message_id": "m", "client_msg_id": "c"},
-    {"type": "typing", "id": 11, "room": "r", "active": False},
-    {"type": "history", "id": "h", "room": "r", "before": 120, "limit": 5},
-)]
+VALID_FRAMES = [
+    json.dumps(obj, ensure_ascii=False).encode()
+    for obj in (
+        {"type": "auth", "id": 1, "token": "eyJhbGciOiJIUzI1NiJ9.e30.sig"},
+        {"type": "ping", "id": "p\u00e9"},
+        {"type": "room.join", "id": -7, "room": "general", "since": 41},
+        {"type": "room.leave", "id": "l", "room": "a.b:c@d-e_f"},
+        {
+            "type": "message.send",
+            "id": "s",
+            "room": "r",
+            "body": "h\u00e9llo \U0001f600",
+            "client_msg_id": "c-1",
+            "reply_to": "m-9",
+            "meta": {"k": [1, 2.5, None, True]},
+        },
+        {"type": "message.edit", "id": 9, "room": "r", "message_id": "m", "body": "x"},
+        {"type": "message.delete", "id": 10, "room": "r", "message_id": "m", "client_msg_id": "c"},
+        {"type": "typing", "id": 11, "room": "r", "active": False},
+        {"type": "history", "id": "h", "room": "r", "before": 120, "limit": 5},
+    )
+]
 
 
 @st.composite
@@ -430,12 +527,17 @@ def mutated_frames(draw: DrawFn) -> bytes:
     data = draw(st.sampled_from(VALID_FRAMES))
     at = draw(st.integers(0, len(data)))
     cut = draw(st.integers(0, min(4, len(data) - at)))
-    junk = draw(st.binary(max_size=4) | st.sampled_from(
-        [b"\xff", b"\xc3", b"\xe2\x82", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\\ud800", b'"']))
-    return data[:at] + junk + data[at + cut:]
+    junk = draw(
+        st.binary(max_size=4)
+        | st.sampled_from(
+            [b"\xff", b"\xc3", b"\xe2\x82", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\\ud800", b'"']
+        )
+    )
+    return data[:at] + junk + data[at + cut :]
 
 
 # -- properties: any input --------------------------------------------------------------------
+
 
 @fuzz
 @given(st.binary(max_size=300) | mutated_frames(), containers)
@@ -443,7 +545,8 @@ def mutated_frames(draw: DrawFn) -> bytes:
 @example(b'{"type":"ping","id":"\xff"}', bytes)
 @example(b'{"type":"ping","id":7}\x00', bytes)
 def test_random_bytes_give_a_request_or_a_nexus_error(
-        data: bytes, container: Callable[[bytes], bytes | bytearray | memoryview]) -> None:
+    data: bytes, container: Callable[[bytes], bytes | bytearray | memoryview]
+) -> None:
     """Random bytes and corrupted frames (invalid UTF-8, truncation, junk): a request or a
     NexusError, the same each time, with the frame's id when it had a usable one."""
     check_any_input(container(data))
@@ -453,10 +556,14 @@ any_chars = st.characters(exclude_categories=())  # surrogates included
 
 
 @fuzz
-@given(st.text(any_chars, max_size=100)
-       | st.builds(lambda obj, tail: json.dumps(obj)[:-1] + tail,
-                   st.fixed_dictionaries({"type": st.just("ping"), "id": valid_ids}),
-                   st.text(any_chars, max_size=5) | st.just("}")))
+@given(
+    st.text(any_chars, max_size=100)
+    | st.builds(
+        lambda obj, tail: json.dumps(obj)[:-1] + tail,
+        st.fixed_dictionaries({"type": st.just("ping"), "id": valid_ids}),
+        st.text(any_chars, max_size=5) | st.just("}"),
+    )
+)
 @example('{"type": "ping", "id": "\ud800"}')
 @example('{"type": "ping", "id": 3, "x": "\udfff"}')
 def test_random_text_gives_a_request_or_a_nexus_error(text: str) -> None:
@@ -466,9 +573,12 @@ def test_random_text_gives_a_request_or_a_nexus_error(text: str) -> None:
 
 json_values_any = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(sorted(KNOWN_FIELDS)) | st.text(max_size=8), children,
-                      max_size=6),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(sorted(KNOWN_FIELDS)) | st.text(max_size=8), children, max_size=6
+        )
+    ),
     max_leaves=12,
 )
 
@@ -486,10 +596,12 @@ def test_random_json_values_give_a_request_or_a_nexus_error(value: Any, form: st
 
 # -- properties: structured requests against the model ----------------------------------------
 
+
 @fuzz
 @given(structured_requests(), payload_forms)
-def test_structured_requests_decode_as_documented(request: tuple[Limits, dict[str, Any]],
-                                                  form: str) -> None:
+def test_structured_requests_decode_as_documented(
+    request: tuple[Limits, dict[str, Any]], form: str
+) -> None:
     """Per request type, valid and near-valid fields (wrong types, boundary lengths, unicode,
     huge integers, negative seqs, unknown extras): valid frames decode to the request with the
     frame's field values; others get a documented error code carrying the frame's id."""
@@ -518,8 +630,9 @@ def test_body_limit_counts_utf8_bytes(limit: int, text: str, kind: str) -> None:
 
 
 # Characters compact JSON writes as themselves: no control characters, quotes or backslashes.
-plain_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cc"],
-                                   exclude_characters='"\\'), min_size=1)
+plain_text = st.text(
+    st.characters(codec="utf-8", exclude_categories=["Cc"], exclude_characters='"\\'), min_size=1
+)
 
 
 @fuzz
@@ -540,8 +653,9 @@ def test_meta_limit_counts_compact_json_bytes(limit: int, text: str) -> None:
     assert (info.value.code, info.value.request_id) == ("too_large", 5)
 
 
-@pytest.mark.parametrize("levels", [1, META_MAX_DEPTH - 1, META_MAX_DEPTH, META_MAX_DEPTH + 1,
-                                    META_MAX_DEPTH + 50])
+@pytest.mark.parametrize(
+    "levels", [1, META_MAX_DEPTH - 1, META_MAX_DEPTH, META_MAX_DEPTH + 1, META_MAX_DEPTH + 50]
+)
 def test_meta_nesting_limit(levels: int) -> None:
     """``meta`` nested up to 254 levels (``meta`` itself is one) passes; deeper is bad_request."""
     meta = {"d": nested(levels - 1)}
@@ -555,8 +669,12 @@ def test_meta_nesting_limit(levels: int) -> None:
         assert (outcome.code, outcome.request_id) == ("bad_request", "n")
 
 
-clamp_limits = (st.sampled_from([-1, 0, 1]).map(TopOffset) | st.sampled_from([1, MAX_SEQ])
-                | st.integers(1, 2000) | st.integers(1, MAX_SEQ))
+clamp_limits = (
+    st.sampled_from([-1, 0, 1]).map(TopOffset)
+    | st.sampled_from([1, MAX_SEQ])
+    | st.integers(1, 2000)
+    | st.integers(1, MAX_SEQ)
+)
 
 
 @fuzz
@@ -577,8 +695,9 @@ def test_history_limit_is_clamped(top: int, data: st.DataObject) -> None:
 @pytest.mark.parametrize("limit", [2**63, 2**64 - 1])
 def test_history_limit_clamps_integers_up_to_64_bits(limit: int) -> None:
     """protocol.md §4.9: an integer ``limit`` >= 1 above the maximum is lowered silently."""
-    req = decode(Decoder(), json.dumps({"type": "history", "id": 1, "room": "r",
-                                        "limit": limit}).encode())
+    req = decode(
+        Decoder(), json.dumps({"type": "history", "id": 1, "room": "r", "limit": limit}).encode()
+    )
     assert isinstance(req, History), req
     assert req.limit == Limits().history_max_limit
 
@@ -587,6 +706,7 @@ def test_history_limit_clamps_integers_up_to_64_bits(limit: int) -> None:
 def test_history_limit_beyond_64_bits_is_not_an_integer(limit: int) -> None:
     """protocol.md §4.9: integers are JSON numbers up to 2^64-1; the parser reads larger ones
     as floats, and a float limit is refused like any other non-integer."""
-    outcome = decode(Decoder(), json.dumps({"type": "history", "id": 1, "room": "r",
-                                            "limit": limit}).encode())
+    outcome = decode(
+        Decoder(), json.dumps({"type": "history", "id": 1, "room": "r", "limit": limit}).encode()
+    )
     assert isinstance(outcome, Failure) and outcome.code == "bad_request", outcome

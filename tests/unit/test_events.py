@@ -15,14 +15,21 @@ def test_auth_ok_sorts_roles() -> None:
     out = events.auth_ok("a1", "alice", "acme", "sess-1", "human", {"member", "admin"})
     assert isinstance(out, bytes)
     assert orjson.loads(out) == {
-        "type": "auth.ok", "id": "a1", "user_id": "alice", "tenant": "acme",
-        "session_id": "sess-1", "kind": "human", "roles": ["admin", "member"],
+        "type": "auth.ok",
+        "id": "a1",
+        "user_id": "alice",
+        "tenant": "acme",
+        "session_id": "sess-1",
+        "kind": "human",
+        "roles": ["admin", "member"],
     }
 
 
 def test_pong() -> None:
     assert orjson.loads(events.pong(5, 1700000000123)) == {
-        "type": "pong", "id": 5, "ts": 1700000000123,
+        "type": "pong",
+        "id": 5,
+        "ts": 1700000000123,
     }
 
 
@@ -42,7 +49,11 @@ def test_room_joined() -> None:
     members = [{"user_id": "alice", "kind": "human"}, {"user_id": "bot", "kind": "agent"}]
     extra = room_joined_extra()
     assert orjson.loads(events.room_joined("j", "general", 42, members=members, **extra)) == {
-        "type": "room.joined", "id": "j", "room": "general", "seq": 42, "members": members,
+        "type": "room.joined",
+        "id": "j",
+        "room": "general",
+        "seq": 42,
+        "members": members,
         **extra,
     }
 
@@ -55,17 +66,35 @@ def test_room_joined_accepts_tuple_of_members() -> None:
 
 def test_room_left() -> None:
     assert orjson.loads(events.room_left("l", "general")) == {
-        "type": "room.left", "id": "l", "room": "general",
+        "type": "room.left",
+        "id": "l",
+        "room": "general",
     }
 
 
 def test_message() -> None:
-    out = events.message("general", 7, "m-7", "alice", "human", 1700, "h\u00e9llo \U0001f600",
-                         "m-3", {"mentions": ["bob"]})
+    out = events.message(
+        "general",
+        7,
+        "m-7",
+        "alice",
+        "human",
+        1700,
+        "h\u00e9llo \U0001f600",
+        "m-3",
+        {"mentions": ["bob"]},
+    )
     assert orjson.loads(out) == {
-        "type": "message", "room": "general", "seq": 7, "id": "m-7", "sender": "alice",
-        "sender_kind": "human", "ts": 1700, "body": "h\u00e9llo \U0001f600",
-        "reply_to": "m-3", "meta": {"mentions": ["bob"]},
+        "type": "message",
+        "room": "general",
+        "seq": 7,
+        "id": "m-7",
+        "sender": "alice",
+        "sender_kind": "human",
+        "ts": 1700,
+        "body": "h\u00e9llo \U0001f600",
+        "reply_to": "m-3",
+        "meta": {"mentions": ["bob"]},
     }
 
 
@@ -78,8 +107,13 @@ def test_message_optional_fields_null() -> None:
 
 def test_ack() -> None:
     assert orjson.loads(events.ack("s", "r", 9, "m-9", "c-1")) == {
-        "type": "ack", "id": "s", "room": "r", "seq": 9, "message_id": "m-9",
-        "client_msg_id": "c-1", "duplicate": False,
+        "type": "ack",
+        "id": "s",
+        "room": "r",
+        "seq": 9,
+        "message_id": "m-9",
+        "client_msg_id": "c-1",
+        "duplicate": False,
     }
 
 
@@ -92,18 +126,27 @@ def test_ack_duplicate() -> None:
 
 def test_presence() -> None:
     assert orjson.loads(events.presence("r", "bob", "agent", "join")) == {
-        "type": "presence", "room": "r", "user_id": "bob", "kind": "agent", "action": "join",
+        "type": "presence",
+        "room": "r",
+        "user_id": "bob",
+        "kind": "agent",
+        "action": "join",
     }
 
 
 @pytest.mark.parametrize("active", [True, False])
 def test_typing(active: bool) -> None:
     assert orjson.loads(events.typing("r", "bob", "human", active)) == {
-        "type": "typing", "room": "r", "user_id": "bob", "kind": "human", "active": active,
+        "type": "typing",
+        "room": "r",
+        "user_id": "bob",
+        "kind": "human",
+        "active": active,
     }
 
 
 # -- history_page splices stored records ---------------------------------------
+
 
 def stored(seq: int, body: str) -> bytes:
     return events.message("r", seq, f"m-{seq}", "alice", "human", seq * 10, body, None, None)
@@ -112,7 +155,11 @@ def stored(seq: int, body: str) -> bytes:
 def test_history_page_zero_records() -> None:
     out = events.history_page("h", "r", [], False)
     assert orjson.loads(out) == {
-        "type": "history.page", "id": "h", "room": "r", "has_more": False, "messages": [],
+        "type": "history.page",
+        "id": "h",
+        "room": "r",
+        "has_more": False,
+        "messages": [],
     }
 
 
@@ -124,7 +171,7 @@ def test_history_page_one_record() -> None:
 
 
 def test_history_page_many_records_keep_order_and_bytes() -> None:
-    records = [stored(i, f"body {i} \u20ac \"quoted\"") for i in range(1, 6)]
+    records = [stored(i, f'body {i} \u20ac "quoted"') for i in range(1, 6)]
     out = events.history_page(None, "r", records, False)
     page = orjson.loads(out)
     assert page["type"] == "history.page"
@@ -144,29 +191,41 @@ def test_history_page_accepts_tuple() -> None:
 
 # -- error -------------------------------------------------------------------
 
+
 def test_error_bad_request() -> None:
     exc = BadRequest("room must be ...", request_id="q")
     assert orjson.loads(events.error(exc)) == {
-        "type": "error", "id": "q", "code": "bad_request", "message": "room must be ...",
+        "type": "error",
+        "id": "q",
+        "code": "bad_request",
+        "message": "room must be ...",
     }
 
 
 def test_error_without_request_id() -> None:
     out = orjson.loads(events.error(TooLarge("body exceeds 10 bytes")))
-    assert out == {"type": "error", "id": None, "code": "too_large",
-                   "message": "body exceeds 10 bytes"}
+    assert out == {
+        "type": "error",
+        "id": None,
+        "code": "too_large",
+        "message": "body exceeds 10 bytes",
+    }
 
 
 def test_error_rate_limited_has_retry_after() -> None:
     exc = RateLimited("slow down", retry_after_ms=250, request_id=12)
     assert orjson.loads(events.error(exc)) == {
-        "type": "error", "id": 12, "code": "rate_limited", "message": "slow down",
+        "type": "error",
+        "id": 12,
+        "code": "rate_limited",
+        "message": "slow down",
         "retry_after_ms": 250,
     }
 
 
-@pytest.mark.parametrize("cls", [c for c in ERROR_CLASSES if c is not RateLimited],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [c for c in ERROR_CLASSES if c is not RateLimited], ids=lambda c: c.__name__
+)
 def test_error_every_class_has_its_code(cls: type[NexusError]) -> None:
     out = orjson.loads(events.error(cls("m", request_id="r")))
     assert out == {"type": "error", "id": "r", "code": cls.code, "message": "m"}

@@ -17,8 +17,10 @@ def test_text_frames_across_length_encodings(size: int) -> None:
     payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
     assert framing.frame_text(payload) == model.frame_text(payload)
     assert framing.frame_binary(payload) == model.frame(0x2, payload)
-    assert model.parse(framing.frame_text(payload)) == ([(0x1, payload)],
-                                                       len(framing.frame_text(payload)))
+    assert model.parse(framing.frame_text(payload)) == (
+        [(0x1, payload)],
+        len(framing.frame_text(payload)),
+    )
 
 
 @given(st.binary(max_size=70000))
@@ -47,8 +49,12 @@ def test_counting_stops_at_partial_frames(payloads: list[bytes], data: st.DataOb
 
 
 def test_counting_messages_by_prefix() -> None:
-    stream = (framing.frame_text(b'{"type":"message","x":1}') + framing.frame_text(b'{"type":"ack"}')
-              + framing.frame_text(b'{"type":"message"}') + framing.frame_text(b'{"ty'))
+    stream = (
+        framing.frame_text(b'{"type":"message","x":1}')
+        + framing.frame_text(b'{"type":"ack"}')
+        + framing.frame_text(b'{"type":"message"}')
+        + framing.frame_text(b'{"ty')
+    )
     assert framing.count_messages(stream, b'{"type":"message"') == (4, 2, len(stream))
     assert framing.count_messages(stream[:-2], b'{"type":"message"')[:2] == (3, 2)
 

@@ -24,12 +24,16 @@ fuzz = settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None)
 
 Buffer = bytes | bytearray | memoryview
 containers: st.SearchStrategy[Callable[[bytes], Buffer]] = st.sampled_from(
-    [bytes, bytearray, memoryview])
+    [bytes, bytearray, memoryview]
+)
 PREFIX = b'{"type":"message"'
 
 # Payload lengths: every length encoding (7-bit, 16-bit, 64-bit) and the edges between them.
-payload_lengths = (st.integers(0, 130) | st.sampled_from([125, 126, 127, 65535, 65536, 65537])
-                   | st.integers(0, 70000))
+payload_lengths = (
+    st.integers(0, 130)
+    | st.sampled_from([125, 126, 127, 65535, 65536, 65537])
+    | st.integers(0, 70000)
+)
 FILLER = bytes(range(256)) * 274  # 70144 bytes: payloads are slices, not drawn byte by byte
 
 
@@ -53,8 +57,9 @@ def header(b0: int, n: int, width: int, masked: bool = False) -> bytes:
 
 # Strategies are built once: building them inside each draw costs more than the scanning.
 first_bytes = st.builds(int.__or__, st.integers(0, 15), st.sampled_from([0x80, 0x00, 0xF0, 0x40]))
-payload_heads = (st.sampled_from([PREFIX, PREFIX[:-1] + b"X", PREFIX[:8], b""])
-                 | st.binary(max_size=8))
+payload_heads = st.sampled_from([PREFIX, PREFIX[:-1] + b"X", PREFIX[:8], b""]) | st.binary(
+    max_size=8
+)
 offsets = st.integers(0, 255)
 widths = st.integers(0, 2)
 giant_lengths = st.sampled_from([2**63 - 1, 2**63, 2**64 - 1]) | st.integers(0, 2**64 - 1)
@@ -68,7 +73,7 @@ def frames(draw: DrawFn) -> Frame:
     ``PREFIX`` (or a near miss of it), and any length encoding wide enough."""
     b0, n = draw(first_bytes), draw(payload_lengths)
     head, start = draw(payload_heads), draw(offsets)
-    payload = (head + FILLER[start:start + n])[:n]
+    payload = (head + FILLER[start : start + n])[:n]
     return Frame(header(b0, n, draw(widths)) + payload, payload)
 
 
@@ -93,14 +98,17 @@ def streams(draw: DrawFn) -> Stream:
     # at most 8 bytes of its payload present.
     if draw(st.booleans()):
         n = draw(giant_lengths)
-        wire.append(header(0x81, n, 2) + FILLER[:min(n, draw(small_offsets))])
+        wire.append(header(0x81, n, 2) + FILLER[: min(n, draw(small_offsets))])
     boundaries = [len(junk)]
     for w in wire:
         boundaries.append(boundaries[-1] + len(w))
     data = junk + b"".join(wire)
     start = boundaries[draw(index_picks) % len(boundaries)]
-    cut = {"whole": len(data), "at-start": start,
-           "anywhere": start + draw(index_picks) * 31 % (len(data) - start + 1)}[draw(cut_kinds)]
+    cut = {
+        "whole": len(data),
+        "at-start": start,
+        "anywhere": start + draw(index_picks) * 31 % (len(data) - start + 1),
+    }[draw(cut_kinds)]
     return Stream(data, start, cut)
 
 
@@ -113,22 +121,23 @@ def expected_scan(data: bytes, start: int, prefix: bytes) -> tuple[int, int, int
 
 # -- the scanner against the model ------------------------------------------------------------
 
+
 @fuzz
 @given(streams(), st.sampled_from([PREFIX, b"{", b""]) | st.binary(max_size=20), containers)
 @example(Stream(b"", 0, 0), PREFIX, bytes)
 @example(Stream(b"\x81", 0, 1), PREFIX, bytes)
 @example(Stream(b"\x81\x7e\x00", 0, 3), PREFIX, bytes)
 @example(Stream(b"\x81\x7f" + b"\xff" * 8, 0, 10), PREFIX, bytes)
-def test_scanner_matches_the_model(stream: Stream, prefix: bytes,
-                                   container: Callable[[bytes], Buffer]) -> None:
+def test_scanner_matches_the_model(
+    stream: Stream, prefix: bytes, container: Callable[[bytes], Buffer]
+) -> None:
     """Random opcodes, payloads of 0-70000 bytes in all three length encodings, a partial
     trailing frame, a start offset past skipped bytes: same frame count, same count of
     frames starting with the prefix (all frames for an empty prefix), same end offset."""
-    data = stream.data[:stream.cut]
+    data = stream.data[: stream.cut]
     count, matching, end = expected_scan(data, stream.start, prefix)
     assert framing.count_frames(container(data), stream.start) == (count, end)
-    assert framing.count_messages(container(data), prefix, stream.start) == (
-        count, matching, end)
+    assert framing.count_messages(container(data), prefix, stream.start) == (count, matching, end)
 
 
 small_lengths = st.integers(0, 300)
@@ -147,11 +156,12 @@ def masked_streams(draw: DrawFn) -> tuple[bytes, int]:
 
 @fuzz
 @given(masked_streams(), containers)
-def test_masked_frames_raise_where_the_model_does(stream: tuple[bytes, int],
-                                                  container: Callable[[bytes], Buffer]) -> None:
+def test_masked_frames_raise_where_the_model_does(
+    stream: tuple[bytes, int], container: Callable[[bytes], Buffer]
+) -> None:
     """A masked frame (never sent by a server) raises ValueError as soon as the scan reaches
     its header, and only then; a cut before it leaves the result as the model's."""
-    data = stream[0][:stream[1]]
+    data = stream[0][: stream[1]]
     try:
         want = expected_scan(data, 0, PREFIX)
     except ValueError:
@@ -170,8 +180,12 @@ def test_masked_frames_raise_where_the_model_does(stream: tuple[bytes, int],
 def test_complete_masked_frame_is_refused(before: int, width: int, n: int) -> None:
     """After any unmasked frames, a complete masked frame (any length encoding) makes both
     scanners raise."""
-    data = (framing.frame_text(PREFIX + b"}") * before
-            + header(0x81, n, width, masked=True) + bytes(4) + bytes(n))
+    data = (
+        framing.frame_text(PREFIX + b"}") * before
+        + header(0x81, n, width, masked=True)
+        + bytes(4)
+        + bytes(n)
+    )
     with pytest.raises(ValueError):
         framing.count_frames(data)
     with pytest.raises(ValueError):
@@ -190,6 +204,7 @@ def test_negative_start_is_refused() -> None:
 
 
 # -- the frame builders, parsed back ----------------------------------------------------------
+
 
 class Built(NamedTuple):
     wire: bytes
@@ -210,7 +225,7 @@ def built_frames(draw: DrawFn) -> Built:
         body = struct.pack("!H", code) + reason.encode()[:123]
         return Built(framing.frame_close(code, reason), 0x8, body)
     start, n = draw(offsets), draw(payload_lengths)
-    payload = FILLER[start:start + n]
+    payload = FILLER[start : start + n]
     if kind == "text":
         return Built(framing.frame_text(payload), 0x1, payload)
     return Built(framing.frame_binary(payload), 0x2, payload)
@@ -227,5 +242,6 @@ def test_built_frames_parse_back(built: list[Built]) -> None:
     assert framing.count_frames(data) == (len(built), len(data))
     for b in built:
         assert b.wire[0] & 0x80, "FIN set"
-        assert len(b.wire) - len(b.payload) == (2 if len(b.payload) < 126 else
-                                                4 if len(b.payload) < 65536 else 10)
+        assert len(b.wire) - len(b.payload) == (
+            2 if len(b.payload) < 126 else 4 if len(b.payload) < 65536 else 10
+        )

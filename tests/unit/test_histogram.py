@@ -10,8 +10,10 @@ from models import histogram_model as model
 from nexus._speedups.histogram import Histogram
 
 
-@given(st.lists(st.floats(0.0001, 100, allow_nan=False), min_size=1, max_size=8, unique=True),
-       st.lists(st.floats(0, 200, allow_nan=False), max_size=200))
+@given(
+    st.lists(st.floats(0.0001, 100, allow_nan=False), min_size=1, max_size=8, unique=True),
+    st.lists(st.floats(0, 200, allow_nan=False), max_size=200),
+)
 def test_cumulative_counts_match(bounds: list[float], values: list[float]) -> None:
     fast, slow = Histogram(bounds), model.Histogram(bounds)
     for v in values:

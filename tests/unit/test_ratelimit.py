@@ -9,15 +9,15 @@ from hypothesis import strategies as st
 from models import ratelimit_model as model
 from nexus._speedups import ratelimit
 
-ops = st.lists(st.tuples(st.floats(0, 2, allow_nan=False), st.sampled_from([1.0, 2.0, 0.5])),
-               max_size=60)
+ops = st.lists(
+    st.tuples(st.floats(0, 2, allow_nan=False), st.sampled_from([1.0, 2.0, 0.5])), max_size=60
+)
 rates = st.floats(0.5, 1000, allow_nan=False)
 bursts = st.integers(1, 50)
 
 
 @given(rates, bursts, ops)
-def test_take_matches_the_model(rate: float, burst: int, steps: list[tuple[float, float]]
-                                ) -> None:
+def test_take_matches_the_model(rate: float, burst: int, steps: list[tuple[float, float]]) -> None:
     fast, slow = ratelimit.TokenBucket(rate, burst), model.TokenBucket(rate, burst)
     now = 0.0
     for dt, cost in steps:
@@ -27,8 +27,9 @@ def test_take_matches_the_model(rate: float, burst: int, steps: list[tuple[float
 
 
 @given(rates, bursts, rates, bursts, ops)
-def test_take_both_spends_from_both_or_neither(r1: float, b1: int, r2: float, b2: int,
-                                               steps: list[tuple[float, float]]) -> None:
+def test_take_both_spends_from_both_or_neither(
+    r1: float, b1: int, r2: float, b2: int, steps: list[tuple[float, float]]
+) -> None:
     fa, fb = ratelimit.TokenBucket(r1, b1), ratelimit.TokenBucket(r2, b2)
     ma, mb = model.TokenBucket(r1, b1), model.TokenBucket(r2, b2)
     now = 0.0

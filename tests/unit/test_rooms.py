@@ -41,6 +41,7 @@ def directory(source: FakeSource | None = None) -> RoomDirectory:
 
 # -- open / require ----------------------------------------------------------
 
+
 def test_open_creates_for_permitted_role() -> None:
     source = FakeSource()
     rooms = directory(source)
@@ -49,8 +50,12 @@ def test_open_creates_for_permitted_role() -> None:
     assert isinstance(room, Room)
     assert (room.tenant, room.name, room.key) == ("acme", "general", "acme\x1fgeneral")
     assert (room.seq, room.delivered, room.persisted) == (0, 0, False)
-    assert room.meta == {"tenant": "acme", "name": "general", "created_by": "alice",
-                         "created_at": 1700500}
+    assert room.meta == {
+        "tenant": "acme",
+        "name": "general",
+        "created_by": "alice",
+        "created_at": 1700500,
+    }
     assert orjson.loads(room.meta_json()) == room.meta
     assert len(rooms) == 1
     assert source.meta_calls == ["acme\x1fgeneral"]  # looked in the store first
@@ -102,6 +107,7 @@ def test_require() -> None:
 
 # -- tenants -----------------------------------------------------------------
 
+
 def test_same_name_in_two_tenants_is_two_rooms() -> None:
     rooms = directory()
     a, created_a = rooms.open(principal("alice", "acme"), "general")
@@ -132,6 +138,7 @@ def test_tenant_prefix_does_not_collide() -> None:
 
 
 # -- find loads from the source ------------------------------------------------
+
 
 def test_find_loads_from_source_with_last_seq() -> None:
     key = room_key("acme", "general")
@@ -180,6 +187,7 @@ def test_find_is_per_tenant_in_source() -> None:
 
 # -- presence ------------------------------------------------------------------
 
+
 def make_room() -> Room:
     return Room("acme", "general", {}, 0, persisted=False)
 
@@ -210,8 +218,10 @@ def test_presence_of_several_users() -> None:
     assert room.add_presence("alice", "human") is True
     assert room.add_presence("bot", "agent") is True
     assert room.add_presence("alice", "human") is False
-    assert room.members() == [{"user_id": "alice", "kind": "human"},
-                              {"user_id": "bot", "kind": "agent"}]
+    assert room.members() == [
+        {"user_id": "alice", "kind": "human"},
+        {"user_id": "bot", "kind": "agent"},
+    ]
     assert room.remove_presence("bot") is True
     assert room.remove_presence("alice") is False
     assert room.members() == [{"user_id": "alice", "kind": "human"}]
@@ -227,6 +237,7 @@ def test_remove_presence_of_absent_user() -> None:
 
 
 # -- key layout --------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seq", [0, 1, 255, 256, 2**63 - 1])
 def test_log_key_round_trip(seq: int) -> None:

@@ -136,8 +136,12 @@ def test_flush_now_and_close(impl: Any) -> None:
     assert transport.writes == [b"a"] and not box.push(b"c")
 
 
-room_ops = st.lists(st.tuples(st.sampled_from(["join", "leave", "broadcast"]),
-                              st.integers(0, 3), st.integers(0, 4)), max_size=80)
+room_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["join", "leave", "broadcast"]), st.integers(0, 3), st.integers(0, 4)
+    ),
+    max_size=80,
+)
 
 
 @given(room_ops)
@@ -158,8 +162,9 @@ def test_router_matches_the_model(steps: list[tuple[str, int, int]]) -> None:
             frame = f"{i}".encode()
             assert fast.broadcast(room, frame, fb[who]) == slow.broadcast(room, frame, sb[who])
         assert fast.count(room) == slow.count(room)
-        assert [fb.index(b) for b in fast.members(room)] == [sb.index(b)
-                                                             for b in slow.members(room)]
+        assert [fb.index(b) for b in fast.members(room)] == [
+            sb.index(b) for b in slow.members(room)
+        ]
         assert fast.is_member(room, fb[who]) == slow.is_member(room, sb[who])
     fast_loop.run_iteration()
     slow_loop.run_iteration()

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_router import FakeLoop, FakeTransport
 
 from models import router_model as model
 from nexus._speedups import framing, router
-from test_router import FakeLoop, FakeTransport
 
 
 class Member:

@@ -32,8 +32,14 @@ def b64url(data: bytes) -> str:
 
 def claims(**changes: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "sub": "alice", "tenant": "acme", "roles": ["member"], "kind": "human",
-        "iat": int(time.time()), "exp": int(time.time() + 3600), "iss": "nexus", "aud": "nexus",
+        "sub": "alice",
+        "tenant": "acme",
+        "roles": ["member"],
+        "kind": "human",
+        "iat": int(time.time()),
+        "exp": int(time.time() + 3600),
+        "iss": "nexus",
+        "aud": "nexus",
     }
     base.update(changes)
     return {k: v for k, v in base.items() if v is not None}
@@ -74,6 +80,7 @@ def hs() -> TokenVerifier:
 
 
 # -- HS256 -------------------------------------------------------------------
+
 
 def test_valid_token(hs: TokenVerifier) -> None:
     p = hs.verify(hs_token(claims(roles=["member", "admin"])))
@@ -183,19 +190,47 @@ def test_hand_signer_matches_pyjwt(hs: TokenVerifier) -> None:
     assert hs.verify(hand_signed_hs256(claims(), SECRET.encode())).user_id == "alice"
 
 
-@pytest.mark.parametrize("token", [None, "", 123, b"abc", "x" * 8193, "garbage", "a.b.c",
-                                   "a.b", "....", "eyJhbGciOiJIUzI1NiJ9.e30."])
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        "",
+        123,
+        b"abc",
+        "x" * 8193,
+        "garbage",
+        "a.b.c",
+        "a.b",
+        "....",
+        "eyJhbGciOiJIUzI1NiJ9.e30.",
+    ],
+)
 def test_malformed_tokens(hs: TokenVerifier, token: Any) -> None:
     rejected(hs, token)
 
 
-@pytest.mark.parametrize("bad", [
-    {"tenant": "acme corp"}, {"tenant": "acme/../x"}, {"tenant": ""}, {"tenant": "a" * 129},
-    {"tenant": 5}, {"tenant": "nul\x00"}, {"tenant": "sep\x1f"},
-    {"sub": "bad user"}, {"sub": ""},
-    {"roles": "admin"}, {"roles": {"admin": True}}, {"roles": ["admin", 1]}, {"roles": None},
-    {"kind": "robot"}, {"kind": "Human"}, {"kind": ["human"]},
-], ids=lambda d: repr(d))
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"tenant": "acme corp"},
+        {"tenant": "acme/../x"},
+        {"tenant": ""},
+        {"tenant": "a" * 129},
+        {"tenant": 5},
+        {"tenant": "nul\x00"},
+        {"tenant": "sep\x1f"},
+        {"sub": "bad user"},
+        {"sub": ""},
+        {"roles": "admin"},
+        {"roles": {"admin": True}},
+        {"roles": ["admin", 1]},
+        {"roles": None},
+        {"kind": "robot"},
+        {"kind": "Human"},
+        {"kind": ["human"]},
+    ],
+    ids=lambda d: repr(d),
+)
 def test_bad_claims(hs: TokenVerifier, bad: dict[str, Any]) -> None:
     payload = claims()
     payload.update(bad)
@@ -215,19 +250,22 @@ def test_no_secret_configured(tmp_path: Path) -> None:
 
 # -- RS256 and algorithm confusion ---------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def private_pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def public_pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 @pytest.fixture
@@ -239,14 +277,20 @@ def public_key_file(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> Path:
 
 @pytest.fixture
 def rs(public_key_file: Path) -> TokenVerifier:
-    return TokenVerifier(load_settings(environ={
-        "NEXUS_AUTH_ALGORITHMS": "RS256", "NEXUS_AUTH_PUBLIC_KEY_FILE": str(public_key_file),
-    }))
+    return TokenVerifier(
+        load_settings(
+            environ={
+                "NEXUS_AUTH_ALGORITHMS": "RS256",
+                "NEXUS_AUTH_PUBLIC_KEY_FILE": str(public_key_file),
+            }
+        )
+    )
 
 
 def rs_token(payload: dict[str, Any], key: rsa.RSAPrivateKey, kid: str | None = None) -> str:
-    return jwt.encode(payload, private_pem(key), algorithm="RS256",
-                      headers={"kid": kid} if kid else None)
+    return jwt.encode(
+        payload, private_pem(key), algorithm="RS256", headers={"kid": kid} if kid else None
+    )
 
 
 def test_rs256_valid(rs: TokenVerifier, rsa_key: rsa.RSAPrivateKey) -> None:
@@ -277,15 +321,21 @@ def test_alg_none_rejected_by_rs256(rs: TokenVerifier) -> None:
 
 # -- JWKS --------------------------------------------------------------------
 
+
 @pytest.fixture
 def jwks(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> TokenVerifier:
     jwk = json.loads(RSAAlgorithm.to_jwk(rsa_key.public_key()))
     jwk.update(kid="key-1", use="sig", alg="RS256")
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps({"keys": [jwk]}), "utf-8")
-    return TokenVerifier(load_settings(environ={
-        "NEXUS_AUTH_ALGORITHMS": "RS256", "NEXUS_AUTH_JWKS_FILE": str(path),
-    }))
+    return TokenVerifier(
+        load_settings(
+            environ={
+                "NEXUS_AUTH_ALGORITHMS": "RS256",
+                "NEXUS_AUTH_JWKS_FILE": str(path),
+            }
+        )
+    )
 
 
 def test_jwks_known_kid(jwks: TokenVerifier, rsa_key: rsa.RSAPrivateKey) -> None:
@@ -317,6 +367,7 @@ def test_jwks_malformed_token(jwks: TokenVerifier, token: str) -> None:
 
 
 # -- development secret ----------------------------------------------------------
+
 
 def test_resolve_hmac_secret_creates_private_file(tmp_path: Path) -> None:
     settings = Settings(data_dir=str(tmp_path / "data" / "nested"))
