@@ -124,3 +124,21 @@ def test_who_may_change_a_message(rules: AccessRules, who: str, the_room: Room) 
     others = {"type": "message", "sender": "someone-else"}
     assert rules.may_change_message(principal, the_room, own) is True
     assert rules.may_change_message(principal, the_room, others) is IS_ROOM_ADMIN[who]
+
+
+def test_another_tenants_room_is_never_visible_nor_administrable() -> None:
+    """Even a same-named creator, or an admin, of another tenant gets nothing: the rules
+    compare tenants themselves rather than trusting how the room was found."""
+    from nexus.auth import Principal
+    from nexus.core.access import AccessRules
+    from nexus.core.rooms import Room
+
+    class NoMembers:
+        def member(self, rkey: str, user_id: str) -> None:
+            return None
+
+    rules = AccessRules(NoMembers())
+    room = Room("acme", "r", {"created_by": "ann", "private": False}, 0, persisted=True)
+    stranger = Principal("ann", "globex", frozenset({"admin"}), expires_at=1e12)
+    assert not rules.may_see(stranger, room)
+    assert not rules.is_room_admin(stranger, room)

@@ -32,7 +32,10 @@ class AccessRules:
             raise Forbidden("requires the admin role")
 
     def is_room_admin(self, principal: Principal, room: Room) -> bool:
-        """Tenant admin role, the room's creator, or a member with the room role admin."""
+        """Tenant admin role, the room's creator, or a member with the room role admin
+        (all within the room's own tenant)."""
+        if room.tenant != principal.tenant:
+            return False
         if ADMIN_ROLE in principal.roles or room.meta.get("created_by") == principal.user_id:
             return True
         member = self._members.member(room.key, principal.user_id)
@@ -45,8 +48,10 @@ class AccessRules:
     def may_see(self, principal: Principal, room: Room) -> bool:
         """Anyone of the tenant sees a public room; a private one only its members and admins.
 
-        Rooms are looked up by the principal's tenant, so another tenant's room is never
-        reached here at all."""
+        Rooms are looked up by the principal's tenant; the tenant is compared here too, so
+        a rule never depends on how its caller found the room."""
+        if room.tenant != principal.tenant:
+            return False
         if not room.meta.get("private"):
             return True
         return self._members.member(room.key, principal.user_id) is not None or self.is_room_admin(
