@@ -152,6 +152,7 @@ def build(
         max_batch=settings.commit_max_batch,
         interceptors=interceptors,
         observers=observers,
+        inline_commit=settings.store_durability == "none",
         tracer=tracer,
     )
     rooms = RoomDirectory(store, settings.room_create_roles)

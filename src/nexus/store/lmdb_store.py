@@ -117,22 +117,35 @@ class LmdbStore:
                         txn.delete(key, db=self._meta_dbs[name])
                     else:
                         txn.put(key, value, db=self._meta_dbs[name])
-                for e in batch.entries:
-                    lkey = log_key(e.room_key, e.seq)
-                    if not txn.put(lkey, e.record, db=self.log_db, overwrite=False):
-                        # A seq is written once; a second write means the counters are wrong.
-                        raise RuntimeError(f"log key exists: {e.room_key!r} seq {e.seq}")
-                    txn.put(e.event_id.encode(), lkey, db=self.msg_db)
-                    if e.client_key is not None:
-                        txn.put(
-                            e.client_key,
-                            orjson.dumps([e.room_key, e.seq, e.event_id, e.accepted_ms]),
-                            db=self.client_db,
-                        )
-                    if e.patch is not None:
-                        self._patch(txn, e.room_key, *e.patch)
+                if batch.entries:
+                    self._append(txn, batch.entries)
         except lmdb.MapFullError as exc:
             raise StoreFull(str(exc)) from None
+
+    def _append(self, txn: lmdb.Transaction, entries: list[LogEntry]) -> None:
+        """Log records and their indexes, one ``putmulti`` per database (a C loop) rather
+        than two or three Python-level puts per entry."""
+        logs = []
+        ids = []
+        clients = []
+        for e in entries:
+            lkey = log_key(e.room_key, e.seq)
+            logs.append((lkey, e.record))
+            ids.append((e.event_id.encode(), lkey))
+            if e.client_key is not None:
+                clients.append(
+                    (e.client_key, orjson.dumps([e.room_key, e.seq, e.event_id, e.accepted_ms]))
+                )
+        _, added = txn.cursor(db=self.log_db).putmulti(logs, overwrite=False)
+        if added != len(logs):
+            # A seq is written once; a second write means the counters are wrong.
+            raise RuntimeError(f"log key exists: {len(logs) - added} of the batch were written")
+        txn.cursor(db=self.msg_db).putmulti(ids)
+        if clients:
+            txn.cursor(db=self.client_db).putmulti(clients)
+        for e in entries:  # after every put: a patch may target an entry of this batch
+            if e.patch is not None:
+                self._patch(txn, e.room_key, *e.patch)
 
     def _patch(self, txn: lmdb.Transaction, rkey: str, seq: int, changes: dict[str, Any]) -> None:
         key = log_key(rkey, seq)
