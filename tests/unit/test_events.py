@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nexus.errors import ERROR_CLASSES, BadRequest, NexusError, RateLimited, TooLarge
 from nexus.protocol import events
@@ -235,3 +238,60 @@ def test_error_every_class_has_its_code(cls: type[NexusError]) -> None:
 def test_error_codes_are_distinct() -> None:
     codes = [c.code for c in ERROR_CLASSES]
     assert len(set(codes)) == len(codes)
+
+
+@given(
+    st.from_regex(r"[A-Za-z0-9_.:@-]{1,128}", fullmatch=True),
+    st.integers(0, 2**63 - 1),
+    st.from_regex(r"[0-9a-f]{32}", fullmatch=True),
+    st.from_regex(r"[A-Za-z0-9_.@:+-]{1,128}", fullmatch=True),
+    st.sampled_from(["human", "agent"]),
+    st.integers(0, 2**53),
+    st.text(min_size=1),
+    st.none() | st.text(min_size=1, max_size=40),
+    st.none() | st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8)),
+    st.none() | st.text(max_size=40) | st.integers(-(2**63), 2**63 - 1),
+)
+def test_templated_records_equal_orjson_encoding(
+    room: str,
+    seq: int,
+    msg_id: str,
+    sender: str,
+    kind: str,
+    ts: int,
+    body: str,
+    reply_to: str | None,
+    meta: dict[str, Any] | None,
+    rid: str | int | None,
+) -> None:
+    """message and ack are filled into byte templates on the hot path; they must be exactly
+    what orjson makes of the same dicts (for the alphabets the intake admits)."""
+    body = body.encode("utf-8", "ignore").decode()  # orjson refuses lone surrogates
+    as_dict = orjson.dumps(
+        {
+            "type": "message",
+            "room": room,
+            "seq": seq,
+            "id": msg_id,
+            "sender": sender,
+            "sender_kind": kind,
+            "ts": ts,
+            "body": body,
+            "reply_to": reply_to,
+            "meta": meta,
+        }
+    )
+    assert events.message(room, seq, msg_id, sender, kind, ts, body, reply_to, meta) == as_dict
+    for dup in (False, True):
+        ack = orjson.dumps(
+            {
+                "type": "ack",
+                "id": rid,
+                "room": room,
+                "seq": seq,
+                "message_id": msg_id,
+                "client_msg_id": reply_to,
+                "duplicate": dup,
+            }
+        )
+        assert events.ack(rid, room, seq, msg_id, reply_to, duplicate=dup) == ack

@@ -32,7 +32,8 @@ def seed(store: LmdbStore, *, last_client_id_recent: bool = True) -> None:
             last = rkey == FOREVER and s == 10
             cid = "~last" if last else f"{split_room_key(rkey)[1]}-{s}"
             accepted = ts if last and last_client_id_recent else int((NOW - 100) * 1000)
-            record = events.message(rkey, s, f"{rkey}-{s}", "ann", "human", ts, "b", None, None)
+            name = split_room_key(rkey)[1]
+            record = events.message(name, s, f"{name}-{s}", "ann", "human", ts, "b", None, None)
             entries.append(
                 LogEntry(rkey, s, f"{rkey}-{s}", record, client_key("acme", "ann", cid), accepted)
             )

@@ -60,13 +60,18 @@ class InterceptorChain:
         on_quarantine: Callable[[str], None] | None = None,
     ) -> None:
         self._slots: list[InterceptorSlot] = []
+        self.active = False  # any interceptor registered
         self._max_body = max_body_bytes
         self._max_meta = max_meta_bytes
         self._quarantine_after = quarantine_after
         self._on_quarantine = on_quarantine
 
     def __bool__(self) -> bool:
-        return bool(self._slots)
+        return self.active
+
+    def _changed(self) -> None:
+        # A plain attribute the pipeline reads per write: one load, no method call.
+        self.active = bool(self._slots)
 
     @property
     def slots(self) -> list[InterceptorSlot]:
@@ -76,9 +81,11 @@ class InterceptorChain:
         if any(s.name == interceptor.name for s in self._slots):
             raise ValueError(f"interceptor {interceptor.name} is registered already")
         self._slots.append(InterceptorSlot(interceptor))
+        self._changed()
 
     def remove(self, name: str) -> None:
         self._slots = [s for s in self._slots if s.name != name]
+        self._changed()
 
     def release(self, name: str) -> None:
         """Take an interceptor out of quarantine (after a fix or reload)."""

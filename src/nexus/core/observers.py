@@ -266,14 +266,16 @@ class Observers:
 
     def __init__(self) -> None:
         self.runners: list[ObserverRunner] = []
+        self.active = False  # any observer registered (read by the pipeline per batch)
 
     def __bool__(self) -> bool:
-        return bool(self.runners)
+        return self.active
 
     def add(self, runner: ObserverRunner) -> None:
         if any(r.name == runner.name for r in self.runners):
             raise ValueError(f"observer {runner.name} is registered already")
         self.runners.append(runner)
+        self.active = True
 
     def committed(self, taken: Sequence[Any]) -> None:
         """Entries of one commit, in seq order per room (``PendingEntry`` objects)."""

@@ -31,7 +31,7 @@ from ..auth import Principal
 from ..errors import Internal, NexusError
 from ..protocol import events
 from ..protocol.requests import RequestId
-from ..store import GroupCommitWriter, LmdbStore, LogEntry, WriteBatch
+from ..store import GroupCommitWriter, LmdbStore, WriteBatch
 from ..store.keys import client_key, split_room_key
 from .caller import Caller
 from .interceptors import InterceptorChain
@@ -39,6 +39,7 @@ from .observers import Observers
 from .rooms import Room
 
 log = logging.getLogger(__name__)
+_perf_counter = time.perf_counter
 
 MESSAGE = "message"
 EDITED = "message.edited"
@@ -57,14 +58,18 @@ class EventIds:
 
     def __init__(self) -> None:
         self._tag = f"{random.getrandbits(40):010x}"
-        self._counter = 0
+        # Counts from 2**40 so that hex()[3:] is always exactly 10 digits (cheaper than a
+        # format spec per id); it would take 10**12 ids to run past 2**41.
+        self._counter = 1 << 40
 
     def head(self, now_ms: int) -> str:
         return f"{now_ms:012x}{self._tag}"
 
     def next(self, head: str) -> str:
         self._counter += 1
-        return f"{head}{self._counter & 0xFFFFFFFFFF:010x}"
+        if self._counter >= 1 << 41:
+            self._counter = (1 << 40) + 1
+        return head + hex(self._counter)[3:]
 
 
 # Bucket bounds in seconds for commit and send -> ack latency.
@@ -103,6 +108,8 @@ class PendingEntry:
         "accepted",
         "trace_ctx",
     )
+    event_id: str  # set when dispatched, with seq
+    record: bytes
 
     def __init__(
         self,
@@ -133,11 +140,9 @@ class PendingEntry:
         self.fields = fields
         self.ckey: bytes | None = None
         self.client_msg_id = client_msg_id
-        self.duplicates: list[tuple[Caller, RequestId]] = []  # resends while in flight
-        self.seq = 0
-        self.event_id = ""
-        self.record = b""
-        self.accepted = time.perf_counter()
+        self.duplicates: list[tuple[Caller, RequestId]] | None = None  # resends in flight
+        self.seq = 0  # event_id and record are set when the entry is dispatched
+        self.accepted = _perf_counter()
         self.trace_ctx: SpanContext | None = None
 
     def build(self, seq: int, event_id: str, now_ms: int) -> tuple[bytes, Patch | None]:
@@ -265,6 +270,7 @@ class MessagePipeline:
         self._scheduled = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._is_idle = True  # mirrors _idle without a method call per write
         # figures for observability
         self.accepted_entries = 0
         self.committed_entries = 0
@@ -301,6 +307,8 @@ class MessagePipeline:
         ckey = client_key(principal.tenant, principal.user_id, client_msg_id)
         queued = self._by_ckey.get(ckey)
         if queued is not None:
+            if queued.duplicates is None:
+                queued.duplicates = []
             queued.duplicates.append((caller, rid))
             return True
         ref = self._store.client_message(principal.tenant, principal.user_id, client_msg_id)
@@ -333,7 +341,7 @@ class MessagePipeline:
             if ctx.is_valid:
                 entry.trace_ctx = ctx
         self.accepted_entries += 1
-        if self.interceptors:
+        if self.interceptors.active:
             waiting = self._intercepting.get(entry.room)
             if waiting is not None:
                 waiting.append(entry)
@@ -403,7 +411,9 @@ class MessagePipeline:
         return future
 
     def _schedule(self) -> None:
-        self._idle.clear()
+        if self._is_idle:
+            self._is_idle = False
+            self._idle.clear()
         if self._inflight is None and not self._scheduled:
             # Let the rest of this loop iteration's entries join the batch.
             self._scheduled = True
@@ -435,6 +445,7 @@ class MessagePipeline:
         part = self._take()
         if part is None:
             if not self._intercepting:
+                self._is_idle = True
                 self._idle.set()
             return
         taken, rooms, metas = part
@@ -454,13 +465,15 @@ class MessagePipeline:
         ids = self._ids
         head = ids.head(now_ms)
         entries = batch.entries
+        append = entries.append
         for p in taken:
             room = p.room
-            room.seq += 1
-            p.seq = room.seq
-            p.event_id = ids.next(head)
-            p.record, patch = p.build(p.seq, p.event_id, now_ms)
-            entries.append(LogEntry(room.key, p.seq, p.event_id, p.record, p.ckey, now_ms, patch))
+            seq = room.seq = room.seq + 1
+            p.seq = seq
+            p.event_id = event_id = ids.next(head)
+            p.record, patch = record, patch = p.build(seq, event_id, now_ms)
+            # a plain tuple in LogEntry's field order: cheaper to build than the named one
+            append((room.key, seq, event_id, record, p.ckey, now_ms, patch))  # type: ignore[arg-type]
         traced = BatchTrace(self._tracer, taken) if self._tracer is not None else None
         self._inflight = (taken, rooms, metas, traced)
         if self._inline:
@@ -526,7 +539,7 @@ class MessagePipeline:
             room.delivered = p.seq
             broadcast(room.key, frame_text(p.record))
             p.caller.send(events.ack(p.rid, room.name, p.seq, p.event_id, p.client_msg_id))
-            for caller, rid in p.duplicates:
+            for caller, rid in p.duplicates or ():
                 caller.send(
                     events.ack(rid, room.name, p.seq, p.event_id, p.client_msg_id, duplicate=True)
                 )
@@ -537,7 +550,7 @@ class MessagePipeline:
             assert fanout is not None
             fanout.end()
             traced.batch.end()
-        if self.observers:
+        if self.observers.active:
             self.observers.committed(taken)
 
     def _failed(
@@ -575,7 +588,7 @@ class MessagePipeline:
     def _refuse(self, taken: list[PendingEntry], exc: NexusError) -> None:
         """Answer each entry (and its resends) with ``exc``; forget its reservation."""
         for p in taken:
-            for caller, rid in [(p.caller, p.rid), *p.duplicates]:
+            for caller, rid in [(p.caller, p.rid), *(p.duplicates or ())]:
                 exc.request_id = rid
                 caller.send(events.error(exc))
             if p.ckey is not None and self._by_ckey.get(p.ckey) is p:

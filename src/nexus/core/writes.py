@@ -39,16 +39,20 @@ class RoomWrites:
 
     def post(self, caller: Caller, room: Room, req: MessageSend) -> None:
         """Queue a message from ``caller`` into ``room``; the caller gets the ack or error."""
-        if not self._writable(caller, room, req.id, req.client_msg_id):
+        if (req.client_msg_id is not None or room.meta.get("archived")) and not self._writable(
+            caller, room, req.id, req.client_msg_id
+        ):
             return
         if req.reply_to is not None:
             where = self._log.message_location(req.reply_to)
             if where is None or where[0] != log_prefix(room.key):
                 raise NotFound(f"reply_to: no message {req.reply_to} in room {room.name}")
+        principal = caller.principal
+        assert principal is not None, "a write needs an authenticated caller"
         self._pipeline.submit(
             PendingEntry(
                 caller,
-                _principal(caller),
+                principal,
                 req.id,
                 room,
                 MESSAGE,

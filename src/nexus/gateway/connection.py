@@ -137,7 +137,7 @@ class Connection(WSListener):
         stats = gw.stats
         stats.frames_in += 1
         stats.bytes_in += size
-        rsv = bool(frame.rsv1 or frame.rsv2 or frame.rsv3)
+        rsv = bool(frame.rsv1 | frame.rsv2 | frame.rsv3)
         if self._held is not None:
             self._hold((frame.msg_type, bool(frame.fin), rsv, frame.get_payload_as_bytes()))
             return
@@ -154,7 +154,11 @@ class Connection(WSListener):
             transport.underlying_transport.pause_reading()
             self._hold((frame.msg_type, bool(frame.fin), rsv, frame.get_payload_as_bytes()))
             return
-        self._frame(frame.msg_type, frame.fin, rsv, frame.get_payload_as_memoryview())
+        kind = frame.msg_type
+        if kind == TEXT and frame.fin and not rsv and self._fragments is None:
+            self._on_text(frame.get_payload_as_memoryview())  # the common case, directly
+        else:
+            self._frame(kind, frame.fin, rsv, frame.get_payload_as_memoryview())
 
     def tick(self) -> None:
         """A new loop iteration: reset the budget and process held-back frames."""

@@ -31,13 +31,13 @@ class GatewayContext:
     connections: set[Connection] = field(default_factory=set)
     # set while the gateway waits for its connections to go (shutdown)
     all_closed: asyncio.Future[None] | None = None
+    frames_per_tick: int = 0  # copied from settings: read once per frame
+
+    def __post_init__(self) -> None:
+        self.frames_per_tick = self.settings.frames_per_tick
 
     def forget(self, conn: Connection) -> None:
         """A connection ended: drop it, and wake a shutdown waiting for the last one."""
         self.connections.discard(conn)
         if not self.connections and self.all_closed is not None and not self.all_closed.done():
             self.all_closed.set_result(None)
-
-    @property
-    def frames_per_tick(self) -> int:
-        return self.settings.frames_per_tick

@@ -30,6 +30,7 @@ CLIENT_ID_MAX = 128  # request ids: characters (echoed, never stored)
 # for a whole key: tenant + user + client_msg_id must fit), so they are bounded in bytes.
 ID_MAX_BYTES = 128
 MAX_SEQ = (1 << 63) - 1
+ROOMS_SEEN_MAX = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,8 @@ class Decoder:
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
+        # Room names already validated: a set lookup instead of a regex per message.
+        self._rooms_seen: set[str] = set()
         self._parsers: dict[str, Callable[[dict[str, Any], RequestId], Request]] = {
             "auth": self._auth,
             "ping": self._ping,
@@ -61,6 +64,10 @@ class Decoder:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError:
             raise BadRequest("frame is not valid JSON") from None
+        if type(obj) is dict and obj.get("type") == "message.send":
+            send = self._fast_send(obj)
+            if send is not None:
+                return send
         if not isinstance(obj, dict):
             raise BadRequest("frame must be a JSON object")
         rid = obj.get("id")
@@ -80,6 +87,44 @@ class Decoder:
         except NexusError as exc:
             exc.request_id = rid
             raise
+
+    def _fast_send(self, obj: dict[str, Any]) -> MessageSend | None:
+        """The common ``message.send``, checked inline (about 1 µs less than the general
+        parser). None hands anything unusual to the general path, which gives the exact
+        error; both accept exactly the same frames (tests/unit/test_decoder_fuzz.py)."""
+        rid = obj.get("id")
+        if rid is not None:
+            kind = type(rid)
+            if not (
+                (kind is str and len(rid) <= CLIENT_ID_MAX)
+                or (kind is int and -MAX_SEQ <= rid <= MAX_SEQ)
+            ):
+                return None
+        room = obj.get("room")
+        if type(room) is not str or room not in self._rooms_seen:
+            if type(room) is not str or not ROOM_PATTERN.fullmatch(room):
+                return None
+            if len(self._rooms_seen) >= ROOMS_SEEN_MAX:
+                self._rooms_seen.clear()
+            self._rooms_seen.add(room)
+        body = obj.get("body")
+        limit = self.limits.max_body_bytes
+        if (
+            type(body) is not str
+            or not body
+            or (len(body) * 4 > limit and len(body.encode("utf-8", "surrogatepass")) > limit)
+        ):
+            return None
+        if obj.get("meta") is not None or obj.get("reply_to") is not None:
+            return None  # the general parser measures meta and checks reply_to
+        cmid = obj.get("client_msg_id")
+        if cmid is not None and (
+            type(cmid) is not str
+            or not cmid
+            or (len(cmid) > ID_MAX_BYTES // 4 and len(cmid.encode("utf-8")) > ID_MAX_BYTES)
+        ):
+            return None
+        return MessageSend(rid, room, body, cmid)
 
     # -- field helpers -------------------------------------------------------
     @staticmethod
