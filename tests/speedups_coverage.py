@@ -25,6 +25,7 @@ TESTS = [
     "tests/unit/test_router_local.py",
     "tests/unit/test_ratelimit.py",
     "tests/unit/test_histogram.py",
+    "tests/unit/test_records.py",
 ]
 
 

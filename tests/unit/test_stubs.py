@@ -9,6 +9,7 @@ MODULES = [
     "nexus._speedups.router",
     "nexus._speedups.ratelimit",
     "nexus._speedups.histogram",
+    "nexus._speedups.records",
 ]
 
 

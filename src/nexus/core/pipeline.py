@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, Tracer
 
 from .._speedups.framing import frame_text
 from .._speedups.histogram import Histogram
+from .._speedups.records import EventIds, ack_record, message_record
 from .._speedups.router import Router
 from ..auth import Principal
 from ..errors import Internal, NexusError
@@ -40,36 +41,13 @@ from .rooms import Room
 
 log = logging.getLogger(__name__)
 _perf_counter = time.perf_counter
+_dumps = orjson.dumps
 
 MESSAGE = "message"
 EDITED = "message.edited"
 DELETED = "message.deleted"
 
 Patch = tuple[int, dict[str, Any]]  # (target seq, fields to set on that earlier record)
-
-
-class EventIds:
-    """Time-ordered ids: 48-bit ms timestamp, a random per-process tag, a counter (hex).
-
-    The tag keeps ids of different processes (restarts, cluster nodes) apart; the counter
-    keeps them unique within one. Formatting the head once per batch keeps the per-entry
-    cost to one short format.
-    """
-
-    def __init__(self) -> None:
-        self._tag = f"{random.getrandbits(40):010x}"
-        # Counts from 2**40 so that hex()[3:] is always exactly 10 digits (cheaper than a
-        # format spec per id); it would take 10**12 ids to run past 2**41.
-        self._counter = 1 << 40
-
-    def head(self, now_ms: int) -> str:
-        return f"{now_ms:012x}{self._tag}"
-
-    def next(self, head: str) -> str:
-        self._counter += 1
-        if self._counter >= 1 << 41:
-            self._counter = (1 << 40) + 1
-        return head + hex(self._counter)[3:]
 
 
 # Bucket bounds in seconds for commit and send -> ack latency.
@@ -151,16 +129,17 @@ class PendingEntry:
         room = self.room.name
         user = self.principal.user_id
         if kind == MESSAGE:
-            return events.message(
+            reply_to, meta = self.reply_to, self.meta
+            return message_record(
                 room,
                 seq,
                 event_id,
                 user,
                 self.principal.kind,
                 now_ms,
-                self.body or "",
-                self.reply_to,
-                self.meta,
+                _dumps(self.body or ""),
+                None if reply_to is None else _dumps(reply_to),
+                None if meta is None else _dumps(meta),
             ), None
         if kind == EDITED:
             return (
@@ -463,14 +442,15 @@ class MessagePipeline:
             batch.meta.extend(m.ops)
         now_ms = int(self._clock() * 1000)
         ids = self._ids
-        head = ids.head(now_ms)
+        ids.head(now_ms)
+        next_id = ids.next
         entries = batch.entries
         append = entries.append
         for p in taken:
             room = p.room
             seq = room.seq = room.seq + 1
             p.seq = seq
-            p.event_id = event_id = ids.next(head)
+            p.event_id = event_id = next_id()
             p.record, patch = record, patch = p.build(seq, event_id, now_ms)
             # a plain tuple in LogEntry's field order: cheaper to build than the named one
             append((room.key, seq, event_id, record, p.ckey, now_ms, patch))  # type: ignore[arg-type]
@@ -538,7 +518,16 @@ class MessagePipeline:
             room = p.room
             room.delivered = p.seq
             broadcast(room.key, frame_text(p.record))
-            p.caller.send(events.ack(p.rid, room.name, p.seq, p.event_id, p.client_msg_id))
+            rid, cmid = p.rid, p.client_msg_id
+            p.caller.send(
+                ack_record(
+                    None if rid is None else _dumps(rid),
+                    room.name,
+                    p.seq,
+                    p.event_id,
+                    None if cmid is None else _dumps(cmid),
+                )
+            )
             for caller, rid in p.duplicates or ():
                 caller.send(
                     events.ack(rid, room.name, p.seq, p.event_id, p.client_msg_id, duplicate=True)
