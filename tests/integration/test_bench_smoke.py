@@ -13,15 +13,30 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_benchmark_suite_smoke(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--smoke", "--targets", "nexus", "picows-raw",
-         "websockets", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--smoke",
+            "--targets",
+            "nexus",
+            "picows-coalesced",
+            "picows-nexus-outbox",
+            "websockets",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "## echo" in result.stdout and "## fanout" in result.stdout
     [path] = tmp_path.glob("*-smoke.json")
     data = json.loads(path.read_text())
     scenarios = {(r["scenario"], r["target"]) for r in data["results"]}
-    for target in ("nexus", "picows-raw", "websockets"):
+    for target in ("nexus", "picows-coalesced", "picows-nexus-outbox", "websockets"):
         for scenario in ("echo", "fanout", "capacity"):
             assert (scenario, target) in scenarios
     assert ("durable", "nexus") in scenarios and ("resume", "nexus") in scenarios
@@ -29,4 +44,9 @@ def test_benchmark_suite_smoke(tmp_path: Path) -> None:
         assert "error" not in row, row
         assert row["gen_cpu"] >= 0
     assert sorted(p.name.rsplit("-", 1)[1] for p in tmp_path.glob("*.png")) == [
-        "capacity.png", "durable.png", "echo.png", "fanout.png", "resume.png"]
+        "capacity.png",
+        "durable.png",
+        "echo.png",
+        "fanout.png",
+        "resume.png",
+    ]
