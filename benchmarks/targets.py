@@ -129,10 +129,11 @@ class Nexus(Target):
 @dataclass
 class PythonPeer(Target):
     module: str = ""
+    args: tuple[str, ...] = ()
 
     def start(self) -> Running:
         proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "0"],
+            [sys.executable, "-m", self.module, "0", *self.args],
             stdout=subprocess.PIPE,
             text=True,
             cwd=HERE.parent,
@@ -183,7 +184,11 @@ def all_targets() -> list[Target]:
         PythonPeer("picows-naive", module="benchmarks.peers.picows_naive"),
         PythonPeer("picows-coalesced", module="benchmarks.peers.picows_coalesced"),
         PythonPeer("picows-nexus-outbox", module="benchmarks.peers.picows_nexus_outbox"),
-        PythonPeer("websockets", module="benchmarks.peers.websockets_room"),
+        PythonPeer("websockets", module="benchmarks.peers.websockets_room", args=("uvloop",)),
+        # The same server on the stock asyncio loop, as many users run it.
+        PythonPeer(
+            "websockets-asyncio", module="benchmarks.peers.websockets_room", args=("asyncio",)
+        ),
         PythonPeer("aiohttp", module="benchmarks.peers.aiohttp_room"),
         NodeWs("node-ws"),
     ]
