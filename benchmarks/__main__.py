@@ -239,8 +239,17 @@ def main() -> int:
     )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--no-charts", action="store_true")
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSON",
+        help="print the table of a saved run (its JSON file) instead of running",
+    )
     p.set_defaults(mode="quick")
     args = p.parse_args()
+    if args.report:
+        print(report.table(json.loads(args.report.read_text())))
+        return 0
     data = uvloop.run(run(args))
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = report.stamp(data["date"])

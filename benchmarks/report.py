@@ -33,6 +33,7 @@ COMPARE = {
     "capacity": ("bytes_per_conn", ("picows-naive", "websockets", "node-ws")),
 }
 OURS = ("nexus", "nexus-nosync")
+LABELS = {"srv_us_per_msg": "srv us/msg", "idle_server_cpu": "idle srv cpu%"}
 NOT_AVERAGED = ("scenario", "target", "params", "round", "error")
 
 
@@ -113,6 +114,12 @@ def aggregate(measured: list[dict[str, Any]], order: list[str]) -> list[dict[str
     return rows
 
 
+def has(row: dict[str, Any], metric: str) -> bool:
+    """``row`` has a measured (numeric, not NaN) ``metric``."""
+    value = row.get(metric)
+    return isinstance(value, int | float) and value == value
+
+
 def spread(row: dict[str, Any], metric: str) -> float:
     lo, hi = row.get("range", {}).get(metric, (row[metric], row[metric]))
     return float(hi - lo)
@@ -180,7 +187,8 @@ def scenario_table(scenario: str, rows: list[dict[str, Any]]) -> list[str]:
     head = ["params", "target", unit, "range%"]
     if cpu_metric:
         head += [f"{unit.split('/')[0]}/cpu-s", "range%"]
-    head += [*extra, "gen cpu%", "srv cpu%", "nexus/this", "nosync/this"]
+    head += [LABELS.get(e, e) for e in extra]
+    head += ["gen cpu%", "srv cpu%", "nexus/this", "nosync/this"]
     vs = "cpu-s" if cpu_metric else "B"
     head += [f"{vs} vs {p}" for p in peers]
     body = []
@@ -257,25 +265,27 @@ GOALS = (
 
 
 def judge(goal: Goal, ours: dict[str, Any], theirs: dict[str, Any] | None) -> tuple[str, str]:
-    """(measured, verdict): verdict "met", "not met", or "noisy (median: ...)" when the
-    spread of either side exceeds the margin between the median and the bound."""
+    """(measured, verdict). The verdict is "met" or "not met" when the extremes agree with
+    the median, else "noisy (median: ...)". The extremes pair each side's best round with
+    the other side's worst (ours min / theirs max, ours max / theirs min); for a bound
+    without a peer they are the rounds' min and max."""
     a = ours[goal.metric]
+    alo, ahi = ours["range"].get(goal.metric, (a, a))
     if theirs is None:
-        bound, their_spread = goal.factor, 0.0
-        lo, hi = ours["range"].get(goal.metric, (a, a))
-        extra = ours.get(goal.metric.replace("p99", "p99.9"))
-        measured = f"{fmt(a)} ms (rounds {fmt(lo)}-{fmt(hi)}; p99.9 {fmt(extra)} ms)"
+        value, lo, hi = a, alo, ahi
+        tail = ours.get(goal.metric.replace("p99", "p99.9"))
+        measured = f"{fmt(a)} ms (rounds {fmt(lo)}-{fmt(hi)}; p99.9 {fmt(tail)} ms)"
     else:
         b = theirs[goal.metric]
-        bound, their_spread = goal.factor * b, goal.factor * spread(theirs, goal.metric)
-        (alo, ahi), (blo, bhi) = (
-            ours["range"].get(goal.metric, (a, a)),
-            theirs["range"].get(goal.metric, (b, b)),
-        )
-        measured = f"{a / b:.2f}x (extremes {alo / bhi:.2f}-{ahi / blo:.2f}x)"
-    met = a >= bound if goal.higher else a <= bound
-    verdict = "met" if met else "not met"
-    if max(spread(ours, goal.metric), their_spread) > abs(a - bound):
+        blo, bhi = theirs["range"].get(goal.metric, (b, b))
+        value, lo, hi = a / b, alo / bhi, (ahi / blo if blo > 0 else float("inf"))
+        measured = f"{value:.2f}x (extremes {lo:.2f}-{hi:.2f}x)"
+
+    def ok(x: float) -> bool:
+        return x >= goal.factor if goal.higher else x <= goal.factor
+
+    verdict = "met" if ok(value) else "not met"
+    if ok(lo) != ok(hi):
         verdict = f"noisy (median: {verdict})"
     return measured, verdict
 
@@ -287,7 +297,7 @@ def targets_block(results: list[dict[str, Any]]) -> list[str]:
         for ours in results:
             if ours["scenario"] != goal.scenario or ours["target"] != goal.ours:
                 continue
-            if "error" in ours or goal.metric not in ours:
+            if "error" in ours or not has(ours, goal.metric):
                 continue
             theirs = None
             if goal.theirs is not None:
@@ -302,7 +312,7 @@ def targets_block(results: list[dict[str, Any]]) -> list[str]:
                     ),
                     None,
                 )
-                if theirs is None or not theirs.get(goal.metric):
+                if theirs is None or not has(theirs, goal.metric) or theirs[goal.metric] <= 0:
                     rows.append([goal.label, key(ours), f"{goal.theirs} not measured", "-"])
                     continue
             rows.append([goal.label, key(ours), *judge(goal, ours, theirs)])
