@@ -23,41 +23,89 @@ from .targets import Unavailable, all_targets
 
 RESULTS = Path(__file__).parent / "results"
 
-# scenario -> (function, list of parameter sets, which targets)
-Plan = list[tuple[str, Callable[..., Awaitable[dict[str, Any]]], list[dict[str, Any]], str]]
+# scenario -> (function, parameter groups, which targets). A group is measured on one
+# fresh server per target and round; its list values are variants measured one after the
+# other on that server (same connections), each giving its own row.
+Plan = list[tuple[str, Callable[..., Awaitable[scenarios.Rows]], list[dict[str, Any]], str]]
+ROUNDS = {"smoke": 1, "quick": 3, "full": 5}
+# Left out of quick and smoke runs unless named with --targets: the seams' cost.
+FULL_ONLY = ("nexus-hooks",)
+
+
+def mode_default(target: str, mode: str) -> bool:
+    return mode == "full" or target not in FULL_ONLY
 
 
 def plan(mode: str) -> Plan:
-    secs = {"smoke": 0.3, "quick": 1.0, "full": 5.0}[mode]
-    sizes = [64] if mode == "smoke" else [64, 1024]
+    secs = {"smoke": 0.3, "quick": 0.8, "full": 2.0}[mode]
+    sizes = [64, 1024] if mode == "full" else [64]
     echo_n = {"smoke": [2], "quick": [16], "full": [1, 16, 256]}[mode]
     fan_n = {"smoke": [10], "quick": [1000], "full": [10, 100, 1000, 10000]}[mode]
     if os.environ.get("NEXUS_BENCH_FANOUT"):  # e.g. "10000": only these room sizes
         fan_n = [int(n) for n in os.environ["NEXUS_BENCH_FANOUT"].split(",")]
     cap_n = {"smoke": [50], "quick": [1000], "full": [10000]}[mode]
+    idle = {"smoke": 0.3, "quick": 0.2, "full": 2.0}[mode]  # idle CPU: a side figure
     backlog = {"smoke": 500, "quick": 10000, "full": 100000}[mode]
+    fractions = [0.25, 0.5, 0.9] if mode == "full" else [0.5]
+    # Storage scenarios: the server with and without fsync (all nexus-* targets in full).
+    storage = "nexus" if mode == "full" else "nexus,nexus-nosync"
     return [
         (
             "echo",
             scenarios.echo,
-            [{"conns": n, "size": s, "seconds": secs} for n in echo_n for s in sizes],
+            [{"conns": n, "sizes": sizes, "seconds": secs} for n in echo_n],
             "all",
         ),
         (
             "fanout",
             scenarios.fanout,
-            [{"members": n, "size": s, "seconds": secs} for n in fan_n for s in sizes],
+            [{"members": n, "sizes": sizes, "windows": [1, 16], "seconds": secs} for n in fan_n],
             "all",
         ),
-        ("capacity", scenarios.capacity, [{"conns": n, "idle": secs} for n in cap_n], "all"),
+        ("capacity", scenarios.capacity, [{"conns": n, "idle": idle} for n in cap_n], "all"),
         (
             "durable",
             scenarios.durable,
-            [{"conns": 16, "size": s, "seconds": secs} for s in sizes],
-            "nexus",
+            [
+                {"conns": 16, "size": s, "seconds": secs, "fractions": fractions}
+                for s in ([64, 1024] if mode == "full" else [64])
+            ],
+            storage,
         ),
-        ("resume", scenarios.resume, [{"messages": backlog, "size": 64}], "nexus"),
+        ("resume", scenarios.resume, [{"messages": backlog, "size": 64}], storage),
     ]
+
+
+def eligible(target: str, which: str) -> bool:
+    """``which``: "all", a name prefix ("nexus": every nexus-* target) or exact names
+    separated by commas."""
+    if which == "all":
+        return True
+    names = which.split(",")
+    return target in names if len(names) > 1 else target.startswith(which)
+
+
+def rotated(items: list[Any], k: int) -> list[Any]:
+    """``items`` starting at item ``k`` (mod its length)."""
+    k %= len(items) or 1
+    return items[k:] + items[:k]
+
+
+# A group's list parameters, by the name each variant's row gives its value; and the
+# settings that are not part of a row's parameters.
+VARIANTS = {"sizes": "size", "windows": "in_flight"}
+SETTINGS = ("seconds", "idle", "fractions")
+
+
+def variants(group: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parameters of the rows a group gives (what a failed run is recorded under)."""
+    rows: list[dict[str, Any]] = [{}]
+    for name, value in group.items():
+        if name in VARIANTS:
+            rows = [{**r, VARIANTS[name]: v} for r in rows for v in value]
+        elif name not in SETTINGS:
+            rows = [{**r, name: value} for r in rows]
+    return rows
 
 
 def raise_fd_limit() -> int:
@@ -66,49 +114,82 @@ def raise_fd_limit() -> int:
     return hard
 
 
+def _label(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items() if k not in ("seconds", "fractions"))
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    targets = [t for t in all_targets() if not args.targets or t.name in args.targets]
-    steps = [
-        (name, fn, params, t)
-        for name, fn, param_sets, which in plan(args.mode)
-        if not args.scenarios or name in args.scenarios
-        for params in param_sets
-        for t in targets
-        if which == "all" or t.name.startswith(which)
+    targets = [
+        t
+        for t in all_targets()
+        if (t.name in args.targets if args.targets else mode_default(t.name, args.mode))
     ]
+    rounds = args.rounds or ROUNDS[args.mode]
+    work = [
+        (name, fn, group, [t for t in targets if eligible(t.name, which)])
+        for name, fn, groups, which in plan(args.mode)
+        if not args.scenarios or name in args.scenarios
+        for group in groups
+    ]
+    total = sum(rounds * len(ts) for *_, ts in work)
     fd_limit = raise_fd_limit()
-    results: list[dict[str, Any]] = []
+    measured: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     started = time.perf_counter()
-    for i, (name, fn, params, target) in enumerate(steps, 1):
-        label = f"[{i}/{len(steps)}] {name} {target.name} " + " ".join(
-            f"{k}={v}" for k, v in params.items() if k != "seconds"
-        )
-        if target.name in skipped:
-            continue
-        need = params.get("conns", params.get("members", 0))
+    i = 0
+    for name, fn, group, group_targets in work:
+        need = group.get("conns", group.get("members", 0))
         if need * 1.1 + 100 > fd_limit:
-            print(f"{label}: skipped, needs {need} descriptors, limit {fd_limit}", file=sys.stderr)
+            i += rounds * len(group_targets)
+            print(
+                f"{name} {_label(group)}: skipped, needs {need} descriptors, limit {fd_limit}",
+                file=sys.stderr,
+            )
             continue
-        print(f"{label} ...", end="", file=sys.stderr, flush=True)
-        # A fresh server per run of a scenario keeps one run's state out of the next.
-        try:
-            run_ = target.start()
-        except Unavailable as exc:
-            skipped[target.name] = str(exc)
-            print(f" SKIPPED: {exc}", file=sys.stderr)
-            continue
-        try:
-            row = await asyncio.wait_for(fn(target, run_, **params), 600)
-        except Exception as exc:  # a failing peer must not hide the other results
-            row = {"error": f"{type(exc).__name__}: {exc}"}
-        finally:
-            run_.stop()
-        results.append({"scenario": name, "target": target.name, "params": params, **row})
-        print(" " + report.short(name, row), file=sys.stderr)
+        # Round k starts with target k (mod their number) and measures a group's variants
+        # from the k-th, so a target's place in the run, and what the machine did just
+        # before, change from round to round.
+        for k in range(rounds):
+            params = {key: rotated(v, k) if isinstance(v, list) else v for key, v in group.items()}
+            for target in rotated(group_targets, k):
+                i += 1
+                if target.name in skipped:
+                    continue
+                label = f"[{i}/{total}] round {k + 1}/{rounds} {name} {target.name} "
+                print(f"{label}{_label(params)} ...", end="", file=sys.stderr, flush=True)
+                # A fresh server per group and round keeps one run's state out of the next.
+                t0 = time.perf_counter()
+                try:
+                    run_ = target.start()
+                except Unavailable as exc:
+                    skipped[target.name] = str(exc)
+                    print(f" SKIPPED: {exc}", file=sys.stderr)
+                    continue
+                try:
+                    rows = await asyncio.wait_for(fn(target, run_, **params), 600)
+                except Exception as exc:  # a failing peer must not hide the other results
+                    error = {"error": f"{type(exc).__name__}: {exc}"}
+                    rows = [(row_params, error) for row_params in variants(group)]
+                finally:
+                    run_.stop()
+                for row_params, row in rows:
+                    measured.append(
+                        {
+                            "scenario": name,
+                            "target": target.name,
+                            "params": row_params,
+                            "round": k,
+                            **row,
+                        }
+                    )
+                took = time.perf_counter() - t0
+                figures = "; ".join(report.short(name, row) for _, row in rows)
+                print(f" {figures} ({took:.1f} s)", file=sys.stderr)
+    order = [t.name for t in targets]
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "mode": args.mode,
+        "rounds": rounds,
         "machine": {
             "cpus": _cpus(),
             "python": sys.version.split()[0],
@@ -116,7 +197,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "seconds": time.perf_counter() - started,
         "skipped": skipped,
-        "results": results,
+        "results": report.aggregate(measured, order),
     }
 
 
@@ -134,7 +215,7 @@ def main() -> int:
         dest="mode",
         action="store_const",
         const="quick",
-        help="under 2 minutes (default)",
+        help="about 4 minutes (default)",
     )
     mode.add_argument("--full", dest="mode", action="store_const", const="full")
     mode.add_argument(
@@ -147,13 +228,28 @@ def main() -> int:
     p.add_argument(
         "--targets",
         nargs="*",
-        help="subset: nexus nexus-nosync nexus-hooks picows-raw websockets aiohttp node-ws",
+        help="subset: nexus nexus-nosync nexus-hooks picows-naive picows-coalesced "
+        "picows-nexus-outbox websockets websockets-asyncio aiohttp node-ws",
     )
     p.add_argument("--scenarios", nargs="*", help="subset: echo fanout capacity durable resume")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds per measurement (default: smoke 1, quick 3, full 5)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--no-charts", action="store_true")
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSON",
+        help="print the table of a saved run (its JSON file) instead of running",
+    )
     p.set_defaults(mode="quick")
     args = p.parse_args()
+    if args.report:
+        print(report.table(json.loads(args.report.read_text())))
+        return 0
     data = uvloop.run(run(args))
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = report.stamp(data["date"])
@@ -164,7 +260,7 @@ def main() -> int:
     if not args.no_charts:
         for chart in report.charts(data, args.out, f"{stamp}-{args.mode}"):
             print(f"chart: {chart}")
-    return 1 if any("error" in r for r in data["results"]) else 0
+    return 1 if any("error" in r or "errors" in r for r in data["results"]) else 0
 
 
 if __name__ == "__main__":

@@ -100,6 +100,11 @@ class WsClient(asyncio.Protocol):
         if not self.closed.done():
             self.closed.set_result(None)
 
+    def count(self, prefix: bytes) -> None:
+        """Count frames whose payload starts with ``prefix`` as messages from now on (e.g.
+        join answers while joining, then deliveries)."""
+        self._prefix = prefix
+
     def send(self, frame: bytes) -> None:
         assert self.transport is not None
         self.transport.write(frame)
@@ -145,14 +150,19 @@ class CpuClock:
         # include the server's child processes (node peer is run directly, so none)
         return total / ticks
 
+    def seconds(self) -> tuple[float, float, float]:
+        """(wall, generator CPU, server CPU) seconds since creation. CPU is user + sys, in
+        clock ticks (10 ms on Linux): measure for a second or more."""
+        return (
+            time.perf_counter() - self._t0,
+            self._self() - self._self0,
+            self._server() - self._server0,
+        )
+
     def read(self) -> tuple[float, float, float]:
         """(wall seconds, generator CPU %, server CPU %) since creation."""
-        wall = time.perf_counter() - self._t0
-        return (
-            wall,
-            100 * (self._self() - self._self0) / wall,
-            100 * (self._server() - self._server0) / wall,
-        )
+        wall, gen, server = self.seconds()
+        return wall, 100 * gen / wall, 100 * server / wall
 
 
 def percentiles(

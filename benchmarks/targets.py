@@ -17,6 +17,7 @@ from .server import SECRET
 HERE = Path(__file__).parent
 NODE_CACHE = Path(os.environ.get("NEXUS_BENCH_CACHE", Path.home() / ".cache" / "nexus-bench"))
 MESSAGE_PREFIX = b'{"type":"message"'
+JOINED_PREFIX = b'{"type":"joined"'
 
 
 class Unavailable(Exception):
@@ -54,6 +55,8 @@ class Target:
     name: str
     path: str = "/"
     prefix: bytes = MESSAGE_PREFIX
+    # The answer to a join: the generator waits for one per member before measuring.
+    joined_prefix: bytes = JOINED_PREFIX
     settings: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> Running:
@@ -86,6 +89,7 @@ CAPACITY_SETTINGS = {
 @dataclass
 class Nexus(Target):
     path: str = "/ws"
+    joined_prefix: bytes = b'{"type":"room.joined"'
     # False: the server's own defaults (plus ``settings``), e.g. for abuse measurements.
     capacity_limits: bool = True
 
@@ -125,30 +129,16 @@ class Nexus(Target):
 @dataclass
 class PythonPeer(Target):
     module: str = ""
+    args: tuple[str, ...] = ()
 
     def start(self) -> Running:
         proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "0"],
+            [sys.executable, "-m", self.module, "0", *self.args],
             stdout=subprocess.PIPE,
             text=True,
             cwd=HERE.parent,
         )
         return Running(proc, _wait_port(proc, "listening"))
-
-
-@dataclass
-class PicowsRaw(PythonPeer):
-    module: str = "benchmarks.peers.picows_raw"
-
-    def join(self, room: str) -> bytes:
-        return b"J:" + room.encode()
-
-    def send(self, room: str, body: bytes) -> bytes:
-        # The payload broadcast is what Nexus would send for the same message.
-        return b"S:%s:%s" % (
-            room.encode(),
-            b'{"type":"message","room":"%s","body":"%s"}' % (room.encode(), body),
-        )
 
 
 @dataclass
@@ -187,8 +177,18 @@ def all_targets() -> list[Target]:
             "nexus-hooks",
             settings={"store_durability": "none", "extensions": "benchmarks.trivial_hooks:install"},
         ),
-        PicowsRaw("picows-raw"),
-        PythonPeer("websockets", module="benchmarks.peers.websockets_room"),
+        # Three picows + uvloop room servers (orjson, the peers' protocol), differing only in
+        # how a broadcast reaches the members: picows' send per member; frames collected
+        # per member and written once per tick in pure Python (no nexus code: the baseline
+        # of the targets); Nexus' Cython frame-once outbox and router.
+        PythonPeer("picows-naive", module="benchmarks.peers.picows_naive"),
+        PythonPeer("picows-coalesced", module="benchmarks.peers.picows_coalesced"),
+        PythonPeer("picows-nexus-outbox", module="benchmarks.peers.picows_nexus_outbox"),
+        PythonPeer("websockets", module="benchmarks.peers.websockets_room", args=("uvloop",)),
+        # The same server on the stock asyncio loop, as many users run it.
+        PythonPeer(
+            "websockets-asyncio", module="benchmarks.peers.websockets_room", args=("asyncio",)
+        ),
         PythonPeer("aiohttp", module="benchmarks.peers.aiohttp_room"),
         NodeWs("node-ws"),
     ]

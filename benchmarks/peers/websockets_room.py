@@ -1,4 +1,10 @@
-"""A room server as most Python users would write it with the `websockets` library."""
+"""A room server as most Python users would write it with the `websockets` library:
+``websockets.broadcast`` (which writes to every member without awaiting) for fan-out.
+
+``python -m benchmarks.peers.websockets_room PORT [uvloop|asyncio]``: on uvloop (the
+``websockets`` target, the loop Nexus runs on) or on the stock asyncio loop
+(``websockets-asyncio``, what many users run).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import json
 import sys
 from collections import defaultdict
 
+import uvloop
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 rooms: dict[str, set[ServerConnection]] = defaultdict(set)
@@ -20,6 +27,8 @@ async def handler(ws: ServerConnection) -> None:
             if msg["type"] == "join":
                 rooms[msg["room"]].add(ws)
                 joined.append(msg["room"])
+                answer = {"type": "joined", "room": msg["room"]}
+                await ws.send(json.dumps(answer, separators=(",", ":")))
             elif msg["type"] == "send":
                 out = json.dumps(
                     {"type": "message", "room": msg["room"], "body": msg["body"]},
@@ -38,4 +47,6 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    loop = sys.argv[2] if len(sys.argv) > 2 else "uvloop"
+    (uvloop.run if loop == "uvloop" else asyncio.run)(main(port))
