@@ -11,8 +11,10 @@ frame (picows and asyncio do a syscall per ``write``).
 """
 from cpython.dict cimport PyDict_Next, PyDict_GetItem, PyDict_SetItem, PyDict_DelItem, PyDict_Size
 from cpython.list cimport PyList_GET_SIZE
-from cpython.bytes cimport PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_GET_SIZE, PyBytes_AS_STRING
 from cpython.object cimport PyObject
+
+from nexus._speedups.framing cimport frame_bytes
 
 
 cdef class FlushQueue:
@@ -112,6 +114,10 @@ cdef class Outbox:
     def push(self, bytes frame not None):
         """Queue one framed message. Returns False if the outbox is closed or just overflowed."""
         return self._push(frame)
+
+    def push_text(self, bytes payload not None):
+        """Frame ``payload`` as one TEXT frame and queue it (one call for the two)."""
+        return self._push(frame_bytes(0x1, PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload)))
 
     cdef _write_pending(self):
         cdef list pending = self._pending

@@ -28,7 +28,7 @@ from .._speedups.ratelimit import TokenBucket, take_both
 from .._speedups.router import Outbox
 from ..auth import Principal
 from ..errors import BadRequest, CloseCode, Internal, NexusError, RateLimited, Unauthorized
-from ..protocol import Auth, events
+from ..protocol import Auth, MessageSend, events
 from ..protocol.requests import RequestId
 from .session import Session
 
@@ -359,6 +359,8 @@ class Connection(WSListener):
                     exc.request_id = req.id
                     raise
                 self._authenticated(principal, req.id)
+            elif type(req) is MessageSend:
+                gw.handlers.send_message(session, req)  # the common request, no dispatch
             else:
                 gw.handlers.handle(session, req)
         except NexusError as exc:

@@ -246,6 +246,19 @@ class RequestHandlers:
     def _send(self, session: Session, req: MessageSend) -> None:
         self.writes.post(session, self._joined_room(session, req.room), req)
 
+    def send_message(self, session: Session, req: MessageSend) -> None:
+        """``message.send`` of an authenticated session: the hot request, called directly
+        by the connection (same as ``handle`` for it, without the dispatch)."""
+        room = session.rooms.get(req.room)
+        if room is None:
+            room = self._joined_room(session, req.room)
+        try:
+            self.writes.post(session, room, req)
+        except Exception as exc:
+            if getattr(exc, "request_id", True) is None:
+                exc.request_id = req.id  # type: ignore[attr-defined]
+            raise
+
     def _edit(self, session: Session, req: MessageEdit) -> None:
         self.writes.edit(session, self._joined_room(session, req.room), req)
 

@@ -46,7 +46,7 @@ class Session:
     def send(self, payload: bytes) -> None:
         """Queue one event for this client (coalesced into the next flush)."""
         if not self.closed:
-            self.outbox.push(frame_text(payload))
+            self.outbox.push_text(payload)
 
     def room_count(self) -> int:
         return len(self.rooms) + len(self.replaying)
