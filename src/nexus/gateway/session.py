@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from .._speedups.framing import frame_text
 from .._speedups.ratelimit import TokenBucket
 from .._speedups.router import Outbox
 from ..auth import Principal
