@@ -111,6 +111,11 @@ cdef class Outbox:
             self._marked = True
             self._queue.mark(self)
 
+    @property
+    def transport(self):
+        """The transport this outbox writes to."""
+        return self._transport
+
     def push(self, bytes frame not None):
         """Queue one framed message. Returns False if the outbox is closed or just overflowed."""
         return self._push(frame)

@@ -110,9 +110,7 @@ class Connection(WSListener):
         self.transport = transport
         raw = transport.underlying_transport
         outbox = Outbox(raw, gw.flush_queue, gw.settings.outbound_limit_bytes, self._on_overflow)
-        peer = raw.get_extra_info("peername")
-        remote = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.session = Session(secrets.token_hex(8), outbox, gw.handlers.new_bucket(), remote)
+        self.session = Session(secrets.token_hex(8), outbox, gw.handlers.new_bucket())
         gw.connections.add(self)
         gw.stats.connections += 1
         log.debug("connected", extra=self._log_context())

@@ -156,7 +156,7 @@ class RequestHandlers:
         session.send(self._joined_event(req.id, room))
         if req.since is not None and req.since < room.delivered:
             task = asyncio.get_running_loop().create_task(self._catch_up(session, room, req.since))
-            session.replaying[room.name] = (room, task)
+            session.start_replay(room, task)
         else:
             self._enter(session, room)
 
@@ -181,7 +181,7 @@ class RequestHandlers:
         """Start live delivery of ``room`` to ``session`` and announce its presence."""
         principal = session.principal
         assert principal is not None
-        session.rooms[room.name] = room
+        session.enter(room)
         self.router.join(room.key, session.outbox)
         if room.add_presence(principal.user_id, principal.kind) and self._presence_broadcast(room):
             self.router.broadcast(
@@ -249,10 +249,10 @@ class RequestHandlers:
     def send_message(self, session: Session, req: MessageSend) -> None:
         """``message.send`` of an authenticated session: the hot request, called directly
         by the connection (same as ``handle`` for it, without the dispatch)."""
-        room = session.rooms.get(req.room)
-        if room is None:
-            room = self._joined_room(session, req.room)
         try:
+            room = session.rooms.get(req.room)
+            if room is None:
+                room = self._joined_room(session, req.room)
             self.writes.post(session, room, req)
         except Exception as exc:
             if getattr(exc, "request_id", True) is None:
