@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import orjson
+
 from .errors import ConfigError
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -117,6 +119,17 @@ class Settings:
         (), "Python extensions to load at start, as module:function (docs/extending.md)"
     )
 
+    ai_providers: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata={"doc": "AI model providers by name ([ai.providers.NAME] tables; env: JSON)"},
+    )
+    agent_queue_max: int = _setting(4, "triggers an agent keeps waiting per room (then refused)")
+    agent_delta_interval: float = _setting(
+        0.04, "seconds between streamed reply deltas (30-50 ms is smooth and cheap)"
+    )
+    agent_history_max: int = _setting(200, "recent room entries read for an agent's context")
+    agent_turn_timeout: float = _setting(300.0, "seconds an agent's turn may take in all")
+
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
@@ -130,6 +143,9 @@ class Settings:
         for secret in ("auth_secret", "metrics_token"):
             if out.get(secret):
                 out[secret] = "***"
+        for provider in out.get("ai_providers", {}).values():
+            if provider.get("api_key"):
+                provider["api_key"] = "***"  # an inline key is never shown
         return out
 
 
@@ -172,9 +188,18 @@ def _coerce(name: str, raw: Any) -> Any:
             if raw is None or isinstance(raw, str):
                 return raw
             raise ValueError
-    except ValueError:
+        if hint == dict[str, dict[str, Any]]:
+            table = orjson.loads(raw) if text else raw  # JSON in the environment
+            if not isinstance(table, dict) or not all(
+                isinstance(k, str) and isinstance(v, dict) for k, v in table.items()
+            ):
+                raise ValueError
+            return table
+    except (ValueError, orjson.JSONDecodeError):
         pass
     expected = {bool: "a boolean", int: "an integer", float: "a number"}.get(hint, "a string")
+    if hint == dict[str, dict[str, Any]]:
+        expected = "a table of tables (TOML) or a JSON object of objects (environment)"
     if hint == tuple[str, ...]:
         expected = "a list of strings"
     raise ConfigError(name, f"expected {expected}, got {raw!r}")
@@ -184,11 +209,15 @@ def _fail() -> Any:
     raise ValueError
 
 
+# Settings that are tables themselves: their TOML table is kept whole, not flattened.
+TABLE_SETTINGS = ("ai_providers",)
+
+
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in table.items():
         name = f"{prefix}{key}".replace("-", "_")
-        if isinstance(value, dict):
+        if isinstance(value, dict) and name not in TABLE_SETTINGS:
             flat.update(_flatten(value, f"{name}_"))
         else:
             flat[name] = value
@@ -256,6 +285,8 @@ def validate(s: Settings) -> None:
         "frames_per_tick",
         "flood_backlog_frames",
         "refused_burst",
+        "agent_queue_max",
+        "agent_history_max",
         "history_max_limit",
         "store_map_size",
         "commit_max_batch",
@@ -265,6 +296,8 @@ def validate(s: Settings) -> None:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
     for name in (
         "auth_timeout",
+        "agent_delta_interval",
+        "agent_turn_timeout",
         "rate_conn_per_s",
         "rate_user_per_s",
         "refused_per_s",
