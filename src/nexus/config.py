@@ -125,7 +125,9 @@ class Settings:
     )
     agent_queue_max: int = _setting(4, "triggers an agent keeps waiting per room (then refused)")
     agent_delta_interval: float = _setting(
-        0.04, "seconds between streamed reply deltas (30-50 ms is smooth and cheap)"
+        0.04,
+        "seconds between streamed reply deltas (30-50 ms is smooth and cheap; 0 sends every"
+        " provider part as it arrives)",
     )
     agent_history_max: int = _setting(200, "recent room entries read for an agent's context")
     agent_turn_timeout: float = _setting(300.0, "seconds an agent's turn may take in all")
@@ -296,7 +298,6 @@ def validate(s: Settings) -> None:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
     for name in (
         "auth_timeout",
-        "agent_delta_interval",
         "agent_turn_timeout",
         "rate_conn_per_s",
         "rate_user_per_s",
@@ -314,11 +315,14 @@ def validate(s: Settings) -> None:
         "retention_max_age",
         "drain_delay",
         "presence_broadcast_max",
+        "agent_delta_interval",
     ):
         if getattr(s, name) < 0:
             raise ConfigError(name, f"must not be negative, got {getattr(s, name)}")
     if s.store_durability not in DURABILITY_MODES:
         raise ConfigError("store_durability", f"must be one of {', '.join(DURABILITY_MODES)}")
+    if s.agent_delta_interval > 1.0:
+        raise ConfigError("agent_delta_interval", "must be at most 1 s (replies would stutter)")
     if s.auth_leeway < 0:
         raise ConfigError("auth_leeway", "must not be negative")
     if s.heartbeat_timeout > s.heartbeat_interval:

@@ -143,18 +143,16 @@ def room_event(
 ) -> bytes:
     """A sequenced event of an extension's kind: the common head, then its own fields (which
     cannot override the head)."""
-    return _dumps(
-        {
-            **fields,
-            "type": kind,
-            "room": room,
-            "seq": seq,
-            "id": event_id,
-            "sender": sender,
-            "sender_kind": sender_kind,
-            "ts": ts,
-        }
-    )
+    head = {
+        "type": kind,
+        "room": room,
+        "seq": seq,
+        "id": event_id,
+        "sender": sender,
+        "sender_kind": sender_kind,
+        "ts": ts,
+    }
+    return _dumps({**head, **{k: v for k, v in fields.items() if k not in head}})
 
 
 _ACK = (

@@ -108,10 +108,11 @@ class Turn:
     def emit(self, text: str) -> None:
         """Queue reply text; it goes out in one delta per ``agent_delta_interval``."""
         self._pending += text
-        if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(
-                self.runtime.settings.agent_delta_interval, self.flush
-            )
+        interval = self.runtime.settings.agent_delta_interval
+        if interval <= 0:
+            self.flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(interval, self.flush)
 
     def flush(self) -> None:
         if self._flush_handle is not None:
