@@ -10,11 +10,13 @@ import pytest
 from nexus.core.context import (
     Budget,
     Chunk,
+    ContextRequest,
     LogEntry,
     PromptMessage,
     Summarizer,
     Summary,
     SummaryPolicy,
+    assemble,
     counter_for,
     next_chunk,
 )
@@ -167,6 +169,32 @@ async def test_rebuild_equals_summarizing_as_entries_arrive() -> None:
         e for e in log if e.seq > rebuilt[-1].last_seq and e.kind == "message" and not e.deleted
     ]
     assert len(shown_after) >= policy.keep_recent
+
+
+async def test_rebuilt_summaries_cover_entries_in_assembly() -> None:
+    log = room(60)
+    summarizer = Summarizer(fake_summarize, COUNTER, SummaryPolicy(chunk_entries=10, keep_recent=5))
+    summaries = tuple(await summarizer.rebuild(log))
+    assert summaries
+    current = msg(61, "@helperbot where are we?")
+    result = assemble(
+        ContextRequest(
+            "helperbot",
+            "You are helperbot.",
+            current,
+            Budget(8000, 500),
+            log=(*log, current),
+            summaries=summaries,
+        ),
+        COUNTER,
+    )
+    covered = summaries[-1].last_seq
+    for item in result.trace.items:
+        if item.section == "log" and int(item.ref[1:]) <= covered:
+            assert not item.included
+    assert [i.included for i in result.trace.items if i.section == "summaries"] == [True] * len(
+        summaries
+    )
 
 
 def test_policy_for_budget() -> None:

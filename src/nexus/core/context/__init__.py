@@ -53,6 +53,7 @@ tokenizers on the calibration corpus (figures in ``tokens``). Each message is ch
 tokens of framing, the reply 3, each tool call 8 plus its id, name and arguments.
 """
 
+from .assemble import ContextRequest, assemble, prompt_tokens
 from .model import (
     Assembly,
     Budget,
@@ -80,6 +81,7 @@ __all__ = [
     "BpeCounter",
     "Budget",
     "Chunk",
+    "ContextRequest",
     "EstimatedCounter",
     "LogEntry",
     "PromptMessage",
@@ -94,8 +96,10 @@ __all__ = [
     "ToolResult",
     "Trace",
     "TraceItem",
+    "assemble",
     "counter_for",
     "encoding_for",
     "next_chunk",
+    "prompt_tokens",
     "truncate_to_tokens",
 ]
