@@ -26,6 +26,7 @@ from .api.server import HttpServer
 from .auth import TokenVerifier, mint_token, resolve_hmac_secret
 from .config import HMAC_ALGORITHMS, Settings
 from .core.access import AccessRules
+from .core.agents import AgentRegistry
 from .core.directory import UserDirectory
 from .core.extension_host import ExtensionHost
 from .core.interceptors import InterceptorChain
@@ -34,8 +35,10 @@ from .core.pipeline import MessagePipeline
 from .core.rate_limits import UserRateLimits
 from .core.room_admin import RoomAdmin
 from .core.rooms import RoomDirectory
+from .core.streams import LiveStreams
 from .core.writes import RoomWrites
 from .errors import ConfigError
+from .extensions.ai.setup import build_runtime
 from .extensions.loader import load_extensions
 from .gateway.handlers import RequestHandlers
 from .gateway.server import Gateway
@@ -163,8 +166,24 @@ def build(
     user_limits = UserRateLimits(settings.rate_user_per_s, settings.rate_user_burst)
 
     # edges
+    # extensions: agents first (an observer and a service), then the configured modules
+    streams = LiveStreams()
+    agent_registry = AgentRegistry(store, pipeline)
+    host = ExtensionHost(settings, store, pipeline, rooms, access, writes, router)
+    agent_runtime = build_runtime(host, agent_registry, streams, tracer)
+    load_extensions(settings.extensions, host)
+
     handlers = RequestHandlers(
-        settings, rooms, router, writes, access, store, user_limits, directory
+        settings,
+        rooms,
+        router,
+        writes,
+        access,
+        store,
+        user_limits,
+        directory,
+        streams=streams,
+        agents=agent_runtime,
     )
     gateway = Gateway(settings, handlers, verifier, pipeline, health, loop)
 
@@ -194,6 +213,7 @@ def build(
             router=router,
             flush_queue=gateway.flush_queue,
             loop_lag=loop_lag,
+            extra=(agent_runtime.metrics.collect,),
         )
     )
     api = create_api(
@@ -207,6 +227,8 @@ def build(
             directory,
             gateway,
             health,
+            agent_registry,
+            agent_runtime,
             tracer or NoOpTracer(),
         ),
         verifier=verifier,
@@ -216,8 +238,6 @@ def build(
         http_metrics=http_metrics,
     )
     http = HttpServer(api, settings.http_host, settings.http_port)
-    host = ExtensionHost(settings, store, pipeline, rooms, access, writes, router)
-    load_extensions(settings.extensions, host)
     services = [
         Service("observers", _sync(observers.start), observers.stop),
         *(

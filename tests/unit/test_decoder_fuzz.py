@@ -26,6 +26,7 @@ from nexus.protocol import (
     Decoder,
     History,
     Limits,
+    MessageCancel,
     MessageDelete,
     MessageEdit,
     MessageSend,
@@ -47,6 +48,7 @@ REQUEST_TYPES = (
     MessageSend,
     MessageEdit,
     MessageDelete,
+    MessageCancel,
     Typing,
     History,
 )
@@ -66,6 +68,7 @@ FIELDS_BY_TYPE: dict[str, tuple[str, ...]] = {
     "message.delete": ("room", "message_id", "client_msg_id"),
     "typing": ("room", "active"),
     "history": ("room", "before", "after", "limit"),
+    "message.cancel": ("room", "message_id"),
 }
 REQUIRED = frozenset({"token", "room", "body", "message_id"})
 KNOWN_FIELDS = frozenset({"type", "id"}).union(*FIELDS_BY_TYPE.values())
@@ -196,6 +199,7 @@ def model_decode(obj: Any, limits: Limits) -> Outcome:
         "message.delete": lambda: MessageDelete(
             rid, get("room"), get("message_id"), get("client_msg_id")
         ),
+        "message.cancel": lambda: MessageCancel(rid, get("room"), get("message_id")),
         "typing": lambda: Typing(rid, get("room"), get("active", True)),
         "history": lambda: History(
             rid,

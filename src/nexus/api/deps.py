@@ -15,6 +15,8 @@ from opentelemetry.trace import NoOpTracer, Tracer
 from ..auth import Principal
 from ..config import Settings
 from ..core.access import AccessRules
+from ..core.agent_control import AgentControl
+from ..core.agents import AgentRegistry
 from ..core.directory import UserDirectory
 from ..core.room_admin import RoomAdmin
 from ..core.rooms import Room, RoomDirectory
@@ -42,6 +44,8 @@ class ApiContext:
     directory: UserDirectory
     sessions: LiveSessions
     health: Health
+    agents: AgentRegistry
+    agent_control: AgentControl
     tracer: Tracer = field(default_factory=NoOpTracer)
     started_at: float = field(default_factory=time.time)
 

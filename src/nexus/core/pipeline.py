@@ -77,6 +77,7 @@ class PendingEntry:
         "target_id",
         "target_seq",
         "fields",
+        "patch",
         "ckey",
         "client_msg_id",
         "duplicates",
@@ -104,6 +105,7 @@ class PendingEntry:
         target_id: str | None = None,
         target_seq: int = 0,
         fields: dict[str, Any] | None = None,
+        patch: dict[str, Any] | None = None,
     ) -> None:
         self.caller = caller
         self.principal = principal
@@ -116,6 +118,7 @@ class PendingEntry:
         self.target_id = target_id
         self.target_seq = target_seq
         self.fields = fields
+        self.patch = patch  # an extension's change to the earlier entry ``target_seq``
         self.ckey: bytes | None = None
         self.client_msg_id = client_msg_id
         self.duplicates: list[tuple[Caller, RequestId]] | None = None  # resends in flight
@@ -165,9 +168,12 @@ class PendingEntry:
                     {"body": "", "meta": None, "deleted": now_ms, "deleted_by": user},
                 ),
             )
-        return events.room_event(
+        record = events.room_event(
             kind, room, seq, event_id, user, self.principal.kind, now_ms, self.fields or {}
-        ), None
+        )
+        if self.patch is not None and self.target_seq:
+            return record, (self.target_seq, self.patch)
+        return record, None
 
 
 class PendingMeta:

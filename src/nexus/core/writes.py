@@ -78,14 +78,28 @@ class RoomWrites:
         *,
         client_msg_id: str | None = None,
         rid: RequestId = None,
+        patch: tuple[int, dict[str, Any]] | None = None,
     ) -> None:
-        """Queue an extension's sequenced event (``task.created``, ``tool.call``...)."""
+        """Queue an extension's sequenced event (``task.created``, ``tool.call``...).
+
+        ``patch`` = (seq, fields) also sets ``fields`` on the room's earlier entry ``seq``
+        in the same commit (a streamed reply's ``message.started`` gets its final text)."""
         if kind in (MESSAGE, EDITED, DELETED):
             raise ValueError(f"{kind} entries are written by post, edit and delete")
         if not self._writable(caller, room, rid, client_msg_id):
             return
         self._pipeline.submit(
-            PendingEntry(caller, _principal(caller), rid, room, kind, client_msg_id, fields=fields)
+            PendingEntry(
+                caller,
+                _principal(caller),
+                rid,
+                room,
+                kind,
+                client_msg_id,
+                fields=fields,
+                target_seq=patch[0] if patch else 0,
+                patch=patch[1] if patch else None,
+            )
         )
 
     def _change(

@@ -19,15 +19,18 @@ from .._speedups.router import Router
 from ..auth import Principal
 from ..config import Settings
 from ..core.access import AccessRules
+from ..core.agent_control import AgentControl
 from ..core.directory import UserDirectory
 from ..core.rate_limits import UserRateLimits
 from ..core.rooms import Room, RoomDirectory
 from ..core.sessions import SessionInfo
+from ..core.streams import LiveStreams
 from ..core.writes import RoomWrites
 from ..errors import BadRequest, Forbidden, LimitExceeded, NotFound
 from ..protocol import (
     Auth,
     History,
+    MessageCancel,
     MessageDelete,
     MessageEdit,
     MessageSend,
@@ -56,6 +59,8 @@ class RequestHandlers:
         store: LmdbStore,
         user_limits: UserRateLimits,
         directory: UserDirectory,
+        streams: LiveStreams | None = None,
+        agents: AgentControl | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -66,6 +71,8 @@ class RequestHandlers:
         self.store = store
         self.user_limits = user_limits
         self.directory = directory
+        self.streams = streams if streams is not None else LiveStreams()
+        self.agents = agents  # set in app.py once the agent runtime exists
         self._monotonic = monotonic
         self.sessions: dict[str, Session] = {}
         self._handlers: dict[type, Callable[[Session, object], None]] = {
@@ -75,6 +82,7 @@ class RequestHandlers:
             MessageSend: self._send,  # type: ignore[dict-item]
             MessageEdit: self._edit,  # type: ignore[dict-item]
             MessageDelete: self._delete,  # type: ignore[dict-item]
+            MessageCancel: self._cancel,  # type: ignore[dict-item]
             Typing: self._typing,  # type: ignore[dict-item]
             History: self._history,  # type: ignore[dict-item]
         }
@@ -183,6 +191,10 @@ class RequestHandlers:
         assert principal is not None
         session.enter(room)
         self.router.join(room.key, session.outbox)
+        # Replies streaming now: their text so far, in the same step as joining the live
+        # traffic, so the deltas that follow continue it with no gap and no repeat.
+        for reply in self.streams.of_room(room.key):
+            session.send(reply.snapshot())
         if room.add_presence(principal.user_id, principal.kind) and self._presence_broadcast(room):
             self.router.broadcast(
                 room.key,
@@ -264,6 +276,15 @@ class RequestHandlers:
 
     def _delete(self, session: Session, req: MessageDelete) -> None:
         self.writes.delete(session, self._joined_room(session, req.room), req)
+
+    def _cancel(self, session: Session, req: MessageCancel) -> None:
+        principal = session.principal
+        assert principal is not None
+        room = self._joined_room(session, req.room)
+        if self.agents is None:
+            raise NotFound(f"no reply {req.message_id} is streaming in room {room.name}")
+        self.agents.cancel(principal, room, req.message_id)
+        session.send(events.cancel_ok(req.id, room.name, req.message_id))
 
     def _typing(self, session: Session, req: Typing) -> None:
         principal = session.principal

@@ -4,9 +4,9 @@ per-frame path never calls into a metrics library."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import (
@@ -57,6 +57,7 @@ class MetricSources:
     router: Router
     flush_queue: FlushQueue
     loop_lag: LoopLag
+    extra: tuple[Callable[[], Iterable[Any]], ...] = ()  # extensions' metric families
 
 
 class NexusCollector(Collector):
@@ -152,6 +153,8 @@ class NexusCollector(Collector):
             "nexus_ack_seconds", "Time from accepting a write to its ack", pipeline.ack_seconds
         )
         yield from self._hooks()
+        for collect in src.extra:
+            yield from collect()
 
     def _hooks(self) -> Iterator[Metric]:
         runners = self._src.pipeline.observers.runners

@@ -8,6 +8,7 @@ from .decoder import Decoder, Limits
 from .requests import (
     Auth,
     History,
+    MessageCancel,
     MessageDelete,
     MessageEdit,
     MessageSend,
@@ -23,6 +24,7 @@ __all__ = [
     "Decoder",
     "History",
     "Limits",
+    "MessageCancel",
     "MessageDelete",
     "MessageEdit",
     "MessageSend",

@@ -13,6 +13,7 @@ from ..errors import BadRequest, NexusError, TooLarge
 from .requests import (
     Auth,
     History,
+    MessageCancel,
     MessageDelete,
     MessageEdit,
     MessageSend,
@@ -55,6 +56,7 @@ class Decoder:
             "message.send": self._send,
             "message.edit": self._edit,
             "message.delete": self._delete,
+            "message.cancel": self._cancel,
             "typing": self._typing,
             "history": self._history,
         }
@@ -211,6 +213,9 @@ class Decoder:
         return MessageDelete(
             rid, self._room(obj), self._target(obj), self._opt_id(obj, "client_msg_id")
         )
+
+    def _cancel(self, obj: dict[str, Any], rid: RequestId) -> MessageCancel:
+        return MessageCancel(rid, self._room(obj), self._target(obj))
 
     def _send(self, obj: dict[str, Any], rid: RequestId) -> MessageSend:
         room = self._room(obj)

@@ -183,6 +183,11 @@ def ack(
     )
 
 
+def cancel_ok(rid: RequestId, room: str, message_id: str) -> bytes:
+    """A ``message.cancel`` was accepted: the reply will end with finish_reason cancelled."""
+    return _dumps({"type": "cancel.ok", "id": rid, "room": room, "message_id": message_id})
+
+
 def presence(room: str, user_id: str, kind: str, action: str) -> bytes:
     return _dumps(
         {"type": "presence", "room": room, "user_id": user_id, "kind": kind, "action": action}

@@ -64,6 +64,15 @@ class MessageDelete:
 
 
 @dataclass(slots=True)
+class MessageCancel:
+    """Stop a reply that is streaming (an agent's): it ends with finish_reason cancelled."""
+
+    id: RequestId
+    room: str
+    message_id: str
+
+
+@dataclass(slots=True)
 class Typing:
     id: RequestId
     room: str
@@ -87,6 +96,7 @@ Request = (
     | MessageSend
     | MessageEdit
     | MessageDelete
+    | MessageCancel
     | Typing
     | History
 )

@@ -29,6 +29,7 @@ from .keys import client_key, log_key, log_prefix, member_key, seq_of, user_key
 log = logging.getLogger(__name__)
 
 MAX_DBS = 32
+EXTENSION_DBS = ("agent", "turn", "usage", "summary")
 PREFIX_CACHE = 100_000  # rooms whose encoded log prefix is kept
 _SEQ = struct.Struct(">Q")  # named databases; extensions (memory, tasks, plugins) open their own
 
@@ -105,6 +106,13 @@ class LmdbStore:
             "user": self.user_db,
             "cursor": self.cursor_db,
         }
+        # Extensions' own records, written through the pipeline like all metadata:
+        #   agent    tenant 0x1F name              -> agent definition (JSON)
+        #   turn     agent's reply message id      -> an agent turn in progress (JSON)
+        #   usage    tenant 0x1F day 0x1F agent 0x1F model -> token usage (JSON)
+        #   summary  room key 0x00 first seq(BE)   -> a rolling summary (JSON)
+        for name in EXTENSION_DBS:
+            self._meta_dbs[name] = self.env.open_db(name.encode())
         self.max_key_bytes: int = self.env.max_key_size()
         self._log_prefixes: dict[str, bytes] = {}  # room key -> log key prefix (writer)
 
@@ -293,6 +301,21 @@ class LmdbStore:
                 return 0
             key = cur.key()
         return seq_of(key) if _in_room(key, prefix) else 0
+
+    def records(
+        self, db: str, prefix: bytes = b"", limit: int = 1 << 62
+    ) -> list[tuple[bytes, bytes]]:
+        """(key, value) pairs of metadata database ``db`` whose key starts with ``prefix``."""
+        return [(prefix + k, v) for k, v in self._scan(self._meta_dbs[db], prefix, None, limit)]
+
+    def record(self, db: str, key: bytes) -> bytes | None:
+        with self.env.begin() as txn:
+            value: bytes | None = txn.get(key, db=self._meta_dbs[db])
+            return value
+
+    def agents(self) -> list[bytes]:
+        """Every agent definition (JSON), all tenants."""
+        return [value for _, value in self.records("agent")]
 
     def cursors(self, observer: str) -> dict[str, int]:
         """Room key -> last seq handled, for every room ``observer`` has a cursor for."""

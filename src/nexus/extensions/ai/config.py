@@ -54,6 +54,7 @@ class ProviderConfig:
     cooldown_after: int = 5
     cooldown: float = 30.0
     anthropic_version: str = "2023-06-01"
+    part_delay: float = 0.0  # offline only: seconds between streamed parts (demos, tests)
 
 
 _FLOATS = (
@@ -64,6 +65,7 @@ _FLOATS = (
     "backoff",
     "backoff_max",
     "cooldown",
+    "part_delay",
 )
 _INTS = ("retries", "cooldown_after")
 _STRS = (

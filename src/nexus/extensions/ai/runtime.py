@@ -1,0 +1,689 @@
+"""The agent runtime: answers triggers in rooms by streaming a model's reply into them.
+
+It is a commit observer: it sees every committed human message, decides which agents are
+triggered (a mention ``@name``, a direct room, a room the agent answers everything in) and
+queues a turn per agent and room — one turn in flight per agent per room, at most
+``agent_queue_max`` waiting, the rest refused with an ``agent.notice`` entry.
+
+A turn writes like any client, through the one pipeline:
+1. ``message.started`` (logged, idempotent per trigger: a trigger redelivered after a
+   restart finds its reply already started and is not answered twice);
+2. ``message.delta`` events, NOT logged: the text coalesced every ``agent_delta_interval``
+   and fanned out to the room's members, who resume mid-stream with a
+   ``message.snapshot`` (core.streams);
+3. ``tool.call`` / ``tool.result`` entries for each tool the model uses;
+4. ``message.completed`` or ``message.failed`` (logged: full text, finish reason, usage,
+   model, latency), which also writes the final text into the ``message.started`` entry.
+An open turn is recorded (LMDB ``turn``, with a checkpoint of its text every second);
+after a crash the runtime closes such turns as ``interrupted`` with their checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from opentelemetry.trace import NoOpTracer, Tracer
+
+from ..._speedups.framing import frame_text
+from ...auth import Principal
+from ...config import Settings
+from ...core.agents import AgentConfig, AgentRegistry
+from ...core.extension_host import ExtensionHost
+from ...core.hooks import CommittedEntry, StartAt
+from ...core.rooms import Room
+from ...core.streams import LiveReply, LiveStreams
+from ...errors import Forbidden, NexusError, NotFound
+from ...protocol import events
+from ...store.keys import split_room_key, user_key
+from .caller import AgentCaller
+from .metrics import AgentMetrics
+from .parts import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    StreamError,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from .prompt import prepare
+from .provider import Provider
+from .tools import ToolContext, ToolRegistry
+
+log = logging.getLogger(__name__)
+
+MAX_TOOL_ROUNDS = 4
+CHECKPOINT_S = 1.0
+ARG_MAX_CHARS = 4_000  # of tool arguments shown in a tool.call entry
+AGENT_ROLES = frozenset({"agent"})
+
+
+@dataclass
+class TurnQueue:
+    waiting: deque[dict[str, Any]] = field(default_factory=deque)
+    worker: asyncio.Task[None] | None = None
+
+
+@dataclass
+class Outcome:
+    reason: str = "stop"
+    error: StreamError | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    ttft: float | None = None
+
+
+class Turn:
+    """One reply of one agent in one room."""
+
+    def __init__(
+        self, runtime: AgentRuntime, agent: AgentConfig, room: Room, trigger: dict[str, Any]
+    ) -> None:
+        self.runtime = runtime
+        self.agent = agent
+        self.room = room
+        self.trigger = trigger
+        self.message_id = ""
+        self.started_seq = 0
+        self.live: LiveReply | None = None
+        self.ending = False  # the final entry is being written
+        self.task: asyncio.Task[None] | None = None
+        self.cancelled_by: str | None = None
+        self._pending = ""
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._last_checkpoint = 0.0
+
+    # -- streaming text ---------------------------------------------------------
+    def emit(self, text: str) -> None:
+        """Queue reply text; it goes out in one delta per ``agent_delta_interval``."""
+        self._pending += text
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(
+                self.runtime.settings.agent_delta_interval, self.flush
+            )
+
+    def flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._pending or self.live is None:
+            return
+        event = self.live.delta(self._pending)
+        self._pending = ""
+        self.runtime.host.router.broadcast(self.room.key, frame_text(event))
+        now = time.monotonic()
+        if now - self._last_checkpoint >= CHECKPOINT_S:
+            self._last_checkpoint = now
+            self.runtime.checkpoint(self)
+
+    @property
+    def text(self) -> str:
+        return (self.live.text if self.live is not None else "") + self._pending
+
+
+class AgentRuntime:
+    name = "agents"
+    start_at: StartAt = "end"  # a newly started runtime answers what comes, not the past
+    timeout = 60.0
+
+    def __init__(
+        self,
+        host: ExtensionHost,
+        agents: AgentRegistry,
+        providers: dict[str, Provider],
+        tools: ToolRegistry,
+        streams: LiveStreams,
+        tracer: Tracer | None = None,
+    ) -> None:
+        self.host = host
+        self.settings: Settings = host.settings
+        self.agents = agents
+        self.providers = providers
+        self.tool_registry = tools
+        self.streams = streams
+        self.metrics = AgentMetrics()
+        self._tracer = tracer or NoOpTracer()
+        self._queues: dict[tuple[str, str, str], TurnQueue] = {}
+        self._turns: dict[str, Turn] = {}  # reply message id -> turn in progress
+        self._callers: dict[tuple[str, str], AgentCaller] = {}
+        self._usage: dict[bytes, dict[str, int]] = {}
+        self._mention: dict[str, re.Pattern[str]] = {}
+        agents.providers = set(providers)
+        agents.tools = tools.names()
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def start(self) -> None:
+        """Close the turns a crash left open (as ``interrupted``, with their checkpoint)."""
+        for key, raw in self.host.store.records("turn"):
+            turn = orjson.loads(raw)
+            try:
+                await self._close_interrupted(turn)
+            except NexusError as exc:
+                log.error("could not close interrupted turn %s: %s", turn, exc)
+            await self.host.pipeline.submit_meta([("turn", key, None)])
+
+    async def stop(self) -> None:
+        """Shutdown: running turns end as ``interrupted`` (their text so far is kept)."""
+        for turn in list(self._turns.values()):
+            if turn.task is not None and not turn.ending:
+                turn.cancelled_by = ""  # not a person: the server is going down
+                turn.task.cancel()
+        tasks = [t.task for t in self._turns.values() if t.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        for queue in self._queues.values():
+            if queue.worker is not None:
+                queue.worker.cancel()
+
+    # -- the observer -------------------------------------------------------------
+    def wants(self, room_key: str) -> bool:
+        return True
+
+    def trimmed(self, room_key: str, first_seq: int) -> None:
+        return None
+
+    async def observe(self, entries: Sequence[CommittedEntry]) -> None:
+        for entry in entries:
+            if entry.kind != "message":
+                continue
+            record = entry.event()
+            if record.get("sender_kind") != "human":
+                continue  # agents do not trigger agents: no loops
+            tenant, _ = split_room_key(entry.room_key)
+            for agent in self.agents.of_tenant(tenant):
+                if self._triggered(agent, entry.room_key, record):
+                    self._enqueue(agent, entry.room_key, record)
+
+    def _triggered(self, agent: AgentConfig, rkey: str, record: dict[str, Any]) -> bool:
+        store = self.host.store
+        if store.member(rkey, agent.name) is None:
+            return False
+        room_name = split_room_key(rkey)[1]
+        if room_name in agent.triggers.rooms:
+            return True
+        if agent.triggers.mention and self._mentions(agent.name).search(record.get("body", "")):
+            return True
+        if agent.triggers.direct:
+            members = store.members(rkey, None, 3)
+            names = {m["user_id"] for m in members}
+            if len(members) == 2 and names == {agent.name, record.get("sender")}:
+                return True
+        return False
+
+    def _mentions(self, name: str) -> re.Pattern[str]:
+        pattern = self._mention.get(name)
+        if pattern is None:
+            pattern = re.compile(rf"(?<![\w@]){re.escape('@' + name)}(?![\w.:+@-])")
+            self._mention[name] = pattern
+        return pattern
+
+    def _enqueue(self, agent: AgentConfig, rkey: str, record: dict[str, Any]) -> None:
+        key = (agent.tenant, agent.name, rkey)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = TurnQueue()
+        if len(queue.waiting) >= self.settings.agent_queue_max:
+            self.metrics.refused[(agent.name, "busy")] += 1
+            asyncio.get_running_loop().create_task(
+                self._notice(
+                    agent,
+                    rkey,
+                    "busy",
+                    f"{agent.name} is busy in this room; "
+                    f"message #{record.get('seq')} was not answered",
+                )
+            )
+            return
+        queue.waiting.append(record)
+        if queue.worker is None or queue.worker.done():
+            queue.worker = asyncio.get_running_loop().create_task(self._work(key, queue))
+
+    async def _work(self, key: tuple[str, str, str], queue: TurnQueue) -> None:
+        tenant, name, rkey = key
+        try:
+            while queue.waiting:
+                record = queue.waiting.popleft()
+                agent = self.agents.get(tenant, name)
+                room = self.host.rooms.find(tenant, split_room_key(rkey)[1])
+                if agent is None or room is None:
+                    continue
+                turn = Turn(self, agent, room, record)
+                turn.task = asyncio.get_running_loop().create_task(self._run(turn))
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(turn.task)
+        finally:
+            if not queue.waiting and self._queues.get(key) is queue:
+                del self._queues[key]
+
+    # -- a turn -------------------------------------------------------------------
+    def caller(self, agent: AgentConfig) -> AgentCaller:
+        key = (agent.tenant, agent.name)
+        caller = self._callers.get(key)
+        if caller is None:
+            principal = Principal(
+                agent.name, agent.tenant, AGENT_ROLES, kind="agent", expires_at=float("inf")
+            )
+            caller = self._callers[key] = AgentCaller(principal)
+        return caller
+
+    async def _run(self, turn: Turn) -> None:
+        agent, room = turn.agent, turn.room
+        provider = self.providers.get(agent.provider)
+        if provider is None:
+            await self._notice(
+                agent, room.key, "provider", f"provider {agent.provider} is not configured"
+            )
+            return
+        if agent.daily_token_budget and self.used_today(agent) >= agent.daily_token_budget:
+            self.metrics.refused[(agent.name, "budget")] += 1
+            await self._notice(
+                agent,
+                room.key,
+                "budget",
+                f"{agent.name} has used its daily budget of {agent.daily_token_budget} tokens",
+            )
+            return
+        caller = self.caller(agent)
+        model = agent.model or getattr(provider, "model", "") or agent.provider
+        trigger_id = str(turn.trigger["id"])
+        with self._tracer.start_as_current_span(
+            "nexus.agent.turn", attributes={"nexus.agent": agent.name, "nexus.model": model}
+        ):
+            try:
+                ack = await caller.write(
+                    lambda rid: self.host.writes.append(
+                        caller,
+                        room,
+                        "message.started",
+                        {
+                            "state": "streaming",
+                            "reply_to": trigger_id,
+                            "trigger_seq": turn.trigger.get("seq"),
+                            "model": model,
+                            "provider": agent.provider,
+                        },
+                        client_msg_id=f"turn.{trigger_id}",
+                        rid=rid,
+                    )
+                )
+            except NexusError as exc:
+                log.warning("agent %s could not start a reply: %s", agent.name, exc.message)
+                return
+            if ack.get("duplicate"):
+                return  # answered (or being answered) before a restart
+            turn.message_id, turn.started_seq = ack["message_id"], ack["seq"]
+            await self._converse(turn, provider, model)
+
+    async def _converse(self, turn: Turn, provider: Provider, model: str) -> None:
+        agent, room = turn.agent, turn.room
+        self._turns[turn.message_id] = turn
+        self.metrics.running += 1
+        turn.live = self.streams.start(room.key, room.name, turn.message_id, agent.name)
+        self._record_turn(turn)
+        self._typing(turn, True)
+        started = time.monotonic()
+        outcome = Outcome()
+        try:
+            async with asyncio.timeout(self.settings.agent_turn_timeout):
+                await self._rounds(turn, provider, model, outcome, started)
+        except asyncio.CancelledError:
+            outcome.reason = "cancelled" if turn.cancelled_by else "interrupted"
+        except TimeoutError:
+            outcome.reason = "error"
+            outcome.error = StreamError(
+                "timeout", f"the turn took longer than {self.settings.agent_turn_timeout:g} s"
+            )
+        except Exception as exc:  # a bug must not leave the reply open
+            log.exception("agent turn failed")
+            outcome.reason = "error"
+            outcome.error = StreamError("stream", f"internal error: {exc!r}")
+        finally:
+            turn.flush()
+            self.metrics.running -= 1
+            # Past this point the reply is ending: no cancel to accept, nothing to interrupt.
+            turn.ending = True
+        try:
+            await self._finish(turn, model, outcome, time.monotonic() - started)
+        finally:
+            self._typing(turn, False)
+            self._turns.pop(turn.message_id, None)
+            if turn.live is not None:
+                self.streams.end(turn.live)
+
+    async def _rounds(
+        self, turn: Turn, provider: Provider, model: str, outcome: Outcome, started: float
+    ) -> None:
+        agent, room = turn.agent, turn.room
+        records = [
+            orjson.loads(r)
+            for r in self.host.writes.history(
+                room, before=turn.started_seq, limit=self.settings.agent_history_max
+            )[0]
+        ]
+        messages, _ = prepare(agent, model, records, turn.trigger)
+        specs = self.tool_registry.specs(agent.tools)
+        caller = self.caller(agent)
+        for round_no in range(MAX_TOOL_ROUNDS + 1):
+            request = ChatRequest(
+                model=model,
+                messages=messages,
+                max_tokens=agent.max_output_tokens,
+                tools=specs if round_no < MAX_TOOL_ROUNDS else (),
+            )
+            calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
+            round_text = ""
+            stream = provider.stream(request)
+            try:
+                async for part in stream:
+                    if isinstance(part, TextDelta):
+                        if outcome.ttft is None:
+                            outcome.ttft = time.monotonic() - started
+                            self.metrics.ttft.observe(outcome.ttft)
+                        round_text += part.text
+                        turn.emit(part.text)
+                    elif isinstance(part, ToolCallDelta):
+                        piece = calls.setdefault(part.index, ["", "", ""])
+                        piece[0] = part.id or piece[0]
+                        piece[1] = part.name or piece[1]
+                        piece[2] += part.arguments
+                    elif isinstance(part, Usage):
+                        outcome.input_tokens += part.input_tokens
+                        outcome.output_tokens += part.output_tokens
+                    elif isinstance(part, Finish):
+                        outcome.reason = part.reason
+                    elif isinstance(part, StreamError):
+                        outcome.reason, outcome.error = "error", part
+                        self.metrics.provider_errors[(agent.provider, part.kind)] += 1
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
+            if outcome.error is not None or outcome.reason != "tool_calls" or not calls:
+                return
+            tool_calls = tuple(
+                ToolCall(c[0] or f"call_{i}", c[1], c[2]) for i, c in sorted(calls.items())
+            )
+            messages += (ChatMessage("assistant", round_text, tool_calls=tool_calls),)
+            ctx = ToolContext(self.host, caller.principal, caller, room)
+            for call in tool_calls:
+                await self._tool_event(
+                    turn,
+                    "tool.call",
+                    {
+                        "message_id": turn.message_id,
+                        "call_id": call.id,
+                        "name": call.name,
+                        "arguments": call.arguments[:ARG_MAX_CHARS],
+                    },
+                )
+                result, ok = await self.tool_registry.call(
+                    ctx, call.name, call.arguments, agent.tools
+                )
+                self.metrics.tool_calls[(call.name, "ok" if ok else "error")] += 1
+                await self._tool_event(
+                    turn,
+                    "tool.result",
+                    {
+                        "message_id": turn.message_id,
+                        "call_id": call.id,
+                        "name": call.name,
+                        "ok": ok,
+                        "result": result,
+                    },
+                )
+                messages += (ChatMessage("tool", result, name=call.name, tool_call_id=call.id),)
+        outcome.reason = "length"  # tool rounds exhausted
+
+    async def _tool_event(self, turn: Turn, kind: str, fields: dict[str, Any]) -> None:
+        caller = self.caller(turn.agent)
+        await caller.write(
+            lambda rid: self.host.writes.append(caller, turn.room, kind, fields, rid=rid)
+        )
+
+    async def _finish(self, turn: Turn, model: str, outcome: Outcome, seconds: float) -> None:
+        agent = turn.agent
+        text = turn.text
+        if not outcome.output_tokens and text:
+            outcome.output_tokens = len(text) // 4 + 1  # the provider said nothing
+        failed = outcome.reason in ("error", "interrupted")
+        state = {
+            "stop": "completed",
+            "length": "completed",
+            "tool_calls": "completed",
+            "content_filter": "completed",
+        }.get(outcome.reason, outcome.reason)
+        usage = {"input_tokens": outcome.input_tokens, "output_tokens": outcome.output_tokens}
+        fields: dict[str, Any] = {
+            "message_id": turn.message_id,
+            "text": text,
+            "finish_reason": outcome.reason,
+            "usage": usage,
+            "model": model,
+            "provider": agent.provider,
+            "latency_ms": int(seconds * 1000),
+            "ttft_ms": None if outcome.ttft is None else int(outcome.ttft * 1000),
+        }
+        if outcome.error is not None:
+            fields["error"] = {"kind": outcome.error.kind, "message": outcome.error.message}
+        if outcome.reason == "cancelled":
+            fields["cancelled_by"] = turn.cancelled_by
+            self.metrics.cancellations[agent.name] += 1
+        caller = self.caller(agent)
+        await caller.write(
+            lambda rid: self.host.writes.append(
+                caller,
+                turn.room,
+                "message.failed" if failed else "message.completed",
+                fields,
+                client_msg_id=f"end.{turn.message_id}",
+                rid=rid,
+                patch=(
+                    turn.started_seq,
+                    {"state": state, "text": text, "finish_reason": outcome.reason, "usage": usage},
+                ),
+            )
+        )
+        self.metrics.turns[(agent.name, "failed" if failed else state)] += 1
+        self.metrics.turn_seconds.observe(seconds)
+        self.metrics.tokens_in[(agent.name, model)] += outcome.input_tokens
+        self.metrics.tokens_out[(agent.name, model)] += outcome.output_tokens
+        self._count_usage(agent, model, outcome.input_tokens, outcome.output_tokens)
+        await self.host.pipeline.submit_meta([("turn", turn.message_id.encode(), None)])
+
+    async def _close_interrupted(self, turn: dict[str, Any]) -> None:
+        agent = self.agents.get(turn["tenant"], turn["agent"])
+        room = self.host.rooms.find(turn["tenant"], turn["room"])
+        if agent is None or room is None:
+            return
+        caller = self.caller(agent)
+        text = turn.get("text", "")
+        await caller.write(
+            lambda rid: self.host.writes.append(
+                caller,
+                room,
+                "message.failed",
+                {
+                    "message_id": turn["message_id"],
+                    "text": text,
+                    "finish_reason": "interrupted",
+                    "usage": {"input_tokens": 0, "output_tokens": len(text) // 4},
+                    "model": turn.get("model", ""),
+                    "provider": agent.provider,
+                    "error": {"kind": "interrupted", "message": "the server stopped mid-reply"},
+                },
+                client_msg_id=f"end.{turn['message_id']}",
+                rid=rid,
+                patch=(
+                    turn["started_seq"],
+                    {"state": "interrupted", "text": text, "finish_reason": "interrupted"},
+                ),
+            )
+        )
+        self.metrics.turns[(agent.name, "interrupted")] += 1
+
+    def _record_turn(self, turn: Turn) -> None:
+        self.host.pipeline.submit_meta(
+            [
+                (
+                    "turn",
+                    turn.message_id.encode(),
+                    orjson.dumps(
+                        {
+                            "tenant": turn.agent.tenant,
+                            "agent": turn.agent.name,
+                            "room": turn.room.name,
+                            "message_id": turn.message_id,
+                            "started_seq": turn.started_seq,
+                            "model": turn.agent.model,
+                            "text": turn.text,
+                        }
+                    ),
+                )
+            ]
+        )
+
+    def checkpoint(self, turn: Turn) -> None:
+        """Keep the text so far durable (with the next commit), for a crash."""
+        if turn.message_id in self._turns and not turn.ending:
+            self._record_turn(turn)
+
+    def _typing(self, turn: Turn, active: bool) -> None:
+        agent, room = turn.agent, turn.room
+        if active and room.add_presence(agent.name, "agent"):
+            self.host.router.broadcast(
+                room.key, frame_text(events.presence(room.name, agent.name, "agent", "join"))
+            )
+        self.host.router.broadcast(
+            room.key, frame_text(events.typing(room.name, agent.name, "agent", active))
+        )
+
+    async def _notice(self, agent: AgentConfig, rkey: str, reason: str, message: str) -> None:
+        room = self.host.rooms.find(agent.tenant, split_room_key(rkey)[1])
+        if room is None:
+            return
+        caller = self.caller(agent)
+        try:
+            await caller.write(
+                lambda rid: self.host.writes.append(
+                    caller,
+                    room,
+                    "agent.notice",
+                    {"agent": agent.name, "reason": reason, "message": message},
+                    rid=rid,
+                )
+            )
+        except NexusError as exc:
+            log.warning("agent notice not written: %s", exc.message)
+
+    # -- usage ---------------------------------------------------------------------
+    @staticmethod
+    def _day(ts: float | None = None) -> str:
+        return dt.datetime.fromtimestamp(ts if ts is not None else time.time(), dt.UTC).strftime(
+            "%Y-%m-%d"
+        )
+
+    def _usage_key(self, tenant: str, day: str, agent: str, model: str) -> bytes:
+        return f"{tenant}\x1f{day}\x1f{agent}\x1f{model}".encode()
+
+    def _count_usage(self, agent: AgentConfig, model: str, tokens_in: int, tokens_out: int) -> None:
+        key = self._usage_key(agent.tenant, self._day(), agent.name, model)
+        record = self._usage.get(key)
+        if record is None:
+            raw = self.host.store.record("usage", key)
+            record = (
+                orjson.loads(raw) if raw else {"input_tokens": 0, "output_tokens": 0, "turns": 0}
+            )
+            self._usage[key] = record
+        record["input_tokens"] += tokens_in
+        record["output_tokens"] += tokens_out
+        record["turns"] += 1
+        self.host.pipeline.submit_meta([("usage", key, orjson.dumps(record))])
+
+    def used_today(self, agent: AgentConfig) -> int:
+        prefix = f"{agent.tenant}\x1f{self._day()}\x1f{agent.name}\x1f".encode()
+        total = 0
+        for key, raw in self.host.store.records("usage", prefix):
+            record = self._usage.get(key) or orjson.loads(raw)
+            total += record["input_tokens"] + record["output_tokens"]
+        for key, record in self._usage.items():  # not yet committed
+            if key.startswith(prefix) and self.host.store.record("usage", key) is None:
+                total += record["input_tokens"] + record["output_tokens"]
+        return total
+
+    # -- core.agent_control.AgentControl ----------------------------------------------
+    def cancel(self, principal: Principal, room: Room, message_id: str) -> None:
+        turn = self._turns.get(message_id)
+        if turn is None or turn.room.key != room.key or turn.task is None or turn.ending:
+            raise NotFound(f"no reply {message_id} is streaming in room {room.name}")
+        if principal.tenant != room.tenant:
+            raise Forbidden("not your tenant's room")
+        turn.cancelled_by = principal.user_id
+        turn.task.cancel()
+
+    def context_trace(self, principal: Principal, room: Room, agent: str) -> dict[str, Any]:
+        config = self.agents.require(principal.tenant, agent)
+        provider = self.providers.get(config.provider)
+        model = config.model or getattr(provider, "model", "") or config.provider
+        records = [
+            orjson.loads(r)
+            for r in self.host.writes.history(room, limit=self.settings.agent_history_max)[0]
+        ]
+        if not records:
+            return {
+                "agent": agent,
+                "room": room.name,
+                "model": model,
+                "messages": [],
+                "trace": {"entries": []},
+            }
+        current = records[-1]
+        if current.get("type") != "message":
+            current = {
+                "type": "message",
+                "seq": room.delivered + 1,
+                "sender": principal.user_id,
+                "body": "(the next message)",
+            }
+        messages, traced = prepare(config, model, records, current)
+        return {
+            "agent": agent,
+            "room": room.name,
+            "model": model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "trace": traced,
+        }
+
+    def usage(self, tenant: str, day: str | None, agent: str | None) -> list[dict[str, Any]]:
+        prefix = f"{tenant}\x1f".encode()
+        rows = []
+        seen = set()
+        stored = dict(self.host.store.records("usage", prefix))
+        for key in list(stored) + [k for k in self._usage if k.startswith(prefix)]:
+            if key in seen:
+                continue
+            seen.add(key)
+            _, row_day, row_agent, model = key.decode().split("\x1f")
+            if (day and row_day != day) or (agent and row_agent != agent):
+                continue
+            record = self._usage.get(key) or orjson.loads(stored[key])
+            rows.append({"day": row_day, "agent": row_agent, "model": model, **record})
+        return sorted(rows, key=lambda r: (r["day"], r["agent"], r["model"]))
+
+    def provider_names(self) -> list[str]:
+        return sorted(self.providers)
+
+    def tool_list(self) -> list[dict[str, str]]:
+        return self.tool_registry.describe()
+
+
+def agent_user_key(agent: AgentConfig) -> bytes:
+    return user_key(agent.tenant, agent.name)
