@@ -34,7 +34,10 @@ payload_lengths = (
     | st.sampled_from([125, 126, 127, 65535, 65536, 65537])
     | st.integers(0, 70000)
 )
-FILLER = bytes(range(256)) * 274  # 70144 bytes: payloads are slices, not drawn byte by byte
+# 70656 bytes: payloads are slices, not drawn byte by byte; the longest payload (70000)
+# starting at the largest offset (255) must still fit, or a frame carries fewer bytes than
+# its header declares and the stream desynchronises
+FILLER = bytes(range(256)) * 276
 
 
 class Frame(NamedTuple):
@@ -128,6 +131,15 @@ def expected_scan(data: bytes, start: int, prefix: bytes) -> tuple[int, int, int
 @example(Stream(b"\x81", 0, 1), PREFIX, bytes)
 @example(Stream(b"\x81\x7e\x00", 0, 3), PREFIX, bytes)
 @example(Stream(b"\x81\x7f" + b"\xff" * 8, 0, 10), PREFIX, bytes)
+@example(  # a 69999-byte payload sliced from the end of FILLER (it once came up short)
+    Stream(
+        (header(0x80, 69999, 2) + FILLER[255 : 255 + 69999]) * 2,
+        0,
+        2 * (10 + 69999),
+    ),
+    PREFIX,
+    bytes,
+)
 def test_scanner_matches_the_model(
     stream: Stream, prefix: bytes, container: Callable[[bytes], Buffer]
 ) -> None:
