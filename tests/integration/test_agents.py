@@ -353,7 +353,11 @@ async def test_usage_context_and_metrics(agent_server: ServerProcess) -> None:
         ctx = (await http.get(f"/v1/rooms/{room}/context", params={"agent": "counter"})).json()
         assert ctx["messages"][0]["role"] == "system"
         assert any("budget meeting is on tuesday" in m["content"] for m in ctx["messages"])
-        assert ctx["trace"]["entries"]
+        trace = ctx["trace"]
+        assert trace["used"] <= trace["input_limit"] and not trace["over_budget"]
+        logged = [i for i in trace["items"] if i["section"] == "log" and i["included"]]
+        assert logged and all(i["ref"].startswith("#") and i["tokens"] > 0 for i in logged)
+        assert {s["section"] for s in trace["sections"]} >= {"system", "current", "log"}
         member = auth(MEMBER)
         assert (await http.get("/v1/usage", headers=member)).status_code == 403
         metrics = (await http.get("/metrics")).text
@@ -365,3 +369,61 @@ async def test_usage_context_and_metrics(agent_server: ServerProcess) -> None:
 @pytest.fixture(autouse=True)
 def _no_leak() -> Iterator[None]:
     yield
+
+
+# -- rolling summaries ----------------------------------------------------------------------
+
+
+async def test_rolling_summaries_are_written_stored_and_rebuilt(
+    agent_server: ServerProcess,
+) -> None:
+    """A small window: after a turn the older entries are summarized (offline: extractive,
+    cited by seq), the context uses the summary in place of the entries it covers, and a
+    rebuild from the log gives the same ranges and texts."""
+    room = await setup_room(agent_server, "archivist", context_window=1024, max_output_tokens=256)
+    topics = ["invoices", "kubernetes", "onboarding", "pricing", "latency", "hiring"]
+    async with httpx.AsyncClient(
+        base_url=agent_server.api, headers=auth(ADMIN), timeout=20
+    ) as http:
+        for i in range(60):
+            body = f"note {i}: the {topics[i % 6]} work item {i} is tracked by team {i % 4}"
+            r = await http.post(f"/v1/rooms/{room}/messages", json={"body": body})
+            assert r.status_code == 201, r.text
+        ann = await Client.connect(agent_server.url, ADMIN)
+        await ann.join(room)
+        await ann.say(room, "@archivist who tracks pricing?")
+        assert (await reply_of(ann))["end"]["type"] == "message.completed"
+        summaries: list[dict[str, Any]] = []
+        for _ in range(100):  # written after the turn, stored with the next commit
+            r = await http.get(f"/v1/rooms/{room}/summaries", params={"agent": "archivist"})
+            assert r.status_code == 200, r.text
+            summaries = r.json()["summaries"]
+            if summaries:
+                break
+            await asyncio.sleep(0.05)
+        assert summaries, "no summary written"
+        first = summaries[0]
+        assert first["first_seq"] <= first["last_seq"] and first["entries"] > 0
+        assert "(#" in first["text"] and first["model"] == "offline-extractive"
+        for a, b in itertools.pairwise(summaries):
+            assert b["first_seq"] == a["last_seq"] + 1  # the ranges tile the log
+        ctx = (await http.get(f"/v1/rooms/{room}/context", params={"agent": "archivist"})).json()
+        items = ctx["trace"]["items"]
+        assert any(i["section"] == "summaries" and i["included"] for i in items)
+        assert any(i["reason"].startswith("covered by summary") for i in items)
+        assert ctx["trace"]["used"] <= ctx["trace"]["input_limit"]
+        r = await http.post(
+            f"/v1/rooms/{room}/summaries/rebuild",
+            params={"agent": "archivist"},
+            headers=auth(MEMBER),
+        )
+        assert r.status_code == 403, r.text
+        r = await http.post(f"/v1/rooms/{room}/summaries/rebuild", params={"agent": "archivist"})
+        assert r.status_code == 200, r.text
+        rebuilt = r.json()["summaries"]
+        assert [(s["first_seq"], s["last_seq"], s["text"]) for s in rebuilt[: len(summaries)]] == [
+            (s["first_seq"], s["last_seq"], s["text"]) for s in summaries
+        ]
+        r = await http.get(f"/v1/rooms/{room}/summaries", params={"agent": "nobody"})
+        assert r.status_code == 404, r.text
+        await ann.close()

@@ -98,6 +98,20 @@ class ContextView(BaseModel):
     trace: dict[str, Any]
 
 
+class SummaryView(BaseModel):
+    first_seq: int
+    last_seq: int
+    entries: int
+    model: str
+    text: str
+
+
+class SummaryList(BaseModel):
+    room: str
+    agent: str
+    summaries: list[SummaryView]
+
+
 class Cancelled(BaseModel):
     room: str
     message_id: str
@@ -190,7 +204,41 @@ async def room_context(
     ctx: Ctx, who: Caller, room: RoomName, agent: Annotated[str, Query(pattern=USER_ID)]
 ) -> ContextView:
     state = visible_room(ctx, who, room)
-    return ContextView.model_validate(ctx.agent_control.context_trace(who, state, agent))
+    return ContextView.model_validate(await ctx.agent_control.context_trace(who, state, agent))
+
+
+@router.get(
+    "/rooms/{room}/summaries",
+    response_model=SummaryList,
+    summary="The rolling summaries an agent keeps of this room",
+)
+async def room_summaries(
+    ctx: Ctx, who: Caller, room: RoomName, agent: Annotated[str, Query(pattern=USER_ID)]
+) -> SummaryList:
+    state = visible_room(ctx, who, room)
+    rows = ctx.agent_control.room_summaries(who, state, agent)
+    return SummaryList(
+        room=state.name, agent=agent, summaries=[SummaryView.model_validate(r) for r in rows]
+    )
+
+
+@router.post(
+    "/rooms/{room}/summaries/rebuild",
+    response_model=SummaryList,
+    summary="Write an agent's summaries of this room again from the log (tenant admin)",
+)
+async def rebuild_summaries(
+    ctx: Ctx, who: Caller, room: RoomName, agent: Annotated[str, Query(pattern=USER_ID)]
+) -> SummaryList:
+    """After edits or deletions the stored summaries may say what the log no longer does;
+    this forgets them and summarizes the room's recent log again (one provider call per
+    range: it may take a while and costs tokens, counted in ``/v1/usage``)."""
+    ctx.access.require_tenant_admin(who)
+    state = visible_room(ctx, who, room)
+    rows = await ctx.agent_control.rebuild_summaries(who, state, agent)
+    return SummaryList(
+        room=state.name, agent=agent, summaries=[SummaryView.model_validate(r) for r in rows]
+    )
 
 
 @router.get("/usage", response_model=UsageList, summary="Token usage per agent, model, day")

@@ -22,6 +22,7 @@ class AgentMetrics:
         self.cancellations: Counter[str] = Counter()  # agent
         self.refused: Counter[tuple[str, str]] = Counter()  # (agent, reason)
         self.tool_calls: Counter[tuple[str, str]] = Counter()  # (tool, ok|error)
+        self.summaries: Counter[str] = Counter()  # agent: rolling summaries written
         self.ttft = Histogram(TTFT_BOUNDS)
         self.turn_seconds = Histogram(TURN_BOUNDS)
         self.running = 0
@@ -67,6 +68,12 @@ class AgentMetrics:
         for (tool, result), n in sorted(self.tool_calls.items()):
             tools.add_metric([tool, result], n)
         yield tools
+        summaries = CounterMetricFamily(
+            "nexus_agent_summaries", "Rolling summaries written", labels=["agent"]
+        )
+        for agent, n in sorted(self.summaries.items()):
+            summaries.add_metric([agent], n)
+        yield summaries
         yield GaugeMetricFamily(
             "nexus_agent_turns_running", "Turns in progress", value=self.running
         )

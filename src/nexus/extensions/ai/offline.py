@@ -6,6 +6,9 @@ BM25-style score over the words of the question — each with a link to its seq 
 (the context assembler marks log entries ``[#seq] sender: text``). It streams through the
 same path as a model (several text parts, usage, a finish), so everything downstream —
 deltas, snapshots, cancellation, usage — is exercised without a model.
+
+Asked for a rolling summary (``purpose="summary"``) it keeps the entries that carry the
+chunk's most frequent content words, in log order, each cut short and cited by seq.
 """
 
 from __future__ import annotations
@@ -44,18 +47,62 @@ def _mention_free(text: str) -> str:
     return re.sub(r"@[\w.:+-]+", " ", text)
 
 
+SUMMARY_HEAD = "to summarize:\n"  # core.context.summaries puts the entries after it
+SUMMARY_LINE_CHARS = 160
+
+
+def summarize(request: ChatRequest) -> str:
+    """An extractive summary of the entries in the last user message: the ones whose words
+    recur most in the chunk (a crude centroid), at most one in five, in log order."""
+    users = [m for m in request.messages if m.role == "user"]
+    content = users[-1].content if users else ""
+    head = content.find(SUMMARY_HEAD)
+    body = content[head + len(SUMMARY_HEAD) :] if head >= 0 else content
+    lines = [line.strip() for line in body.splitlines() if SEQ_MARK.match(line.strip())]
+    if not lines:
+        return "Nothing was said in this range."
+    docs = [Counter(_terms(_mention_free(SPEAKER.sub("", line)))) for line in lines]
+    weight = Counter(t for d in docs for t in d)
+    scored = sorted(
+        range(len(lines)),
+        key=lambda i: (-sum(weight[t] for t in docs[i]) / (1 + sum(docs[i].values())) ** 0.5, i),
+    )
+    keep = sorted(scored[: max(1, min(8, (len(lines) + 4) // 5))])
+    budget = request.max_tokens * 4
+    out: list[str] = []
+    for i in keep:
+        mark = SEQ_MARK.match(lines[i])
+        text = SEQ_MARK.sub("", lines[i])
+        if len(text) > SUMMARY_LINE_CHARS:
+            text = text[: SUMMARY_LINE_CHARS - 1].rstrip() + "…"
+        line = f"- {text} (#{mark.group(1) if mark else '?'})"
+        if sum(len(x) + 1 for x in out) + len(line) > budget:
+            break
+        out.append(line)
+    return "\n".join(out) or "Nothing was said in this range."
+
+
 def answer(request: ChatRequest) -> str:
     """The reply text for ``request`` (pure: the same request gives the same answer)."""
+    if request.purpose == "summary":
+        return summarize(request)
     users = [m for m in request.messages if m.role == "user"]
     if not users:
         return "Ask me something about this room's conversation."
-    question = users[-1]
-    q_terms = _terms(_mention_free(SPEAKER.sub("", question.content)))
+    # Assembly merges consecutive user entries into one message: the question is its
+    # last entry (the last block that opens with a seq mark), the rest are passages.
+    last = users[-1].content
+    cut = last.rfind("\n\n[#")
+    question = last[cut + 2 :] if cut >= 0 else last
+    q_terms = _terms(_mention_free(SPEAKER.sub("", question)))
     passages = []
     for m in request.messages:
-        if m is question or m.role not in ("user", "assistant", "tool"):
+        if m.role not in ("user", "assistant", "tool"):
             continue
-        for line in m.content.splitlines():
+        content = m.content
+        if m is users[-1]:
+            content = last[:cut] if cut >= 0 else ""
+        for line in content.splitlines():
             line = line.strip()
             if line:
                 passages.append(line)

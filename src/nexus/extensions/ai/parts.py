@@ -118,3 +118,6 @@ class ChatRequest:
     max_tokens: int = 1024
     tools: tuple[ToolSpec, ...] = ()
     temperature: float | None = None
+    # "summary": a rolling summary of room entries is asked for, not a reply (hosted models
+    # read it from the prompt; the offline provider summarizes instead of answering)
+    purpose: Literal["reply", "summary"] = "reply"

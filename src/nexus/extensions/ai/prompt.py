@@ -1,70 +1,104 @@
-"""From room entries to a provider request: which entries, in which roles.
+"""From room records to a provider request, through ``core.context``.
 
-Entries are given to the model as ``[#seq] sender: text`` so that it (and the offline
-provider) can cite them; the agent's own earlier replies are ``assistant`` messages.
+Stored records become ``LogEntry`` values (a finished agent reply, stored as its
+``message.started`` record with the final text, reads as a message of the agent), the
+agent's settings a ``Budget``, and ``assemble`` picks what fits; its prompt messages become
+the provider's ``ChatMessage`` values. Entries read ``[#seq] sender: text`` so that a
+model (and the offline provider) can cite them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ...core.agents import AgentConfig
-from .parts import ChatMessage
+from ...core.context import (
+    Assembly,
+    Budget,
+    ContextRequest,
+    LogEntry,
+    PromptMessage,
+    Summary,
+    TokenCounter,
+    ToolResult,
+    assemble,
+)
+from .parts import ChatMessage, ToolCall
 
 INSTRUCTIONS = (
     "You take part in a shared chat room. Each entry of the conversation is given as "
     "'[#seq] sender: text'. Answer the last message addressed to you; be concise; cite "
     "entries as #seq when you rely on them."
 )
-MARGIN_TOKENS = 64
-CHARS_PER_TOKEN = 4
 
 
-def text_of(record: dict[str, Any]) -> str | None:
-    """What a model sees of a room record (None for what it should not see)."""
-    kind = record.get("type")
+def log_entry(record: dict[str, Any]) -> LogEntry:
+    """A stored room record as context assembly reads it."""
+    kind = str(record.get("type", ""))
+    text = ""
     if kind == "message":
-        return None if record.get("deleted") else str(record.get("body", ""))
-    if kind == "message.started":
-        return str(record.get("text", "")) or None  # the final text, once completed
-    return None
+        text = str(record.get("body") or "")
+    elif kind == "message.started" and record.get("text"):
+        kind, text = "message", str(record["text"])  # a reply, finished or broken off
+    target = record.get("target_id")
+    return LogEntry(
+        seq=int(record.get("seq", 0)),
+        sender=str(record.get("sender", "?")),
+        sender_kind="agent" if record.get("sender_kind") == "agent" else "human",
+        kind=kind,
+        text=text,
+        ts=int(record.get("ts", 0)),
+        id=str(record.get("id", "")),
+        edited=bool(record.get("edited")),
+        deleted=bool(record.get("deleted")),
+        target=str(target) if target is not None else None,
+    )
 
 
-def line(record: dict[str, Any]) -> str:
-    return f"[#{record['seq']}] {record.get('sender', '?')}: {text_of(record)}"
+def budget_of(agent: AgentConfig) -> Budget:
+    return Budget(agent.context_window, agent.max_output_tokens)
+
+
+def system_of(agent: AgentConfig) -> str:
+    return f"{agent.system_prompt}\n\n{INSTRUCTIONS}"
 
 
 def prepare(
-    agent: AgentConfig, model: str, records: list[dict[str, Any]], current: dict[str, Any]
-) -> tuple[tuple[ChatMessage, ...], dict[str, Any]]:
-    """The prompt for ``agent`` answering ``current`` given the room's recent ``records``
-    (oldest first), and a trace of what was included or left out."""
-    budget = agent.context_window - agent.max_output_tokens - MARGIN_TOKENS
-    system = f"{agent.system_prompt}\n\n{INSTRUCTIONS}"
-    used = len(system) // CHARS_PER_TOKEN + 1
-    current_line = line(current)
-    used += len(current_line) // CHARS_PER_TOKEN + 1
-    chosen: list[dict[str, Any]] = []
-    trace: list[dict[str, Any]] = []
-    for record in reversed(records):  # newest first: the oldest are dropped
-        if record.get("seq") == current.get("seq") or text_of(record) is None:
-            continue
-        cost = len(line(record)) // CHARS_PER_TOKEN + 1
-        if used + cost > budget:
-            trace.append(
-                {"seq": record["seq"], "included": False, "reason": "over budget", "tokens": cost}
-            )
-            continue
-        used += cost
-        chosen.append(record)
-        trace.append({"seq": record["seq"], "included": True, "tokens": cost})
-    messages = [ChatMessage("system", system)]
-    for record in reversed(chosen):
-        own = record.get("sender") == agent.name
-        messages.append(
-            ChatMessage(
-                "assistant" if own else "user", (text_of(record) or "") if own else line(record)
-            )
+    agent: AgentConfig,
+    counter: TokenCounter,
+    records: Iterable[dict[str, Any]],
+    current: dict[str, Any],
+    *,
+    summaries: Sequence[Summary] = (),
+    tool_results: Sequence[ToolResult] = (),
+    room: str = "",
+) -> Assembly:
+    """The assembled prompt for ``agent`` answering ``current``, given the room's recent
+    ``records`` (oldest first), its rolling summaries and this turn's tool results."""
+    return assemble(
+        ContextRequest(
+            agent_id=agent.name,
+            system=system_of(agent),
+            current=log_entry(current),
+            budget=budget_of(agent),
+            log=tuple(log_entry(r) for r in records),
+            summaries=tuple(summaries),
+            tool_results=tuple(tool_results),
+            room=room,
+        ),
+        counter,
+    )
+
+
+def chat_messages(messages: Iterable[PromptMessage]) -> tuple[ChatMessage, ...]:
+    return tuple(
+        ChatMessage(
+            m.role,
+            m.content,
+            name=m.name,
+            tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls),
+            tool_call_id=m.tool_call_id,
         )
-    messages.append(ChatMessage("user", current_line))
-    return tuple(messages), {"budget": budget, "tokens": used, "entries": trace[::-1]}
+        for m in messages
+    )

@@ -38,17 +38,17 @@ from ..._speedups.framing import frame_text
 from ...auth import Principal
 from ...config import Settings
 from ...core.agents import AgentConfig, AgentRegistry
+from ...core.context import Summary, TokenCounter, ToolResult, counter_for
 from ...core.extension_host import ExtensionHost
 from ...core.hooks import CommittedEntry, StartAt
 from ...core.rooms import Room
 from ...core.streams import LiveReply, LiveStreams
-from ...errors import Forbidden, NexusError, NotFound
+from ...errors import Forbidden, NexusError, NotFound, Unavailable
 from ...protocol import events
 from ...store.keys import split_room_key, user_key
 from .caller import AgentCaller
 from .metrics import AgentMetrics
 from .parts import (
-    ChatMessage,
     ChatRequest,
     Finish,
     StreamError,
@@ -57,8 +57,9 @@ from .parts import (
     ToolCallDelta,
     Usage,
 )
-from .prompt import prepare
+from .prompt import chat_messages, prepare
 from .provider import Provider
+from .summaries import RoomSummaries, SummaryFailed
 from .tools import ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,8 @@ class AgentRuntime:
         self._callers: dict[tuple[str, str], AgentCaller] = {}
         self._usage: dict[bytes, dict[str, int]] = {}
         self._mention: dict[str, re.Pattern[str]] = {}
+        self._counters: dict[str, TokenCounter] = {}
+        self.summaries = RoomSummaries(host, horizon=self.settings.agent_history_max)
         agents.providers = set(providers)
         agents.tools = tools.names()
 
@@ -263,6 +266,9 @@ class AgentRuntime:
                 turn.task = asyncio.get_running_loop().create_task(self._run(turn))
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(turn.task)
+                if not queue.waiting and turn.message_id:
+                    # Between turns, never ahead of one: summaries are for the next prompt.
+                    await self._summarize(agent, room)
         finally:
             if not queue.waiting and self._queues.get(key) is queue:
                 del self._queues[key]
@@ -296,7 +302,7 @@ class AgentRuntime:
             )
             return
         caller = self.caller(agent)
-        model = agent.model or getattr(provider, "model", "") or agent.provider
+        model = self.model_of(agent, provider)
         trigger_id = str(turn.trigger["id"])
         with self._tracer.start_as_current_span(
             "nexus.agent.turn", attributes={"nexus.agent": agent.name, "nexus.model": model}
@@ -366,83 +372,148 @@ class AgentRuntime:
         self, turn: Turn, provider: Provider, model: str, outcome: Outcome, started: float
     ) -> None:
         agent, room = turn.agent, turn.room
-        records = [
-            orjson.loads(r)
-            for r in self.host.writes.history(
-                room, before=turn.started_seq, limit=self.settings.agent_history_max
-            )[0]
-        ]
-        messages, _ = prepare(agent, model, records, turn.trigger)
+        tracer = self._tracer
+        counter = await self.counter(model)
+        with tracer.start_as_current_span("nexus.agent.context"):
+            records = [
+                orjson.loads(r)
+                for r in self.host.writes.history(
+                    room, before=turn.started_seq, limit=self.settings.agent_history_max
+                )[0]
+            ]
+            summaries = self.summaries.of(agent, room)
         specs = self.tool_registry.specs(agent.tools)
         caller = self.caller(agent)
+        results: list[ToolResult] = []
         for round_no in range(MAX_TOOL_ROUNDS + 1):
+            with tracer.start_as_current_span(
+                "nexus.agent.context", attributes={"nexus.round": round_no}
+            ) as span:
+                assembly = prepare(
+                    agent,
+                    counter,
+                    records,
+                    turn.trigger,
+                    summaries=summaries,
+                    tool_results=results,
+                    room=room.name,
+                )
+                span.set_attribute("nexus.context.tokens", assembly.trace.used)
             request = ChatRequest(
                 model=model,
-                messages=messages,
+                messages=chat_messages(assembly.messages),
                 max_tokens=agent.max_output_tokens,
                 tools=specs if round_no < MAX_TOOL_ROUNDS else (),
             )
             calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
-            round_text = ""
+            usage: Usage | None = None  # a provider may report it more than once: last wins
             stream = provider.stream(request)
-            try:
-                async for part in stream:
-                    if isinstance(part, TextDelta):
-                        if outcome.ttft is None:
-                            outcome.ttft = time.monotonic() - started
-                            self.metrics.ttft.observe(outcome.ttft)
-                        round_text += part.text
-                        turn.emit(part.text)
-                    elif isinstance(part, ToolCallDelta):
-                        piece = calls.setdefault(part.index, ["", "", ""])
-                        piece[0] = part.id or piece[0]
-                        piece[1] = part.name or piece[1]
-                        piece[2] += part.arguments
-                    elif isinstance(part, Usage):
-                        outcome.input_tokens += part.input_tokens
-                        outcome.output_tokens += part.output_tokens
-                    elif isinstance(part, Finish):
-                        outcome.reason = part.reason
-                    elif isinstance(part, StreamError):
-                        outcome.reason, outcome.error = "error", part
-                        self.metrics.provider_errors[(agent.provider, part.kind)] += 1
-            finally:
-                await stream.aclose()  # type: ignore[attr-defined]
+            with tracer.start_as_current_span(
+                "nexus.agent.provider",
+                attributes={"nexus.provider": agent.provider, "nexus.round": round_no},
+            ) as span:
+                try:
+                    async for part in stream:
+                        if isinstance(part, TextDelta):
+                            if outcome.ttft is None:
+                                outcome.ttft = time.monotonic() - started
+                                self.metrics.ttft.observe(outcome.ttft)
+                                span.add_event("first token")
+                            turn.emit(part.text)
+                        elif isinstance(part, ToolCallDelta):
+                            piece = calls.setdefault(part.index, ["", "", ""])
+                            piece[0] = part.id or piece[0]
+                            piece[1] = part.name or piece[1]
+                            piece[2] += part.arguments
+                        elif isinstance(part, Usage):
+                            usage = part
+                        elif isinstance(part, Finish):
+                            outcome.reason = part.reason
+                        elif isinstance(part, StreamError):
+                            outcome.reason, outcome.error = "error", part
+                            self.metrics.provider_errors[(agent.provider, part.kind)] += 1
+                            span.set_attribute("nexus.error", part.kind)
+                finally:
+                    await stream.aclose()  # type: ignore[attr-defined]
+                    if usage is not None:
+                        outcome.input_tokens += usage.input_tokens
+                        outcome.output_tokens += usage.output_tokens
+                span.set_attribute("nexus.finish_reason", outcome.reason)
             if outcome.error is not None or outcome.reason != "tool_calls" or not calls:
                 return
             tool_calls = tuple(
-                ToolCall(c[0] or f"call_{i}", c[1], c[2]) for i, c in sorted(calls.items())
+                ToolCall(c[0] or f"call_{round_no}_{i}", c[1], c[2])
+                for i, c in sorted(calls.items())
             )
-            messages += (ChatMessage("assistant", round_text, tool_calls=tool_calls),)
             ctx = ToolContext(self.host, caller.principal, caller, room)
             for call in tool_calls:
-                await self._tool_event(
-                    turn,
-                    "tool.call",
-                    {
-                        "message_id": turn.message_id,
-                        "call_id": call.id,
-                        "name": call.name,
-                        "arguments": call.arguments[:ARG_MAX_CHARS],
-                    },
-                )
-                result, ok = await self.tool_registry.call(
-                    ctx, call.name, call.arguments, agent.tools
-                )
-                self.metrics.tool_calls[(call.name, "ok" if ok else "error")] += 1
-                await self._tool_event(
-                    turn,
-                    "tool.result",
-                    {
-                        "message_id": turn.message_id,
-                        "call_id": call.id,
-                        "name": call.name,
-                        "ok": ok,
-                        "result": result,
-                    },
-                )
-                messages += (ChatMessage("tool", result, name=call.name, tool_call_id=call.id),)
+                with tracer.start_as_current_span(
+                    "nexus.agent.tool", attributes={"nexus.tool": call.name}
+                ) as span:
+                    await self._tool_event(
+                        turn,
+                        "tool.call",
+                        {
+                            "message_id": turn.message_id,
+                            "call_id": call.id,
+                            "name": call.name,
+                            "arguments": call.arguments[:ARG_MAX_CHARS],
+                        },
+                    )
+                    result, ok = await self.tool_registry.call(
+                        ctx, call.name, call.arguments, agent.tools
+                    )
+                    span.set_attribute("nexus.tool.ok", ok)
+                    self.metrics.tool_calls[(call.name, "ok" if ok else "error")] += 1
+                    await self._tool_event(
+                        turn,
+                        "tool.result",
+                        {
+                            "message_id": turn.message_id,
+                            "call_id": call.id,
+                            "name": call.name,
+                            "ok": ok,
+                            "result": result,
+                        },
+                    )
+                results.append(ToolResult(call.id, call.name, result, call.arguments, round_no))
         outcome.reason = "length"  # tool rounds exhausted
+
+    async def counter(self, model: str) -> TokenCounter:
+        """The token counter of ``model`` (its encoding is loaded once, off the loop)."""
+        counter = self._counters.get(model)
+        if counter is None:
+            counter = self._counters[model] = await asyncio.to_thread(counter_for, model)
+        return counter
+
+    async def _summarize(self, agent: AgentConfig, room: Room) -> None:
+        """Write the rolling summaries due in ``room`` with the agent's provider."""
+        provider = self.providers.get(agent.provider)
+        if provider is None:
+            return
+        if agent.daily_token_budget and self.used_today(agent) >= agent.daily_token_budget:
+            return
+        model = self.model_of(agent, provider)
+        counter = await self.counter(model)
+
+        def count(tokens_in: int, tokens_out: int) -> None:
+            self._count_usage(agent, model, tokens_in, tokens_out, turn=False)
+            self.metrics.tokens_in[(agent.name, model)] += tokens_in
+            self.metrics.tokens_out[(agent.name, model)] += tokens_out
+
+        with self._tracer.start_as_current_span(
+            "nexus.agent.summary", attributes={"nexus.agent": agent.name}
+        ):
+            try:
+                new = await self.summaries.catch_up(agent, room, provider, model, counter, count)
+            except (SummaryFailed, ValueError, NexusError) as exc:
+                log.warning("summary for %s in %s not written: %s", agent.name, room.name, exc)
+                return
+        self.metrics.summaries[agent.name] += len(new)
+
+    @staticmethod
+    def model_of(agent: AgentConfig, provider: Provider | None) -> str:
+        return agent.model or getattr(provider, "model", "") or agent.provider
 
     async def _tool_event(self, turn: Turn, kind: str, fields: dict[str, Any]) -> None:
         caller = self.caller(turn.agent)
@@ -595,7 +666,10 @@ class AgentRuntime:
     def _usage_key(self, tenant: str, day: str, agent: str, model: str) -> bytes:
         return f"{tenant}\x1f{day}\x1f{agent}\x1f{model}".encode()
 
-    def _count_usage(self, agent: AgentConfig, model: str, tokens_in: int, tokens_out: int) -> None:
+    def _count_usage(
+        self, agent: AgentConfig, model: str, tokens_in: int, tokens_out: int, turn: bool = True
+    ) -> None:
+        """Add to the day's ledger (``turn``: a reply; else a summary, tokens only)."""
         key = self._usage_key(agent.tenant, self._day(), agent.name, model)
         record = self._usage.get(key)
         if record is None:
@@ -606,7 +680,7 @@ class AgentRuntime:
             self._usage[key] = record
         record["input_tokens"] += tokens_in
         record["output_tokens"] += tokens_out
-        record["turns"] += 1
+        record["turns"] += turn
         self.host.pipeline.submit_meta([("usage", key, orjson.dumps(record))])
 
     def used_today(self, agent: AgentConfig) -> int:
@@ -630,23 +704,15 @@ class AgentRuntime:
         turn.cancelled_by = principal.user_id
         turn.task.cancel()
 
-    def context_trace(self, principal: Principal, room: Room, agent: str) -> dict[str, Any]:
+    async def context_trace(self, principal: Principal, room: Room, agent: str) -> dict[str, Any]:
         config = self.agents.require(principal.tenant, agent)
-        provider = self.providers.get(config.provider)
-        model = config.model or getattr(provider, "model", "") or config.provider
+        model = self.model_of(config, self.providers.get(config.provider))
+        counter = await self.counter(model)
         records = [
             orjson.loads(r)
             for r in self.host.writes.history(room, limit=self.settings.agent_history_max)[0]
         ]
-        if not records:
-            return {
-                "agent": agent,
-                "room": room.name,
-                "model": model,
-                "messages": [],
-                "trace": {"entries": []},
-            }
-        current = records[-1]
+        current = records[-1] if records else {}
         if current.get("type") != "message":
             current = {
                 "type": "message",
@@ -654,14 +720,45 @@ class AgentRuntime:
                 "sender": principal.user_id,
                 "body": "(the next message)",
             }
-        messages, traced = prepare(config, model, records, current)
+        assembly = prepare(
+            config,
+            counter,
+            records,
+            current,
+            summaries=self.summaries.of(config, room),
+            room=room.name,
+        )
         return {
             "agent": agent,
             "room": room.name,
             "model": model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
-            "trace": traced,
+            "messages": [m.as_dict() for m in assembly.messages],
+            "trace": assembly.trace.as_dict(),
         }
+
+    def room_summaries(self, principal: Principal, room: Room, agent: str) -> list[dict[str, Any]]:
+        config = self.agents.require(principal.tenant, agent)
+        return [_summary_view(s) for s in self.summaries.of(config, room)]
+
+    async def rebuild_summaries(
+        self, principal: Principal, room: Room, agent: str
+    ) -> list[dict[str, Any]]:
+        config = self.agents.require(principal.tenant, agent)
+        provider = self.providers.get(config.provider)
+        if provider is None:
+            raise NotFound(f"provider {config.provider} is not configured")
+        model = self.model_of(config, provider)
+        counter = await self.counter(model)
+
+        def count(tokens_in: int, tokens_out: int) -> None:
+            self._count_usage(config, model, tokens_in, tokens_out, turn=False)
+
+        try:
+            fresh = await self.summaries.rebuild(config, room, provider, model, counter, count)
+        except (SummaryFailed, ValueError) as exc:
+            raise Unavailable(f"the provider could not summarize: {exc}") from None
+        self.metrics.summaries[config.name] += len(fresh)
+        return [_summary_view(s) for s in fresh]
 
     def usage(self, tenant: str, day: str | None, agent: str | None) -> list[dict[str, Any]]:
         prefix = f"{tenant}\x1f".encode()
@@ -684,6 +781,16 @@ class AgentRuntime:
 
     def tool_list(self) -> list[dict[str, str]]:
         return self.tool_registry.describe()
+
+
+def _summary_view(summary: Summary) -> dict[str, Any]:
+    return {
+        "first_seq": summary.first_seq,
+        "last_seq": summary.last_seq,
+        "entries": summary.entries,
+        "model": summary.model,
+        "text": summary.text,
+    }
 
 
 def agent_user_key(agent: AgentConfig) -> bytes:
