@@ -430,7 +430,11 @@ class AgentRuntime:
                         elif isinstance(part, Finish):
                             outcome.reason = part.reason
                         elif isinstance(part, StreamError):
-                            outcome.reason, outcome.error = "error", part
+                            # Before the first delta the provider policy retried and fell
+                            # back already; after it the reply is cut off mid-way.
+                            started_reply = bool(turn.text) or bool(results)
+                            outcome.reason = "interrupted" if started_reply else "error"
+                            outcome.error = part
                             self.metrics.provider_errors[(agent.provider, part.kind)] += 1
                             span.set_attribute("nexus.error", part.kind)
                 finally:
