@@ -148,6 +148,9 @@ class Settings:
         for provider in out.get("ai_providers", {}).values():
             if provider.get("api_key"):
                 provider["api_key"] = "***"  # an inline key is never shown
+            if isinstance(provider.get("headers"), dict):
+                # extra headers often carry credentials (an org key, a gateway token)
+                provider["headers"] = dict.fromkeys(provider["headers"], "***")
         return out
 
 

@@ -164,6 +164,14 @@ async def test_a_mention_streams_the_same_reply_to_every_member(
     page = await ann.request({"type": "history", "room": room})
     started = next(m for m in page["messages"] if m["type"] == "message.started")
     assert started["state"] == "completed" and started["text"] == seen[0]["end"]["text"]
+    # the HTTP listing shows the same entries, agent kinds included
+    async with httpx.AsyncClient(base_url=agent_server.api, headers=auth(ADMIN)) as http:
+        r = await http.get(f"/v1/rooms/{room}/messages")
+        assert r.status_code == 200, r.text
+        kinds = [m["type"] for m in r.json()["messages"]]
+        assert "message.started" in kinds and "message.completed" in kinds
+        listed = next(m for m in r.json()["messages"] if m["type"] == "message.started")
+        assert listed["text"] == seen[0]["end"]["text"]
     for c in (ann, bob):
         await c.close()
 

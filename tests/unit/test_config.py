@@ -157,6 +157,10 @@ def test_replace_and_summary_hide_secret() -> None:
     assert s.summary()["auth_secret"] == "***"
     assert s.replace(port=1).port == 1
     assert s.port == 8765
+    providers = {"hosted": {"type": "openai", "api_key": "sk-1", "headers": {"x-org": "o-2"}}}
+    shown = s.replace(ai_providers=providers).summary()["ai_providers"]["hosted"]
+    assert shown["api_key"] == "***" and shown["headers"] == {"x-org": "***"}
+    assert providers["hosted"]["api_key"] == "sk-1"  # the settings themselves keep the key
 
 
 # -- failures name the setting -------------------------------------------------

@@ -125,10 +125,13 @@ class MessageDelete(Strict):
 
 
 class Entry(BaseModel):
-    """One room log entry: a message (current state) or an edit/delete event."""
+    """One room log entry: a message (current state), an edit/delete event, or an entry an
+    extension wrote (an agent's ``message.started`` with its final text, ``message.completed``
+    / ``message.failed``, ``tool.call`` / ``tool.result``, ``agent.notice``; see protocol.md
+    §5.12-5.14). Fields beyond the common ones are the kind's own."""
 
     model_config = ConfigDict(extra="allow")
-    type: Literal["message", "message.edited", "message.deleted"]
+    type: str = Field(examples=["message", "message.edited", "message.started"])
     room: str
     seq: int
     id: str

@@ -97,6 +97,7 @@ class Turn:
         self.trigger = trigger
         self.message_id = ""
         self.started_seq = 0
+        self.model = ""
         self.live: LiveReply | None = None
         self.ending = False  # the final entry is being written
         self.task: asyncio.Task[None] | None = None
@@ -302,7 +303,7 @@ class AgentRuntime:
             )
             return
         caller = self.caller(agent)
-        model = self.model_of(agent, provider)
+        model = turn.model = self.model_of(agent, provider)
         trigger_id = str(turn.trigger["id"])
         with self._tracer.start_as_current_span(
             "nexus.agent.turn", attributes={"nexus.agent": agent.name, "nexus.model": model}
@@ -442,6 +443,8 @@ class AgentRuntime:
                     if usage is not None:
                         outcome.input_tokens += usage.input_tokens
                         outcome.output_tokens += usage.output_tokens
+                    else:  # cancelled, or a provider that never says: our own count
+                        outcome.input_tokens += assembly.trace.prompt_tokens
                 span.set_attribute("nexus.finish_reason", outcome.reason)
             if outcome.error is not None or outcome.reason != "tool_calls" or not calls:
                 return
@@ -550,6 +553,8 @@ class AgentRuntime:
         }
         if outcome.error is not None:
             fields["error"] = {"kind": outcome.error.kind, "message": outcome.error.message}
+        elif outcome.reason == "interrupted":  # shut down mid-reply: as after a crash
+            fields["error"] = {"kind": "interrupted", "message": "the server stopped mid-reply"}
         if outcome.reason == "cancelled":
             fields["cancelled_by"] = turn.cancelled_by
             self.metrics.cancellations[agent.name] += 1
@@ -568,7 +573,8 @@ class AgentRuntime:
                 ),
             )
         )
-        self.metrics.turns[(agent.name, "failed" if failed else state)] += 1
+        label = "interrupted" if outcome.reason == "interrupted" else "failed" if failed else state
+        self.metrics.turns[(agent.name, label)] += 1
         self.metrics.turn_seconds.observe(seconds)
         self.metrics.tokens_in[(agent.name, model)] += outcome.input_tokens
         self.metrics.tokens_out[(agent.name, model)] += outcome.output_tokens
@@ -582,6 +588,8 @@ class AgentRuntime:
             return
         caller = self.caller(agent)
         text = turn.get("text", "")
+        model = turn.get("model", "")
+        output_tokens = len(text) // 4 + 1 if text else 0  # the provider's count died with it
         await caller.write(
             lambda rid: self.host.writes.append(
                 caller,
@@ -591,8 +599,8 @@ class AgentRuntime:
                     "message_id": turn["message_id"],
                     "text": text,
                     "finish_reason": "interrupted",
-                    "usage": {"input_tokens": 0, "output_tokens": len(text) // 4},
-                    "model": turn.get("model", ""),
+                    "usage": {"input_tokens": 0, "output_tokens": output_tokens},
+                    "model": model,
                     "provider": agent.provider,
                     "error": {"kind": "interrupted", "message": "the server stopped mid-reply"},
                 },
@@ -605,6 +613,7 @@ class AgentRuntime:
             )
         )
         self.metrics.turns[(agent.name, "interrupted")] += 1
+        self._count_usage(agent, model, 0, output_tokens)
 
     def _record_turn(self, turn: Turn) -> None:
         self.host.pipeline.submit_meta(
@@ -619,7 +628,7 @@ class AgentRuntime:
                             "room": turn.room.name,
                             "message_id": turn.message_id,
                             "started_seq": turn.started_seq,
-                            "model": turn.agent.model,
+                            "model": turn.model,
                             "text": turn.text,
                         }
                     ),
@@ -634,7 +643,9 @@ class AgentRuntime:
 
     def _typing(self, turn: Turn, active: bool) -> None:
         agent, room = turn.agent, turn.room
-        if active and room.add_presence(agent.name, "agent"):
+        # An agent is present from its first turn in a room on (counted once: it has no
+        # sessions to come and go); typing shows while a reply streams.
+        if active and agent.name not in room.presence and room.add_presence(agent.name, "agent"):
             self.host.router.broadcast(
                 room.key, frame_text(events.presence(room.name, agent.name, "agent", "join"))
             )
