@@ -163,11 +163,11 @@ class MessagesDecoder:
             return [StreamError(kind_, f"{self._provider}: {text}")]
         return []  # ping, and events this adapter has no use for
 
-    def end(self, truncated: bool) -> Part:
+    def end(self, truncated: bool) -> list[Part]:
         if self._finish is not None:
-            return self._close()[-1]
+            return self._close()
         where = " mid-event" if truncated else ""
-        return StreamError("protocol", f"{self._provider}: stream ended early{where}")
+        return [StreamError("protocol", f"{self._provider}: stream ended early{where}")]
 
     def _block_start(self, data: dict[str, Any]) -> list[Part]:
         block = data.get("content_block") or {}

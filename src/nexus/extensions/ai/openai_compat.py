@@ -118,11 +118,11 @@ class ChatCompletionsDecoder:
             )
         return parts
 
-    def end(self, truncated: bool) -> Part:
+    def end(self, truncated: bool) -> list[Part]:
         if self._finish is not None:
-            return self._close()[-1]
+            return self._close()
         where = " mid-event" if truncated else ""
-        return StreamError("protocol", f"{self._provider}: stream ended early{where}")
+        return [StreamError("protocol", f"{self._provider}: stream ended early{where}")]
 
     def _choice(self, choice: dict[str, Any]) -> list[Part]:
         parts: list[Part] = []

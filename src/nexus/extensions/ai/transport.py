@@ -45,9 +45,9 @@ class EventDecoder(Protocol):
         """The parts ``event`` gives. A ``Finish`` or ``StreamError`` ends the call."""
         ...
 
-    def end(self, truncated: bool) -> Part:
-        """The last part when the stream ended without a terminal part: a ``Finish`` when
-        the reply's end was already seen, otherwise a ``StreamError``."""
+    def end(self, truncated: bool) -> list[Part]:
+        """The last parts when the stream ended without a terminal part: ending with a
+        ``Finish`` when the reply's end was already seen, otherwise a ``StreamError``."""
         ...
 
 
@@ -138,7 +138,8 @@ async def stream_parts(
                 return
             if chunk is None:
                 parser.close()
-                yield decoder.end(parser.truncated)
+                for part in decoder.end(parser.truncated):
+                    yield part
                 return
             for event in parser.feed(chunk):
                 for part in decoder.feed(event):
