@@ -27,6 +27,7 @@ from fakes.provider_server import (
     anthropic_error,
     anthropic_error_frame,
     anthropic_frames,
+    json_script,
     openai_error,
     openai_error_frame,
     openai_frames,
@@ -243,6 +244,14 @@ async def test_unterminated_last_event_is_reported(
     server.push(stream_script(frames))
     error = last_error(await collect(make()))
     assert error.kind == "protocol" and "mid-event" in error.message
+
+
+async def test_a_json_answer_is_not_a_stream(
+    flavor: Flavor, server: ProviderServer, make: Make
+) -> None:
+    server.push(json_script(200, {"error": {"message": "streaming is off"}}))
+    error = last_error(await collect(make()))
+    assert error.kind == "protocol" and "streaming is off" in error.message
 
 
 async def test_error_event_mid_stream(flavor: Flavor, server: ProviderServer, make: Make) -> None:

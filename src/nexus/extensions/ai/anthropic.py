@@ -32,7 +32,7 @@ from .parts import (
     Usage,
 )
 from .sse import SseEvent
-from .transport import Exchange, new_client, stream_parts
+from .transport import Exchange, ended_early, new_client, stream_parts
 
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -166,8 +166,7 @@ class MessagesDecoder:
     def end(self, truncated: bool) -> list[Part]:
         if self._finish is not None:
             return self._close()
-        where = " mid-event" if truncated else ""
-        return [StreamError("protocol", f"{self._provider}: stream ended early{where}")]
+        return [ended_early(self._provider, truncated)]
 
     def _block_start(self, data: dict[str, Any]) -> list[Part]:
         block = data.get("content_block") or {}

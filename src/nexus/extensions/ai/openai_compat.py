@@ -31,7 +31,7 @@ from .parts import (
     Usage,
 )
 from .sse import SseEvent
-from .transport import Exchange, new_client, stream_parts
+from .transport import Exchange, ended_early, new_client, stream_parts
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -121,8 +121,7 @@ class ChatCompletionsDecoder:
     def end(self, truncated: bool) -> list[Part]:
         if self._finish is not None:
             return self._close()
-        where = " mid-event" if truncated else ""
-        return [StreamError("protocol", f"{self._provider}: stream ended early{where}")]
+        return [ended_early(self._provider, truncated)]
 
     def _choice(self, choice: dict[str, Any]) -> list[Part]:
         parts: list[Part] = []

@@ -30,7 +30,7 @@ import httpx
 import orjson
 
 from .config import ProviderConfig
-from .http_errors import scrub, status_error
+from .http_errors import provider_message, scrub, status_error
 from .parts import Finish, Part, StreamError
 from .sse import SseEvent, SseParser
 
@@ -118,6 +118,12 @@ async def stream_parts(
                 response.status_code, response.headers, body, config.api_key, config.name
             )
             return
+        if response.headers.get("content-type", "").startswith("application/json"):
+            # stream: true ignored, or an error sent with a 200
+            body = await _error_body(response, min(total_at, loop.time() + config.idle_timeout))
+            detail = scrub(provider_message(body), config.api_key)
+            yield StreamError("protocol", f"{config.name}: a JSON answer, not a stream: {detail}")
+            return
         parser = SseParser()
         chunks = response.aiter_bytes()
         first = True  # no part yet: the first-token deadline applies
@@ -150,6 +156,13 @@ async def stream_parts(
     finally:
         if response is not None:
             await response.aclose()  # unread body: httpx drops the connection
+
+
+def ended_early(provider: str, truncated: bool) -> StreamError:
+    """The error of a stream that ended before the reply did (``truncated``: inside an
+    event)."""
+    where = " mid-event" if truncated else ""
+    return StreamError("protocol", f"{provider}: stream ended early{where}")
 
 
 def _timeout(config: ProviderConfig, which: str) -> StreamError:
