@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from fakes.provider_server import (
     ProviderServer,
     anthropic_frames,
@@ -82,7 +83,7 @@ async def test_tool_calls_become_room_entries_and_feed_the_next_round(
     )
     server = serve(tmp_path, fake)
     try:
-        room, ann, _ = await ask(server, "toolbot", "who tracks pricing?", tools=["search_room"])
+        _, ann, _ = await ask(server, "toolbot", "who tracks pricing?", tools=["search_room"])
         call = await ann.next("tool.call", timeout=20)
         result = await ann.next("tool.result", timeout=20)
         seen = await reply_of(ann)
@@ -123,9 +124,9 @@ async def test_cancel_closes_the_upstream_response(tmp_path: Path, fake: Provide
         room, ann, _ = await ask(server, "staller", "think forever")
         started = await ann.next("message.started", timeout=20)
         delta = await ann.next("message.delta", timeout=20)
-        assert delta["message_id"] == started["message_id"]
+        assert delta["message_id"] == started["id"]
         reply = await ann.request(
-            {"type": "message.cancel", "room": room, "message_id": started["message_id"]}
+            {"type": "message.cancel", "room": room, "message_id": started["id"]}
         )
         assert reply["type"] == "cancel.ok", reply
         end = await ann.next("message.completed", "message.failed", timeout=20)
@@ -189,12 +190,13 @@ async def test_a_bad_key_fails_clearly_and_never_shows_the_key(
         assert end["type"] == "message.failed" and end["finish_reason"] == "error"
         assert end["error"]["kind"] == "auth"
         assert SECRET_KEY not in json.dumps(end)
+        assert end["usage"] == {"input_tokens": 0, "output_tokens": 0}  # nothing was billed
         assert len(fake.requests) == 1  # a bad key is not retried
         async with httpx.AsyncClient(base_url=server.api, headers=auth(ADMIN)) as http:
             info = (await http.get("/v1/server")).text
             metrics = (await http.get("/metrics")).text
         assert SECRET_KEY not in info
-        assert 'nexus_provider_errors_total{kind="auth",provider="hosted"}' in metrics
+        assert 'nexus_provider_errors_total{kind="auth",provider="hosted"} 1.0' in metrics
         await ann.close()
     finally:
         server.stop()

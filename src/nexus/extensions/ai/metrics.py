@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from ..._speedups.histogram import Histogram
+from .resilient import PolicyEvent
 
 TTFT_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 TURN_BOUNDS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -23,9 +24,16 @@ class AgentMetrics:
         self.refused: Counter[tuple[str, str]] = Counter()  # (agent, reason)
         self.tool_calls: Counter[tuple[str, str]] = Counter()  # (tool, ok|error)
         self.summaries: Counter[str] = Counter()  # agent: rolling summaries written
+        self.policy: Counter[tuple[str, str]] = Counter()  # (provider, retry|fallback|cooldown)
         self.ttft = Histogram(TTFT_BOUNDS)
         self.turn_seconds = Histogram(TURN_BOUNDS)
         self.running = 0
+
+    def policy_event(self, event: PolicyEvent) -> None:
+        """A retry or fallback follows a failed provider call the turn never sees."""
+        self.policy[(event.provider, event.action)] += 1
+        if event.action != "cooldown":
+            self.provider_errors[(event.provider, event.error.kind)] += 1
 
     def collect(self) -> Iterator[object]:
         turns = CounterMetricFamily(
@@ -45,11 +53,21 @@ class AgentMetrics:
                 family.add_metric([agent, model], n)
             yield family
         errors = CounterMetricFamily(
-            "nexus_provider_errors", "Provider failures by kind", labels=["provider", "kind"]
+            "nexus_provider_errors",
+            "Failed provider calls by kind (retried ones included)",
+            labels=["provider", "kind"],
         )
         for (provider, kind), n in sorted(self.provider_errors.items()):
             errors.add_metric([provider, kind], n)
         yield errors
+        policy = CounterMetricFamily(
+            "nexus_provider_policy",
+            "Retries, fallbacks and cooldowns of hosted providers before a reply started",
+            labels=["provider", "action"],
+        )
+        for (provider, action), n in sorted(self.policy.items()):
+            policy.add_metric([provider, action], n)
+        yield policy
         cancels = CounterMetricFamily(
             "nexus_agent_cancellations", "Replies cancelled", labels=["agent"]
         )

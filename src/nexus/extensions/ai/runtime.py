@@ -148,6 +148,7 @@ class AgentRuntime:
         tools: ToolRegistry,
         streams: LiveStreams,
         tracer: Tracer | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self.host = host
         self.settings: Settings = host.settings
@@ -155,7 +156,7 @@ class AgentRuntime:
         self.providers = providers
         self.tool_registry = tools
         self.streams = streams
-        self.metrics = AgentMetrics()
+        self.metrics = metrics or AgentMetrics()
         self._tracer = tracer or NoOpTracer()
         self._queues: dict[tuple[str, str, str], TurnQueue] = {}
         self._turns: dict[str, Turn] = {}  # reply message id -> turn in progress
@@ -443,8 +444,8 @@ class AgentRuntime:
                     if usage is not None:
                         outcome.input_tokens += usage.input_tokens
                         outcome.output_tokens += usage.output_tokens
-                    else:  # cancelled, or a provider that never says: our own count
-                        outcome.input_tokens += assembly.trace.prompt_tokens
+                    elif outcome.error is None:  # cancelled, or a provider that never
+                        outcome.input_tokens += assembly.trace.prompt_tokens  # says: ours
                 span.set_attribute("nexus.finish_reason", outcome.reason)
             if outcome.error is not None or outcome.reason != "tool_calls" or not calls:
                 return
