@@ -83,7 +83,14 @@ def plan(mode: str, provider: str = "offline") -> Plan:
         (
             "agent-turn",
             agents.turn,
-            [{"provider": provider, "intervals": turn_intervals, "turns": turns}],
+            [
+                {
+                    "provider": provider,
+                    "intervals": turn_intervals,
+                    "histories": [20, 200],
+                    "turns": turns,
+                }
+            ],
             storage,
         ),
         (
@@ -129,7 +136,12 @@ def rotated(items: list[Any], k: int) -> list[Any]:
 
 # A group's list parameters, by the name each variant's row gives its value; and the
 # settings that are not part of a row's parameters.
-VARIANTS = {"sizes": "size", "windows": "in_flight", "intervals": "interval"}
+VARIANTS = {
+    "sizes": "size",
+    "windows": "in_flight",
+    "intervals": "interval",
+    "histories": "history",
+}
 SETTINGS = ("seconds", "idle", "fractions", "turns", "replies")
 
 

@@ -93,11 +93,16 @@ class AgentRunning(Running):
 
 
 def start(
-    target: Target, provider: str, interval: float, reply: Reply, part_delay: float = 0.0
+    target: Target,
+    provider: str,
+    interval: float,
+    reply: Reply,
+    part_delay: float = 0.0,
+    **settings: str,
 ) -> AgentRunning:
-    """``target`` (a nexus) with ``agent_delta_interval`` = ``interval`` and, for
-    ``provider`` "openai", a fake model answering ``reply`` configured as provider "fake"
-    (``type = "openai"``); for "offline", the built-in provider with ``part_delay``."""
+    """``target`` (a nexus) with ``agent_delta_interval`` = ``interval`` (and ``settings``)
+    and, for ``provider`` "openai", a fake model answering ``reply`` configured as provider
+    "fake" (``type = "openai"``); for "offline", the built-in provider with ``part_delay``."""
     assert isinstance(target, Nexus), "the agent scenarios run on nexus targets"
     fake = None
     table: dict[str, object] = {"type": "offline", "part_delay": part_delay}
@@ -117,6 +122,7 @@ def start(
         table["model"] = "fake"
     settings = {
         **target.settings,
+        **settings,
         "agent_delta_interval": str(interval),
         "ai_providers": orjson.dumps({name: table}).decode(),
     }
@@ -316,27 +322,40 @@ async def turn(
     *,
     provider: str,
     intervals: list[float],
+    histories: list[int],
     turns: int,
     block: int = 10,
 ) -> Rows:
-    """Per delta interval, a fresh server: ``turns`` turns and as many ordinary messages, in
-    alternating blocks of ``block``, one at a time."""
+    """Per delta interval and history length, a fresh server reading that many entries of
+    the room for each turn (``agent_history_max``) and a room holding them before the first
+    turn: ``turns`` turns and as many ordinary messages, in alternating blocks of
+    ``block``, one at a time."""
     rows = []
     for interval in intervals:
-        server = start(target, provider, interval, SHORT_REPLY)
-        try:
-            row = await _turns_on(target, server, turns, block)
-        finally:
-            server.stop()
-        rows.append(({"provider": provider, "interval": interval}, row))
+        for history in histories:
+            server = start(target, provider, interval, SHORT_REPLY, agent_history_max=str(history))
+            try:
+                row = await _turns_on(target, server, history, turns, block)
+            finally:
+                server.stop()
+            rows.append(({"provider": provider, "interval": interval, "history": history}, row))
     return rows
 
 
-async def _turns_on(target: Target, run: AgentRunning, turns: int, block: int) -> dict[str, Any]:
+async def _turns_on(
+    target: Target, run: AgentRunning, history: int, turns: int, block: int
+) -> dict[str, Any]:
     room = "turns"
     await setup_room(run, room)
     sender = await connect_member(target, run, 0, room)
     other = await connect_member(target, run, 1, room)
+    # A full history from the first turn on (the offline provider ranks every entry).
+    acks = []
+    for i in range(history):
+        rid = sender.send({"type": "message.send", "room": room, "body": f"note {i}: all green"})
+        acks.append(sender.acked(rid))
+    for event, _ in await asyncio.wait_for(asyncio.gather(*acks), 30):
+        _check_ack(event, event.get("id", 0))
     ack: list[float] = []
     delivery: list[float] = []
     reply: dict[str, list[float]] = {"started": [], "first": [], "end": []}
