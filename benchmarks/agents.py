@@ -275,9 +275,10 @@ async def usable_provider(wanted: str) -> tuple[str, str | None]:
     try:
         run = start(Nexus("nexus-nosync", settings={"store_durability": "none"}), wanted, 0.0,
                     SHORT_REPLY)  # fmt: skip
-    except Exception as exc:
-        why = f"the server did not start with a provider of type openai ({type(exc).__name__}"
-        why += "; its error is printed above)"
+    except Exception as exc:  # _wait_port's RuntimeError: the server exited at start
+        why = "the server exited at start with a provider of type openai (its error is above)"
+        if not isinstance(exc, RuntimeError):
+            why = f"could not start the fake model or the server: {type(exc).__name__}: {exc}"
     else:
         try:
             await setup_room(run, "probe")
