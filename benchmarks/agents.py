@@ -1,14 +1,16 @@
 """The agent scenarios: what an agent's turn adds to the server, and what streaming its
 reply to a large room costs. Run with `python -m benchmarks --scenarios agents`.
 
-1. **agent-turn** — two members and an agent in a room; the model answers at once
-   (``benchmarks.fake_llm`` behind the ``openai`` provider type, or the built-in offline
-   provider with no delay). One at a time, in alternating blocks: an ordinary message
-   (send -> ack at the sender, send -> delivery at the other member: the baseline), and a
-   trigger ``@bench ...`` (its ack, then at the other member ``message.started``, the first
-   ``message.delta`` and ``message.completed``). Percentiles of trigger-ack -> first delta
-   and -> completed, their ratio to the baseline's send -> delivery, and server CPU per
-   turn against CPU per ordinary message, from /proc as in every scenario.
+1. **agent-turn** — two members and an agent in a room holding ``history`` entries, the
+   number the agent reads for each turn; the model answers at once (``benchmarks.fake_llm``
+   behind the ``openai`` provider type, or the built-in offline provider with no delay,
+   which ranks every history entry in the server's process). One at a time, in
+   alternating blocks: an ordinary message (send -> ack at the sender, send -> delivery at
+   the other member: the baseline), and a trigger ``@bench ...`` (its ack, then at the
+   other member ``message.started``, the first ``message.delta`` and
+   ``message.completed``). Percentiles of trigger-ack -> first delta and -> completed,
+   their ratio to the baseline's send -> delivery, and server CPU per turn against CPU
+   per ordinary message, from /proc.
 2. **agent-fanout** — one agent streaming long replies (about 4 KB in ~125 parts a few ms
    apart) into a room of N connected members, with the deltas coalesced every 40 ms
    (``agent_delta_interval`` 0.04, the default) and sent part by part (0): deltas received
@@ -16,8 +18,8 @@ reply to a large room costs. Run with `python -m benchmarks --scenarios agents`.
    reply per member, server CPU per reply, each against the other mode and against a plain
    fan-out (one message in flight) measured on the same server and connections.
 
-Each variant (delta interval) gets its own server, started here rather than by the suite:
-the model has to be listening before the server that uses it starts.
+Each variant (delta interval, history length) gets its own server, started here rather
+than by the suite: the model has to be listening before the server that uses it starts.
 """
 
 from __future__ import annotations
@@ -203,13 +205,11 @@ class Member(WSListener):
     def acked(self, rid: int) -> asyncio.Future[Any]:
         return self.expect(lambda e: e["type"] in ("ack", "error") and e.get("id") == rid)
 
-    async def say(self, room: str, body: str, timeout: float = 10.0) -> float:
-        """Send a message and wait for its ack; returns the send time."""
-        t0 = time.perf_counter()
+    async def say(self, room: str, body: str, timeout: float = 10.0) -> None:
+        """Send a message and wait for its ack."""
         rid = self.send({"type": "message.send", "room": room, "body": body})
         event, _ = await asyncio.wait_for(self.acked(rid), timeout)
         _check_ack(event, rid)
-        return t0
 
     def close(self) -> None:
         if self.transport is not None:
@@ -457,6 +457,7 @@ class ReplyTally:
         self.deltas = 0
         self.delta_bytes = 0
         self.ended = 0
+        self.failed: str | None = None  # the error of a reply that failed
         self.reply_s: list[float] = []
         self.on_end: Callable[[], None] | None = None
         self._started = 0.0
@@ -469,7 +470,8 @@ class ReplyTally:
         elif kind == "message.started":
             self._started = now
         elif kind in ("message.completed", "message.failed"):
-            _ended(event)
+            if kind == "message.failed":  # not raised here: it would cut the connection
+                self.failed = f"the agent's reply failed: {event.get('error')}"
             self.ended += 1
             self.reply_s.append(now - self._started)
             if self.on_end is not None:
@@ -505,6 +507,8 @@ async def _stream_on(
 
         def on_end() -> None:
             nonlocal ended
+            if tally.failed is not None and not finished.done():
+                finished.set_exception(RuntimeError(tally.failed))
             ended += 1
             if sent < n:
                 trigger()
