@@ -18,7 +18,7 @@ from typing import Any
 
 import uvloop
 
-from . import report, scenarios
+from . import agents, report, scenarios
 from .targets import Unavailable, all_targets
 
 RESULTS = Path(__file__).parent / "results"
@@ -30,13 +30,16 @@ Plan = list[tuple[str, Callable[..., Awaitable[scenarios.Rows]], list[dict[str, 
 ROUNDS = {"smoke": 1, "quick": 3, "full": 5}
 # Left out of quick and smoke runs unless named with --targets: the seams' cost.
 FULL_ONLY = ("nexus-hooks",)
+# Run only when named with --scenarios ("agents" names both); they start their own servers
+# (the model first, then nexus configured to use it), one per variant.
+OPT_IN = agents.SCENARIOS
 
 
 def mode_default(target: str, mode: str) -> bool:
     return mode == "full" or target not in FULL_ONLY
 
 
-def plan(mode: str) -> Plan:
+def plan(mode: str, provider: str = "offline") -> Plan:
     secs = {"smoke": 0.3, "quick": 0.8, "full": 2.0}[mode]
     sizes = [64, 1024] if mode == "full" else [64]
     echo_n = {"smoke": [2], "quick": [16], "full": [1, 16, 256]}[mode]
@@ -49,6 +52,10 @@ def plan(mode: str) -> Plan:
     fractions = [0.25, 0.5, 0.9] if mode == "full" else [0.5]
     # Storage scenarios: the server with and without fsync (all nexus-* targets in full).
     storage = "nexus" if mode == "full" else "nexus,nexus-nosync"
+    turns = {"smoke": 20, "quick": 100, "full": 300}[mode]
+    turn_intervals = [0.0, agents.COALESCED] if mode == "full" else [0.0]
+    replies = {"smoke": 2, "quick": 3, "full": 10}[mode]
+    stream_n = {"smoke": [50], "quick": [1000], "full": [1000]}[mode]
     return [
         (
             "echo",
@@ -73,7 +80,43 @@ def plan(mode: str) -> Plan:
             storage,
         ),
         ("resume", scenarios.resume, [{"messages": backlog, "size": 64}], storage),
+        (
+            "agent-turn",
+            agents.turn,
+            [
+                {
+                    "provider": provider,
+                    "intervals": turn_intervals,
+                    "histories": [20, 200],
+                    "turns": turns,
+                }
+            ],
+            storage,
+        ),
+        (
+            "agent-fanout",
+            agents.fanout,
+            [
+                {
+                    "members": n,
+                    "provider": provider,
+                    "intervals": [agents.COALESCED, 0.0],
+                    "replies": replies,
+                    "seconds": secs,
+                }
+                for n in stream_n
+            ],
+            "nexus-nosync" if mode != "full" else "nexus",
+        ),
     ]
+
+
+def selected(name: str, wanted: list[str] | None) -> bool:
+    """Every scenario but the opt-in ones by default, else those named ("agents": both
+    agent scenarios)."""
+    if not wanted:
+        return name not in OPT_IN
+    return name in wanted or ("agents" in wanted and name in OPT_IN)
 
 
 def eligible(target: str, which: str) -> bool:
@@ -93,8 +136,13 @@ def rotated(items: list[Any], k: int) -> list[Any]:
 
 # A group's list parameters, by the name each variant's row gives its value; and the
 # settings that are not part of a row's parameters.
-VARIANTS = {"sizes": "size", "windows": "in_flight"}
-SETTINGS = ("seconds", "idle", "fractions")
+VARIANTS = {
+    "sizes": "size",
+    "windows": "in_flight",
+    "intervals": "interval",
+    "histories": "history",
+}
+SETTINGS = ("seconds", "idle", "fractions", "turns", "replies")
 
 
 def variants(group: dict[str, Any]) -> list[dict[str, Any]]:
@@ -125,16 +173,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if (t.name in args.targets if args.targets else mode_default(t.name, args.mode))
     ]
     rounds = args.rounds or ROUNDS[args.mode]
+    skipped: dict[str, str] = {}
+    provider = args.provider
+    if any(selected(name, args.scenarios) for name in OPT_IN):
+        # Checked once: a provider type the server cannot run falls back to the offline one.
+        provider, why = await agents.usable_provider(provider)
+        if why:
+            skipped[f"provider {args.provider}"] = why
     work = [
         (name, fn, group, [t for t in targets if eligible(t.name, which)])
-        for name, fn, groups, which in plan(args.mode)
-        if not args.scenarios or name in args.scenarios
+        for name, fn, groups, which in plan(args.mode, provider)
+        if selected(name, args.scenarios)
         for group in groups
     ]
     total = sum(rounds * len(ts) for *_, ts in work)
     fd_limit = raise_fd_limit()
     measured: list[dict[str, Any]] = []
-    skipped: dict[str, str] = {}
     started = time.perf_counter()
     i = 0
     for name, fn, group, group_targets in work:
@@ -160,7 +214,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 # A fresh server per group and round keeps one run's state out of the next.
                 t0 = time.perf_counter()
                 try:
-                    run_ = target.start()
+                    run_ = None if name in OPT_IN else target.start()
                 except Unavailable as exc:
                     skipped[target.name] = str(exc)
                     print(f" SKIPPED: {exc}", file=sys.stderr)
@@ -171,7 +225,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     error = {"error": f"{type(exc).__name__}: {exc}"}
                     rows = [(row_params, error) for row_params in variants(group)]
                 finally:
-                    run_.stop()
+                    if run_ is not None:
+                        run_.stop()
                 for row_params, row in rows:
                     measured.append(
                         {
@@ -231,7 +286,20 @@ def main() -> int:
         help="subset: nexus nexus-nosync nexus-hooks picows-naive picows-coalesced "
         "picows-nexus-outbox websockets websockets-asyncio aiohttp node-ws",
     )
-    p.add_argument("--scenarios", nargs="*", help="subset: echo fanout capacity durable resume")
+    p.add_argument(
+        "--scenarios",
+        nargs="*",
+        help="subset: echo fanout capacity durable resume; agent-turn agent-fanout (or agents:"
+        " both) only when named",
+    )
+    p.add_argument(
+        "--provider",
+        choices=agents.PROVIDERS,
+        default="openai",
+        help="model behind the agent scenarios: openai (benchmarks/fake_llm.py behind a"
+        " provider of type openai; falls back to offline, saying why, if the server cannot"
+        " run that type) or offline (the built-in provider)",
+    )
     p.add_argument(
         "--rounds",
         type=int,

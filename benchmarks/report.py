@@ -13,11 +13,14 @@ HEADLINE = {  # scenario -> (metric, unit, higher is better)
     "capacity": ("bytes_per_conn", "B/conn", False),
     "durable": ("max_acks_per_s", "acks/s", True),
     "resume": ("catch_up_s", "s", False),
+    "agent-turn": ("first_delta_p50", "ms to 1st delta", False),
+    "agent-fanout": ("deliveries_per_s", "deltas/s", True),
 }
 PER_CPU = {  # scenario -> the headline count per second of server CPU (user + sys)
     "echo": "msgs_per_cpu_s",
     "fanout": "deliveries_per_cpu_s",
     "durable": "acks_per_cpu_s",
+    "agent-fanout": "deliveries_per_cpu_s",
 }
 EXTRA = {
     "echo": ("srv_us_per_msg", "p50", "p99", "p99.9"),
@@ -25,6 +28,28 @@ EXTRA = {
     "capacity": ("connect_s", "idle_server_cpu"),
     "durable": (),  # its p50/p99/p99.9 at each pacing fraction, as measured
     "resume": ("msgs_per_s",),
+    "agent-turn": (
+        "first_delta_p99",
+        "completed_p50",
+        "completed_p99",
+        "plain_ack_p50",
+        "plain_delivery_p50",
+        "plain_delivery_p99",
+        "delta_vs_delivery",
+        "srv_ms_per_turn",
+        "srv_ms_per_msg",
+        "cpu_turn_vs_msg",
+    ),
+    "agent-fanout": (
+        "deltas_per_reply",
+        "delta_bytes_per_reply",
+        "reply_s",
+        "srv_ms_per_reply",
+        "cpu_vs_coalesced",
+        "deliveries_vs_coalesced",
+        "plain_deliveries_per_cpu_s",
+        "cpu_s_vs_plain",
+    ),
 }
 # Nexus rows are compared with these peers on this metric (the targets).
 COMPARE = {
@@ -33,7 +58,30 @@ COMPARE = {
     "capacity": ("bytes_per_conn", ("picows-naive", "websockets", "node-ws")),
 }
 OURS = ("nexus", "nexus-nosync")
-LABELS = {"srv_us_per_msg": "srv us/msg", "idle_server_cpu": "idle srv cpu%"}
+LABELS = {
+    "srv_us_per_msg": "srv us/msg",
+    "idle_server_cpu": "idle srv cpu%",
+    # agent-turn: ms from the trigger's ack; the plain message's from its send
+    "first_delta_p99": "1st delta p99",
+    "completed_p50": "done p50",
+    "completed_p99": "done p99",
+    "plain_ack_p50": "msg ack p50",
+    "plain_delivery_p50": "msg deliv p50",
+    "plain_delivery_p99": "msg deliv p99",
+    "delta_vs_delivery": "1st delta/deliv",
+    "srv_ms_per_turn": "srv ms/turn",
+    "srv_ms_per_msg": "srv ms/msg",
+    "cpu_turn_vs_msg": "cpu turn/msg",
+    # agent-fanout: per reply and member; ratios to the coalesced mode and a plain fan-out
+    "deltas_per_reply": "deltas/reply",
+    "delta_bytes_per_reply": "B/reply",
+    "reply_s": "reply s",
+    "srv_ms_per_reply": "srv ms/reply",
+    "cpu_vs_coalesced": "cpu vs 0.04",
+    "deliveries_vs_coalesced": "deltas/s vs 0.04",
+    "plain_deliveries_per_cpu_s": "plain/cpu-s",
+    "cpu_s_vs_plain": "per cpu-s vs plain",
+}
 NOT_AVERAGED = ("scenario", "target", "params", "round", "error")
 
 
