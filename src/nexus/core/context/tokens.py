@@ -46,11 +46,13 @@ per prompt; a tool call costs its id, name and arguments plus ``TOOL_CALL_OVERHE
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import re
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Protocol, cast
-
-import bpe_openai  # type: ignore[import-untyped]  # ships no py.typed; typed by _Encoding
 
 MESSAGE_OVERHEAD = 4  # per chat message: role and separators (3), a name (1)
 REPLY_PRIMING = 3  # the assistant reply's header, once per prompt
@@ -58,7 +60,7 @@ TOOL_CALL_OVERHEAD = 8  # per tool call in an assistant message: the call's fram
 
 COUNT_CACHE_SIZE = 4096  # texts whose count is remembered, per encoding
 COUNT_CACHE_MAX_CHARS = 2048  # longer texts are counted every time (no memory pinned)
-CHUNK_CHARS = 100_000  # bpe_openai refuses texts of 1M characters or 200k tokens
+CHUNK_CHARS = 100_000  # counted in pieces: bounded work per call on huge texts
 
 _O200K_MODELS = re.compile(r"^(gpt-4o|chatgpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o1|o3|o4|gpt-oss)(\b|$)")
 _CL100K_MODELS = re.compile(r"^(gpt-4|gpt-3\.5|gpt-35|text-embedding-3|text-embedding-ada)(\b|$)")
@@ -78,13 +80,33 @@ class TokenCounter(Protocol):
 
 
 class _Encoding(Protocol):
-    def encode_ordinary(self, text: str) -> list[int]: ...
+    def encode(self, text: str) -> list[int]: ...
+
+    def count(self, text: str) -> int: ...
+
+
+def _bindings() -> ModuleType:
+    """bpe_openai's compiled tokenizer (its vocabularies are built into it), loaded alone:
+    the package's Python layer decodes all three bundled vocabularies into dicts when it is
+    imported (1-3 s of CPU and ~75 MB held for good) and nothing here needs them."""
+    loaded = sys.modules.get("bpe_openai._bindings")
+    if loaded is not None:
+        return loaded
+    package = importlib.util.find_spec("bpe_openai")  # finds it, does not import it
+    if package is None or package.origin is None:
+        raise ImportError("bpe-openai is not installed")
+    library = next(Path(package.origin).parent.glob("_bindings*.so"))
+    spec = importlib.util.spec_from_file_location("_bindings", library)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @functools.cache
 def load_encoding(name: str) -> _Encoding:
     """The bundled encoding ``name`` ("o200k_base" or "cl100k_base"), loaded once."""
-    return cast(_Encoding, bpe_openai.get_encoding(name))
+    return cast(_Encoding, _bindings().tokenizer_for_encoding(name))
 
 
 class BpeCounter:
@@ -106,8 +128,14 @@ class BpeCounter:
         return self._count(text)
 
     def _count(self, text: str) -> int:
+        try:
+            return self._count_valid(text)
+        except UnicodeEncodeError:  # lone surrogates: counted as the U+FFFD they become
+            return self._count_valid(text.encode("utf-8", "replace").decode("utf-8"))
+
+    def _count_valid(self, text: str) -> int:
         if len(text) <= CHUNK_CHARS:
-            return len(self._encoding.encode_ordinary(text))
+            return self._encoding.count(text)
         # Counted in pieces cut after a newline (else a space): a token or so off per cut.
         total = 0
         start = 0
@@ -119,7 +147,7 @@ class BpeCounter:
                     cut = text.rfind(" ", start, end)
                 if cut > start:
                     end = cut + 1
-            total += len(self._encoding.encode_ordinary(text[start:end]))
+            total += self._encoding.count(text[start:end])
             start = end
         return total
 

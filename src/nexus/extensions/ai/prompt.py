@@ -9,8 +9,11 @@ model (and the offline provider) can cite them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import orjson
 
 from ...core.agents import AgentConfig
 from ...core.context import (
@@ -25,6 +28,8 @@ from ...core.context import (
     assemble,
 )
 from .parts import ChatMessage, ToolCall
+
+ENTRY_CACHE_SIZE = 8192  # parsed entries kept, across rooms
 
 INSTRUCTIONS = (
     "You take part in a shared chat room. Each entry of the conversation is given as "
@@ -56,6 +61,13 @@ def log_entry(record: dict[str, Any]) -> LogEntry:
     )
 
 
+@functools.lru_cache(maxsize=ENTRY_CACHE_SIZE)
+def stored_entry(raw: bytes) -> LogEntry:
+    """``log_entry`` of a stored record, remembered by its bytes: an agent reads the same
+    tail every turn, and an edited record is different bytes."""
+    return log_entry(orjson.loads(raw))
+
+
 def budget_of(agent: AgentConfig) -> Budget:
     return Budget(agent.context_window, agent.max_output_tokens)
 
@@ -67,7 +79,7 @@ def system_of(agent: AgentConfig) -> str:
 def prepare(
     agent: AgentConfig,
     counter: TokenCounter,
-    records: Iterable[dict[str, Any]],
+    log: Iterable[LogEntry],
     current: dict[str, Any],
     *,
     summaries: Sequence[Summary] = (),
@@ -75,14 +87,14 @@ def prepare(
     room: str = "",
 ) -> Assembly:
     """The assembled prompt for ``agent`` answering ``current``, given the room's recent
-    ``records`` (oldest first), its rolling summaries and this turn's tool results."""
+    ``log`` (oldest first), its rolling summaries and this turn's tool results."""
     return assemble(
         ContextRequest(
             agent_id=agent.name,
             system=system_of(agent),
             current=log_entry(current),
             budget=budget_of(agent),
-            log=tuple(log_entry(r) for r in records),
+            log=tuple(log),
             summaries=tuple(summaries),
             tool_results=tuple(tool_results),
             room=room,

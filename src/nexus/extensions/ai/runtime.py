@@ -57,7 +57,7 @@ from .parts import (
     ToolCallDelta,
     Usage,
 )
-from .prompt import chat_messages, prepare
+from .prompt import chat_messages, prepare, stored_entry
 from .provider import Provider
 from .summaries import RoomSummaries, SummaryFailed
 from .tools import ToolContext, ToolRegistry
@@ -377,8 +377,8 @@ class AgentRuntime:
         tracer = self._tracer
         counter = await self.counter(model)
         with tracer.start_as_current_span("nexus.agent.context"):
-            records = [
-                orjson.loads(r)
+            log = [
+                stored_entry(r)
                 for r in self.host.writes.history(
                     room, before=turn.started_seq, limit=self.settings.agent_history_max
                 )[0]
@@ -394,7 +394,7 @@ class AgentRuntime:
                 assembly = prepare(
                     agent,
                     counter,
-                    records,
+                    log,
                     turn.trigger,
                     summaries=summaries,
                     tool_results=results,
@@ -724,11 +724,8 @@ class AgentRuntime:
         config = self.agents.require(principal.tenant, agent)
         model = self.model_of(config, self.providers.get(config.provider))
         counter = await self.counter(model)
-        records = [
-            orjson.loads(r)
-            for r in self.host.writes.history(room, limit=self.settings.agent_history_max)[0]
-        ]
-        current = records[-1] if records else {}
+        raw = self.host.writes.history(room, limit=self.settings.agent_history_max)[0]
+        current = orjson.loads(raw[-1]) if raw else {}
         if current.get("type") != "message":
             current = {
                 "type": "message",
@@ -739,7 +736,7 @@ class AgentRuntime:
         assembly = prepare(
             config,
             counter,
-            records,
+            [stored_entry(r) for r in raw],
             current,
             summaries=self.summaries.of(config, room),
             room=room.name,

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
-
-import orjson
 
 from ...core.agents import AgentConfig
 from ...core.context import (
@@ -30,7 +27,7 @@ from ...core.context import (
 from ...core.extension_host import ExtensionHost
 from ...core.rooms import Room
 from .parts import ChatRequest, StreamError, TextDelta, Usage
-from .prompt import budget_of, chat_messages, log_entry
+from .prompt import budget_of, chat_messages, stored_entry
 from .provider import Provider
 
 log = logging.getLogger("nexus.agents")
@@ -124,9 +121,9 @@ class RoomSummaries:
             page, more = self.host.writes.history(room, after=after, limit=PAGE)
             if not page:
                 break
-            records: list[dict[str, Any]] = [orjson.loads(r) for r in page]
-            out += (log_entry(r) for r in records)
-            after = int(records[-1]["seq"])
+            entries = [stored_entry(r) for r in page]
+            out += entries
+            after = entries[-1].seq
         return out
 
     @staticmethod
