@@ -104,6 +104,12 @@ async def test_agent_definitions_and_permissions(admin_http: httpx.AsyncClient) 
     )
     assert r.status_code == 201, r.text
     assert r.json()["triggers"]["rooms"] == ["standup"] and r.json()["created_by"] == "ada"
+    for _ in range(100):  # the directory is written with the next commit
+        users = (await admin_http.get("/v1/users")).json()["users"]
+        if any(u["user_id"] == "scribe" for u in users):
+            break
+        await asyncio.sleep(0.02)
+    assert next(u for u in users if u["user_id"] == "scribe")["kind"] == "agent"
     listed = (await admin_http.get("/v1/agents")).json()
     assert "scribe" in [a["name"] for a in listed["agents"]]
     assert "offline" in listed["providers"]

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
+from ..auth import Principal
 from ..core.agents import AgentConfig, Triggers
 from ..errors import Forbidden
 from .deps import Caller, Ctx, visible_room
@@ -142,7 +143,10 @@ async def create_agent(ctx: Ctx, who: Caller, body: AgentCreate) -> Agent:
     )
     data["tools"] = tuple(data["tools"])
     config = AgentConfig(tenant=who.tenant, created_by=who.user_id, **data)
-    return _view(await ctx.agents.create(config))
+    created = await ctx.agents.create(config)
+    # In the user directory from now on, as a principal of kind agent.
+    ctx.directory.note(Principal(created.name, created.tenant, frozenset({"agent"}), kind="agent"))
+    return _view(created)
 
 
 @router.get("/agents/{name}", response_model=Agent, summary="One agent")
