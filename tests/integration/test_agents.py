@@ -341,6 +341,38 @@ async def test_kill_9_mid_reply_is_interrupted_once_and_not_answered_twice(tmp_p
         assert srv.stop() == 0
 
 
+async def test_triggers_waiting_at_a_kill_9_are_answered_after_restart_once(
+    tmp_path: Path,
+) -> None:
+    slow = json.dumps({"offline": {"type": "offline", "part_delay": 0.3}})
+    srv = start_server(tmp_path, ai_providers=slow)
+    room = await setup_room(srv, "queued")
+    ann = await Client.connect(srv.url, ADMIN)
+    await ann.join(room)
+    await ann.say(room, "the vault code changes every quarter")
+    first = await ann.say(room, "@queued when does the vault code change?")
+    await ann.next("message.delta", timeout=20)
+    waiting = [await ann.say(room, f"@queued question {i} about the vault?") for i in (1, 2)]
+    await ann.barrier()  # the triggers are committed; their queue records go with them
+    await asyncio.sleep(0.5)  # and the observer has taken them
+    srv.stop(signal.SIGKILL)
+    srv = start_server(tmp_path, ai_providers=slow)
+    try:
+        ann = await Client.connect(srv.url, ADMIN)
+        await ann.join(room, since=first["seq"])
+        ends = [await ann.next("message.completed", "message.failed", timeout=30) for _ in range(3)]
+        assert [e["finish_reason"] for e in ends] == ["interrupted", "stop", "stop"], ends
+        await asyncio.sleep(1.0)  # a second answer would start within this time
+        page = await ann.request({"type": "history", "room": room, "after": first["seq"]})
+        started = [m for m in page["messages"] if m["type"] == "message.started"]
+        assert sorted(m["reply_to"] for m in started) == sorted(
+            [first["message_id"]] + [w["message_id"] for w in waiting]
+        )
+        await ann.close()
+    finally:
+        assert srv.stop() == 0
+
+
 # -- usage, context, metrics ------------------------------------------------------------------
 
 

@@ -16,6 +16,9 @@ A turn writes like any client, through the one pipeline:
    model, latency), which also writes the final text into the ``message.started`` entry.
 An open turn is recorded (LMDB ``turn``, with a checkpoint of its text every second);
 after a crash the runtime closes such turns as ``interrupted`` with their checkpoint.
+A queued trigger is recorded too (``turn`` records under ``QUEUED``, committed no later
+than the observer's cursor passes it) until its turn has run, so a restart answers the
+triggers that were waiting — once: a trigger already answered finds its reply started.
 """
 
 from __future__ import annotations
@@ -68,11 +71,12 @@ MAX_TOOL_ROUNDS = 4
 CHECKPOINT_S = 1.0
 ARG_MAX_CHARS = 4_000  # of tool arguments shown in a tool.call entry
 AGENT_ROLES = frozenset({"agent"})
+QUEUED = b"q\x1f"  # prefix of the turn records of triggers waiting for their turn
 
 
 @dataclass
 class TurnQueue:
-    waiting: deque[dict[str, Any]] = field(default_factory=deque)
+    waiting: deque[tuple[dict[str, Any], bytes]] = field(default_factory=deque)  # trigger, key
     worker: asyncio.Task[None] | None = None
 
 
@@ -170,14 +174,25 @@ class AgentRuntime:
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
-        """Close the turns a crash left open (as ``interrupted``, with their checkpoint)."""
+        """Close the turns a crash left open (as ``interrupted``, with their checkpoint),
+        then queue again the triggers that were waiting."""
+        queued: list[tuple[bytes, dict[str, Any]]] = []
         for key, raw in self.host.store.records("turn"):
+            if key.startswith(QUEUED):
+                queued.append((key, orjson.loads(raw)))
+                continue
             turn = orjson.loads(raw)
             try:
                 await self._close_interrupted(turn)
             except NexusError as exc:
                 log.error("could not close interrupted turn %s: %s", turn, exc)
             await self.host.pipeline.submit_meta([("turn", key, None)])
+        for key, waiting in queued:
+            agent = self.agents.get(waiting["tenant"], waiting["agent"])
+            if agent is None:
+                self.host.pipeline.submit_meta([("turn", key, None)])
+                continue
+            self._enqueue(agent, waiting["room_key"], waiting["record"], key)
 
     async def stop(self) -> None:
         """Shutdown: running turns end as ``interrupted`` (their text so far is kept)."""
@@ -234,7 +249,13 @@ class AgentRuntime:
             self._mention[name] = pattern
         return pattern
 
-    def _enqueue(self, agent: AgentConfig, rkey: str, record: dict[str, Any]) -> None:
+    def _enqueue(
+        self,
+        agent: AgentConfig,
+        rkey: str,
+        record: dict[str, Any],
+        stored: bytes | None = None,
+    ) -> None:
         key = (agent.tenant, agent.name, rkey)
         queue = self._queues.get(key)
         if queue is None:
@@ -251,7 +272,27 @@ class AgentRuntime:
                 )
             )
             return
-        queue.waiting.append(record)
+        if stored is None:
+            stored = QUEUED + f"{agent.tenant}\x1f{agent.name}\x1f{rkey}\x1f".encode()
+            stored += b"%020d" % int(record.get("seq", 0))
+            # Submitted before observe() returns, so committed with or before the cursor.
+            self.host.pipeline.submit_meta(
+                [
+                    (
+                        "turn",
+                        stored,
+                        orjson.dumps(
+                            {
+                                "tenant": agent.tenant,
+                                "agent": agent.name,
+                                "room_key": rkey,
+                                "record": record,
+                            }
+                        ),
+                    )
+                ]
+            )
+        queue.waiting.append((record, stored))
         if queue.worker is None or queue.worker.done():
             queue.worker = asyncio.get_running_loop().create_task(self._work(key, queue))
 
@@ -259,15 +300,18 @@ class AgentRuntime:
         tenant, name, rkey = key
         try:
             while queue.waiting:
-                record = queue.waiting.popleft()
+                record, stored = queue.waiting.popleft()
                 agent = self.agents.get(tenant, name)
                 room = self.host.rooms.find(tenant, split_room_key(rkey)[1])
                 if agent is None or room is None:
+                    self.host.pipeline.submit_meta([("turn", stored, None)])
                     continue
                 turn = Turn(self, agent, room, record)
                 turn.task = asyncio.get_running_loop().create_task(self._run(turn))
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(turn.task)
+                # Answered, refused or failed: not to be run again.
+                self.host.pipeline.submit_meta([("turn", stored, None)])
                 if not queue.waiting and turn.message_id:
                     # Between turns, never ahead of one: summaries are for the next prompt.
                     await self._summarize(agent, room)
