@@ -35,7 +35,12 @@ async def fake() -> AsyncIterator[ProviderServer]:
         yield server
 
 
-def serve(tmp_path: Path, fake: ProviderServer, **fields: Any) -> ServerProcess:
+def serve(
+    tmp_path: Path,
+    fake: ProviderServer,
+    others: dict[str, Any] | None = None,
+    **fields: Any,
+) -> ServerProcess:
     """A server whose provider ``hosted`` is the fake (OpenAI wire format unless told),
     with small timeouts and backoff, falling back to nothing unless told."""
     provider = {
@@ -51,9 +56,8 @@ def serve(tmp_path: Path, fake: ProviderServer, **fields: Any) -> ServerProcess:
     }
     if provider["type"] == "anthropic":
         provider["base_url"] = fake.url
-    return start_server(
-        tmp_path, ai_providers=json.dumps({"hosted": provider}), agent_delta_interval=0
-    )
+    providers = {"hosted": provider, **(others or {})}
+    return start_server(tmp_path, ai_providers=json.dumps(providers), agent_delta_interval=0)
 
 
 async def ask(server: ServerProcess, agent: str, question: str, **agent_fields: Any) -> Any:
@@ -147,7 +151,8 @@ async def test_retry_after_then_the_fallback_before_the_first_delta(
         openai_error(429, "slow down", headers=[("retry-after", "0.2")]),
         openai_error(503, "overloaded"),
     )
-    server = serve(tmp_path, fake, fallback="offline")
+    # the fallback: a second offline provider, under its own name
+    server = serve(tmp_path, fake, {"spare": {"type": "offline"}}, fallback="spare")
     try:
         _, ann, _ = await ask(server, "fallbacker", "who tracks pricing?")
         seen = await reply_of(ann)

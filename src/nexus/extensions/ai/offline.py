@@ -141,8 +141,9 @@ class OfflineProvider:
     name = NAME
     model = MODEL
 
-    def __init__(self, part_delay: float = 0.0) -> None:
+    def __init__(self, part_delay: float = 0.0, name: str = NAME) -> None:
         self._delay = part_delay
+        self.name = name
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Part]:
         text = answer(request)

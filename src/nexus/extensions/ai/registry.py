@@ -4,7 +4,7 @@ with its own connection pool, wrapped in the failure policy with fallbacks resol
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from .anthropic import AnthropicProvider
 from .config import OFFLINE, ProviderConfig
@@ -23,9 +23,11 @@ def build_providers(
     hosted: dict[str, ProviderConfig],
     offline: OfflineProvider,
     on_event: Callable[[PolicyEvent], None] | None = None,
+    local: Mapping[str, Provider] | None = None,
 ) -> dict[str, Provider]:
     """A ``ResilientProvider`` per hosted config, by name. A fallback is another of them
-    or ``offline``; ``close()`` on each closes its adapter and connection pool.
+    or ``offline`` (or one of ``local``: more offline providers, by name); ``close()`` on
+    each closes its adapter and connection pool.
 
     Raises:
         ValueError: a config of an unknown type, or a fallback naming no provider
@@ -33,13 +35,15 @@ def build_providers(
     """
     providers: dict[str, Provider] = {}
 
+    local = {OFFLINE: offline, **(local or {})}
+
     def resolve(name: str) -> Provider:
-        return offline if name == OFFLINE else providers[name]
+        return local[name] if name in local else providers[name]
 
     for name, config in hosted.items():
         if config.type not in ADAPTERS:
             raise ValueError(f"provider {name}: no hosted adapter for type {config.type}")
-        if config.fallback is not None and config.fallback not in (*hosted, OFFLINE):
+        if config.fallback is not None and config.fallback not in (*hosted, *local):
             raise ValueError(f"provider {name}: no fallback named {config.fallback}")
     for name, config in hosted.items():
         adapter = ADAPTERS[config.type](config)

@@ -25,9 +25,12 @@ def build_providers(
     configs = parse_providers(host.settings.ai_providers)
     offline = OfflineProvider(part_delay=configs["offline"].part_delay)
     providers: dict[str, Provider] = {"offline": offline}
+    for name, config in configs.items():  # more offline ones, e.g. a slow one for demos
+        if config.type == "offline" and name != "offline":
+            providers[name] = OfflineProvider(part_delay=config.part_delay, name=name)
     hosted = {n: c for n, c in configs.items() if c.type != "offline"}
     if hosted:
-        providers.update(build_hosted(hosted, offline, on_event=on_event))
+        providers.update(build_hosted(hosted, offline, on_event=on_event, local=providers))
     return providers
 
 
