@@ -257,3 +257,24 @@ async def test_members_see_the_hosted_reply_identically(
             await c.close()
     finally:
         server.stop()
+
+
+async def test_a_runaway_reply_is_cut_at_the_reply_limit(
+    tmp_path: Path, fake: ProviderServer
+) -> None:
+    chunk = "abcdefgh" * 4096  # 32 KiB a part, forever (no finish, no usage)
+    fake.push(
+        stream_script(
+            openai_frames(text=(chunk,) * 12, finish=None, usage=None, done=False), stall=True
+        )
+    )
+    server = serve(tmp_path, fake)
+    try:
+        _, ann, _ = await ask(server, "runaway", "talk")
+        end = (await reply_of(ann, timeout=30))["end"]
+        assert end["type"] == "message.completed" and end["finish_reason"] == "length"
+        assert end["text"] == (chunk * 12)[: 256 * 1024]
+        await asyncio.wait_for(fake.requests[0].client_closed.wait(), 10)
+        await ann.close()
+    finally:
+        server.stop()

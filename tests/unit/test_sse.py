@@ -3,10 +3,17 @@ property — however the bytes are chunked, the events are the same."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nexus.extensions.ai.sse import SseEvent, SseParser
+from nexus.extensions.ai.sse import (
+    MAX_EVENT_CHARS,
+    MAX_LINE_CHARS,
+    SseEvent,
+    SseParser,
+    SseTooLarge,
+)
 
 
 def parse(*chunks: bytes) -> tuple[list[SseEvent], SseParser]:
@@ -121,3 +128,27 @@ def test_any_chunking_gives_the_same_events(raw: bytes, cuts: list[int]) -> None
     assert chunked_parser.truncated == whole_parser.truncated
     byte_by_byte, _ = parse(*(raw[i : i + 1] for i in range(len(raw))))
     assert byte_by_byte == whole
+
+
+def test_a_line_over_the_limit_is_refused_whatever_the_chunking() -> None:
+    parser = SseParser()
+    piece = b"data: " + b"x" * 4096
+    with pytest.raises(SseTooLarge):
+        for _ in range(MAX_LINE_CHARS // 4096 + 2):
+            parser.feed(piece)  # never a line break: one line growing
+
+
+def test_an_event_over_the_limit_is_refused() -> None:
+    parser = SseParser()
+    line = b"data: " + b"y" * (MAX_LINE_CHARS // 2) + b"\n"
+    with pytest.raises(SseTooLarge):
+        for _ in range(MAX_EVENT_CHARS // (MAX_LINE_CHARS // 2) + 2):
+            parser.feed(line)  # lines of one event: no blank line dispatches it
+
+
+def test_a_long_line_in_small_chunks_is_one_event() -> None:
+    parser = SseParser()
+    text = "z" * 100_000
+    raw = f"data: {text}\n\n".encode()
+    events = [e for i in range(0, len(raw), 7) for e in parser.feed(raw[i : i + 7])]
+    assert [e.data for e in events] == [text]

@@ -70,6 +70,11 @@ log = logging.getLogger(__name__)
 MAX_TOOL_ROUNDS = 4
 CHECKPOINT_S = 1.0
 ARG_MAX_CHARS = 4_000  # of tool arguments shown in a tool.call entry
+# A reply longer than this ends with finish_reason "length" (a model's max_output_tokens
+# normally comes first; this bounds a broken endpoint). Tool-call arguments past
+# CALL_MAX_CHARS fail the turn.
+REPLY_MAX_CHARS = 256 * 1024
+CALL_MAX_CHARS = 64 * 1024
 AGENT_ROLES = frozenset({"agent"})
 QUEUED = b"q\x1f"  # prefix of the turn records of triggers waiting for their turn
 
@@ -87,6 +92,7 @@ class Outcome:
     input_tokens: int = 0
     output_tokens: int = 0
     ttft: float | None = None
+    chars: int = 0  # reply text so far
 
 
 class Turn:
@@ -465,12 +471,25 @@ class AgentRuntime:
                                 outcome.ttft = time.monotonic() - started
                                 self.metrics.ttft.observe(outcome.ttft)
                                 span.add_event("first token")
+                            room_left = REPLY_MAX_CHARS - outcome.chars
+                            outcome.chars += len(part.text)
+                            if outcome.chars > REPLY_MAX_CHARS:
+                                turn.emit(part.text[:room_left])
+                                outcome.reason = "length"
+                                break  # the finally below closes the upstream response
                             turn.emit(part.text)
                         elif isinstance(part, ToolCallDelta):
                             piece = calls.setdefault(part.index, ["", "", ""])
                             piece[0] = part.id or piece[0]
                             piece[1] = part.name or piece[1]
                             piece[2] += part.arguments
+                            if len(piece[2]) > CALL_MAX_CHARS:
+                                outcome.reason = "interrupted" if turn.text else "error"
+                                outcome.error = StreamError(
+                                    "protocol",
+                                    f"tool call arguments over {CALL_MAX_CHARS} characters",
+                                )
+                                break
                         elif isinstance(part, Usage):
                             usage = part
                         elif isinstance(part, Finish):

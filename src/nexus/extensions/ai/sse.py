@@ -6,12 +6,23 @@ with CRLF, LF or CR; ``:`` lines are comments (keep-alive pings); a blank line d
 the event being built. ``close()`` marks the end of the stream: per the spec an event
 without its closing blank line is dropped, and ``truncated`` says that happened so the
 caller can report a stream cut short.
+
+A line longer than ``MAX_LINE_CHARS`` or an event whose data passes ``MAX_EVENT_CHARS``
+raises ``SseTooLarge``: a broken or hostile endpoint must not grow our memory without
+bound (a model's streamed chunk is a few hundred bytes).
 """
 
 from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
+
+MAX_LINE_CHARS = 1 << 20
+MAX_EVENT_CHARS = 4 << 20
+
+
+class SseTooLarge(ValueError):
+    """A line or an event over the limits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +40,9 @@ class SseParser:
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = ""  # decoded text not yet split into complete lines
+        self._partial: list[str] = []  # decoded text of a line not yet complete
+        self._partial_chars = 0
+        self._data_chars = 0
         self._at_start = True  # a BOM may only open the stream
         self._after_cr = False  # the last line ended with CR: a leading LF is its CRLF
         self._data: list[str] = []
@@ -55,9 +68,8 @@ class SseParser:
         """End of stream. Returns no events (an unterminated event is dropped, as the
         spec says) but sets ``truncated`` when one, or a partial line, was left."""
         tail = self._decoder.decode(b"", final=True)
-        self._buffer += tail
-        self.truncated = bool(self._buffer) or self._pending
-        self._buffer = ""
+        self.truncated = bool(self._partial_chars or tail) or self._pending
+        self._partial, self._partial_chars = [], 0
         self._reset_event()
         return []
 
@@ -66,7 +78,14 @@ class SseParser:
             self._after_cr = False
             if text[0] == "\n":
                 text = text[1:]
-        buffer = self._buffer + text
+        if "\n" not in text and "\r" not in text:
+            # More of a long line: kept in pieces, joined once it ends (not re-scanned).
+            self._partial.append(text)
+            self._partial_chars += len(text)
+            if self._partial_chars > MAX_LINE_CHARS:
+                raise SseTooLarge(f"a line longer than {MAX_LINE_CHARS} characters")
+            return []
+        buffer = "".join(self._partial) + text if self._partial else text
         events: list[SseEvent] = []
         start = 0
         size = len(buffer)
@@ -87,7 +106,10 @@ class SseParser:
                 if buffer[end + 1] == "\n":
                     end += 1
             start = end + 1
-        self._buffer = buffer[start:]
+        rest = buffer[start:]
+        self._partial, self._partial_chars = ([rest], len(rest)) if rest else ([], 0)
+        if self._partial_chars > MAX_LINE_CHARS:
+            raise SseTooLarge(f"a line longer than {MAX_LINE_CHARS} characters")
         return events
 
     def _line(self, line: str) -> SseEvent | None:
@@ -100,6 +122,9 @@ class SseParser:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._data_chars += len(value) + 1
+            if self._data_chars > MAX_EVENT_CHARS:
+                raise SseTooLarge(f"an event larger than {MAX_EVENT_CHARS} characters")
             self._pending = True
         elif name == "event":
             self._event = value
@@ -122,5 +147,6 @@ class SseParser:
 
     def _reset_event(self) -> None:
         self._data = []
+        self._data_chars = 0
         self._event = ""
         self._pending = False

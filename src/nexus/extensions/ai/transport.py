@@ -32,7 +32,7 @@ import orjson
 from .config import ProviderConfig
 from .http_errors import provider_message, scrub, status_error
 from .parts import Finish, Part, StreamError
-from .sse import SseEvent, SseParser
+from .sse import SseEvent, SseParser, SseTooLarge
 
 ERROR_BODY_MAX = 64 * 1024  # bytes of an error answer read for its message
 MAX_CONNECTIONS = 32  # per provider: concurrent replies beyond this wait for the pool
@@ -147,7 +147,12 @@ async def stream_parts(
                 for part in decoder.end(parser.truncated):
                     yield part
                 return
-            for event in parser.feed(chunk):
+            try:
+                events = parser.feed(chunk)
+            except SseTooLarge as exc:
+                yield StreamError("protocol", f"{config.name}: {exc}")
+                return
+            for event in events:
                 for part in decoder.feed(event):
                     first = False
                     yield part
