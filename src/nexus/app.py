@@ -36,8 +36,10 @@ from .core.rate_limits import UserRateLimits
 from .core.room_admin import RoomAdmin
 from .core.rooms import RoomDirectory
 from .core.streams import LiveStreams
+from .core.tasks.service import TaskService
 from .core.writes import RoomWrites
 from .errors import ConfigError
+from .extensions.ai.runs import install_runs
 from .extensions.ai.setup import build_runtime
 from .extensions.loader import load_extensions
 from .gateway.handlers import RequestHandlers
@@ -171,6 +173,11 @@ def build(
     agent_registry = AgentRegistry(store, pipeline)
     host = ExtensionHost(settings, store, pipeline, rooms, access, writes, router)
     agent_runtime = build_runtime(host, agent_registry, streams, tracer)
+    # tasks: a projection of the log (observer + service), agents as assignees
+    tasks = TaskService(host)
+    host.add_observer(tasks)
+    host.add_service("tasks", tasks.start, tasks.stop)
+    install_runs(agent_runtime, tasks)
     load_extensions(settings.extensions, host)
 
     handlers = RequestHandlers(
@@ -185,6 +192,8 @@ def build(
         streams=streams,
         agents=agent_runtime,
     )
+    handlers.tasks = tasks
+    tasks.notify = handlers.send_to_user
     gateway = Gateway(settings, handlers, verifier, pipeline, health, loop)
 
     def policy(rkey: str) -> tuple[int, float]:
@@ -230,6 +239,7 @@ def build(
             agent_registry,
             agent_runtime,
             tracer or NoOpTracer(),
+            tasks=tasks,
         ),
         verifier=verifier,
         user_limits=user_limits,

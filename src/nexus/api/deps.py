@@ -21,6 +21,7 @@ from ..core.directory import UserDirectory
 from ..core.room_admin import RoomAdmin
 from ..core.rooms import Room, RoomDirectory
 from ..core.sessions import LiveSessions
+from ..core.tasks.service import TaskService
 from ..core.writes import RoomWrites
 from ..errors import BadRequest, Unauthorized, Unavailable, error_for
 from ..observability.health import Health
@@ -48,6 +49,7 @@ class ApiContext:
     agent_control: AgentControl
     tracer: Tracer = field(default_factory=NoOpTracer)
     started_at: float = field(default_factory=time.time)
+    tasks: TaskService | None = None
 
 
 def context(request: Request) -> ApiContext:

@@ -25,8 +25,9 @@ from ..core.rate_limits import UserRateLimits
 from ..core.rooms import Room, RoomDirectory
 from ..core.sessions import SessionInfo
 from ..core.streams import LiveStreams
+from ..core.tasks.service import TaskService, reply_event
 from ..core.writes import RoomWrites
-from ..errors import BadRequest, Forbidden, LimitExceeded, NotFound
+from ..errors import BadRequest, Forbidden, Internal, LimitExceeded, NexusError, NotFound
 from ..protocol import (
     Auth,
     History,
@@ -38,6 +39,7 @@ from ..protocol import (
     Request,
     RoomJoin,
     RoomLeave,
+    TaskRequest,
     Typing,
     events,
 )
@@ -73,6 +75,8 @@ class RequestHandlers:
         self.directory = directory
         self.streams = streams if streams is not None else LiveStreams()
         self.agents = agents  # set in app.py once the agent runtime exists
+        self.tasks: TaskService | None = None  # set in app.py
+        self._task_requests: set[asyncio.Task[None]] = set()
         self._monotonic = monotonic
         self.sessions: dict[str, Session] = {}
         self._handlers: dict[type, Callable[[Session, object], None]] = {
@@ -85,6 +89,7 @@ class RequestHandlers:
             MessageCancel: self._cancel,  # type: ignore[dict-item]
             Typing: self._typing,  # type: ignore[dict-item]
             History: self._history,  # type: ignore[dict-item]
+            TaskRequest: self._task,  # type: ignore[dict-item]
         }
 
     # -- session lifecycle ---------------------------------------------------
@@ -308,3 +313,40 @@ class RequestHandlers:
             room, before=req.before, after=req.after, limit=req.limit
         )
         session.send(events.history_page(req.id, room.name, records, more))
+
+    # -- tasks ---------------------------------------------------------------
+    def _task(self, session: Session, req: TaskRequest) -> None:
+        principal = session.principal
+        assert principal is not None
+        if self.tasks is None:
+            raise NotFound("tasks are not enabled on this server")
+        job = asyncio.get_running_loop().create_task(self._task_answer(session, principal, req))
+        self._task_requests.add(job)
+        job.add_done_callback(self._task_requests.discard)
+
+    async def _task_answer(self, session: Session, principal: Principal, req: TaskRequest) -> None:
+        assert self.tasks is not None
+        try:
+            body = await self.tasks.request(principal, req.type, dict(req.params))
+        except NexusError as exc:
+            exc.request_id = req.id
+            if not session.closed:
+                session.send(events.error(exc))
+            return
+        except Exception:
+            log.exception("task request failed")
+            if not session.closed:
+                session.send(events.error(Internal("the task request failed", request_id=req.id)))
+            return
+        if not session.closed:
+            session.send(reply_event("task.list" if "tasks" in body else "task", req.id, body))
+
+    def send_to_user(self, tenant: str, user_id: str, payload: bytes) -> int:
+        """Send ``payload`` to every open session of a user; how many were reached."""
+        reached = 0
+        for s in self.sessions.values():
+            p = s.principal
+            if p is not None and p.user_id == user_id and p.tenant == tenant and not s.closed:
+                s.send(payload)
+                reached += 1
+        return reached

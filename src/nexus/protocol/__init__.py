@@ -16,6 +16,7 @@ from .requests import (
     Request,
     RoomJoin,
     RoomLeave,
+    TaskRequest,
     Typing,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "Request",
     "RoomJoin",
     "RoomLeave",
+    "TaskRequest",
     "Typing",
     "events",
 ]

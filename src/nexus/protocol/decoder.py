@@ -22,6 +22,7 @@ from .requests import (
     RequestId,
     RoomJoin,
     RoomLeave,
+    TaskRequest,
     Typing,
 )
 
@@ -32,6 +33,7 @@ CLIENT_ID_MAX = 128  # request ids: characters (echoed, never stored)
 ID_MAX_BYTES = 128
 MAX_SEQ = (1 << 63) - 1
 ROOMS_SEEN_MAX = 65536
+TASK_REQUESTS = ("task.create", "task.update", "task.get", "task.list")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,7 @@ class Decoder:
             "message.cancel": self._cancel,
             "typing": self._typing,
             "history": self._history,
+            **dict.fromkeys(TASK_REQUESTS, self._task),
         }
 
     def decode(self, payload: bytes | bytearray | memoryview | str) -> Request:
@@ -254,3 +257,9 @@ class Decoder:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise BadRequest("limit must be a positive integer")
         return History(rid, room, before, after, min(limit, self.limits.history_max_limit))
+
+    def _task(self, obj: dict[str, Any], rid: RequestId) -> TaskRequest:
+        params = {k: v for k, v in obj.items() if k not in ("type", "id")}
+        if "room" in params:
+            params["room"] = self._room(obj)
+        return TaskRequest(rid, obj["type"], params)

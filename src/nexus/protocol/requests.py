@@ -88,6 +88,16 @@ class History:
     limit: int = 50
 
 
+@dataclass(slots=True)
+class TaskRequest:
+    """``task.create`` / ``task.update`` / ``task.get`` / ``task.list``: the fields are
+    checked by core/tasks, where HTTP and agent tools are checked too."""
+
+    id: RequestId
+    type: str
+    params: dict[str, Any]
+
+
 Request = (
     Auth
     | Ping
@@ -99,4 +109,5 @@ Request = (
     | MessageCancel
     | Typing
     | History
+    | TaskRequest
 )

@@ -29,7 +29,7 @@ from .keys import client_key, log_key, log_prefix, member_key, seq_of, user_key
 log = logging.getLogger(__name__)
 
 MAX_DBS = 32
-EXTENSION_DBS = ("agent", "turn", "usage", "summary")
+EXTENSION_DBS = ("agent", "turn", "usage", "summary", "task")
 PREFIX_CACHE = 100_000  # rooms whose encoded log prefix is kept
 _SEQ = struct.Struct(">Q")  # named databases; extensions (memory, tasks, plugins) open their own
 
@@ -111,6 +111,7 @@ class LmdbStore:
         #   turn     agent's reply message id      -> an agent turn in progress (JSON)
         #   usage    tenant 0x1F day 0x1F agent 0x1F model -> token usage (JSON)
         #   summary  room key 0x00 first seq(BE)   -> a rolling summary (JSON)
+        #   task     tenant 0x1F task id           -> a task's projection (JSON, core/tasks)
         for name in EXTENSION_DBS:
             self._meta_dbs[name] = self.env.open_db(name.encode())
         self.max_key_bytes: int = self.env.max_key_size()

@@ -30,7 +30,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,10 @@ REPLY_MAX_CHARS = 256 * 1024
 CALL_MAX_CHARS = 64 * 1024
 AGENT_ROLES = frozenset({"agent"})
 QUEUED = b"q\x1f"  # prefix of the turn records of triggers waiting for their turn
+
+# Hears how a turn started with ``run_turn`` goes: ("started", {"message_id"}), then
+# ("ended", {"state": completed | failed | cancelled | rejected, "text", "error"}).
+TurnListener = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass
@@ -170,6 +174,7 @@ class AgentRuntime:
         self._tracer = tracer or NoOpTracer()
         self._queues: dict[tuple[str, str, str], TurnQueue] = {}
         self._turns: dict[str, Turn] = {}  # reply message id -> turn in progress
+        self._listeners: dict[str, TurnListener] = {}  # trigger id -> run_turn's listener
         self._callers: dict[tuple[str, str], AgentCaller] = {}
         self._usage: dict[bytes, dict[str, int]] = {}
         self._mention: dict[str, re.Pattern[str]] = {}
@@ -278,7 +283,7 @@ class AgentRuntime:
                 )
             )
             return
-        if stored is None:
+        if stored is None:  # a room message: recorded until answered
             stored = QUEUED + f"{agent.tenant}\x1f{agent.name}\x1f{rkey}\x1f".encode()
             stored += b"%020d" % int(record.get("seq", 0))
             # Submitted before observe() returns, so committed with or before the cursor.
@@ -310,20 +315,46 @@ class AgentRuntime:
                 agent = self.agents.get(tenant, name)
                 room = self.host.rooms.find(tenant, split_room_key(rkey)[1])
                 if agent is None or room is None:
-                    self.host.pipeline.submit_meta([("turn", stored, None)])
+                    self._forget_queued(stored)
+                    self._tell(record, "ended", state="rejected", error="agent or room is gone")
                     continue
                 turn = Turn(self, agent, room, record)
                 turn.task = asyncio.get_running_loop().create_task(self._run(turn))
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(turn.task)
-                # Answered, refused or failed: not to be run again.
-                self.host.pipeline.submit_meta([("turn", stored, None)])
+                self._forget_queued(stored)  # answered, refused or failed: not again
                 if not queue.waiting and turn.message_id:
                     # Between turns, never ahead of one: summaries are for the next prompt.
                     await self._summarize(agent, room)
         finally:
             if not queue.waiting and self._queues.get(key) is queue:
                 del self._queues[key]
+
+    def _forget_queued(self, stored: bytes) -> None:
+        if stored:
+            self.host.pipeline.submit_meta([("turn", stored, None)])
+
+    # -- turns for other triggers (task runs: extensions/ai/runs.py) -----------------
+    def run_turn(
+        self, agent: AgentConfig, room_key: str, trigger: dict[str, Any], listener: TurnListener
+    ) -> None:
+        """Queue a turn whose trigger is not a room message (``trigger`` looks like one:
+        ``id`` unique per turn, ``body``, ``sender``, ``seq``, optional ``reply_to``)."""
+        self._listeners[str(trigger["id"])] = listener
+        # Not recorded for a restart: the task service closes or resumes its runs itself.
+        self._enqueue(agent, room_key, trigger, b"")
+
+    def _tell(self, trigger: dict[str, Any], what: str, **details: Any) -> None:
+        key = str(trigger.get("id"))
+        listener = self._listeners.get(key)
+        if listener is None:
+            return
+        if what == "ended":
+            del self._listeners[key]
+        try:
+            listener(what, details)
+        except Exception:
+            log.exception("turn listener failed")
 
     # -- a turn -------------------------------------------------------------------
     def caller(self, agent: AgentConfig) -> AgentCaller:
@@ -343,6 +374,7 @@ class AgentRuntime:
             await self._notice(
                 agent, room.key, "provider", f"provider {agent.provider} is not configured"
             )
+            self._tell(turn.trigger, "ended", state="rejected", error="no such provider")
             return
         if agent.daily_token_budget and self.used_today(agent) >= agent.daily_token_budget:
             self.metrics.refused[(agent.name, "budget")] += 1
@@ -352,6 +384,7 @@ class AgentRuntime:
                 "budget",
                 f"{agent.name} has used its daily budget of {agent.daily_token_budget} tokens",
             )
+            self._tell(turn.trigger, "ended", state="rejected", error="over its daily budget")
             return
         caller = self.caller(agent)
         model = turn.model = self.model_of(agent, provider)
@@ -367,7 +400,7 @@ class AgentRuntime:
                         "message.started",
                         {
                             "state": "streaming",
-                            "reply_to": trigger_id,
+                            "reply_to": turn.trigger.get("reply_to") or trigger_id,
                             "trigger_seq": turn.trigger.get("seq"),
                             "model": model,
                             "provider": agent.provider,
@@ -378,8 +411,10 @@ class AgentRuntime:
                 )
             except NexusError as exc:
                 log.warning("agent %s could not start a reply: %s", agent.name, exc.message)
+                self._tell(turn.trigger, "ended", state="failed", error=exc.message)
                 return
             if ack.get("duplicate"):
+                self._tell(turn.trigger, "ended", state="failed", error="answered before")
                 return  # answered (or being answered) before a restart
             turn.message_id, turn.started_seq = ack["message_id"], ack["seq"]
             await self._converse(turn, provider, model)
@@ -387,6 +422,7 @@ class AgentRuntime:
     async def _converse(self, turn: Turn, provider: Provider, model: str) -> None:
         agent, room = turn.agent, turn.room
         self._turns[turn.message_id] = turn
+        self._tell(turn.trigger, "started", message_id=turn.message_id)
         self.metrics.running += 1
         turn.live = self.streams.start(room.key, room.name, turn.message_id, agent.name)
         self._record_turn(turn)
@@ -415,6 +451,7 @@ class AgentRuntime:
         try:
             await self._finish(turn, model, outcome, time.monotonic() - started)
         finally:
+            self._tell(turn.trigger, "ended", state="failed", error="the reply did not end")
             self._typing(turn, False)
             self._turns.pop(turn.message_id, None)
             if turn.live is not None:
@@ -644,6 +681,14 @@ class AgentRuntime:
         self.metrics.tokens_out[(agent.name, model)] += outcome.output_tokens
         self._count_usage(agent, model, outcome.input_tokens, outcome.output_tokens)
         await self.host.pipeline.submit_meta([("turn", turn.message_id.encode(), None)])
+        self._tell(
+            turn.trigger,
+            "ended",
+            state="failed" if failed else state,
+            text=text,
+            message_id=turn.message_id,
+            error=fields.get("error", {}).get("message"),
+        )
 
     async def _close_interrupted(self, turn: dict[str, Any]) -> None:
         agent = self.agents.get(turn["tenant"], turn["agent"])
