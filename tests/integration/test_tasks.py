@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fakes.provider_server import ProviderServer, openai_frames, stream_script
+from fakes.provider_server import ProviderServer, openai_error, openai_frames, stream_script
 
 from .harness import Client, ServerProcess, module_server, start_server
 from .test_agents import ADMIN, MEMBER, auth, setup_room
@@ -272,3 +272,112 @@ async def test_an_agent_that_is_not_a_member_rejects_the_run(
     states = await run_states(ann, made["task"]["id"], "rejected")
     assert states == ["submitted", "rejected"]
     await ann.close()
+
+
+def hosted_server(tmp_path: Path, fake: ProviderServer) -> ServerProcess:
+    provider = {
+        "type": "openai",
+        "base_url": f"{fake.url}/v1",
+        "api_key": "sk-test",
+        "model": "gpt-test",
+        "retries": 0,
+    }
+    return start_server(
+        tmp_path, ai_providers=json.dumps({"hosted": provider}), agent_delta_interval=0
+    )
+
+
+async def test_ask_user_tool_and_create_task_tool_in_a_run(
+    tmp_path: Path, fake: ProviderServer
+) -> None:
+    """The run's first turn calls ``create_task`` (a subtask) then ``ask_user``: the run
+    waits for input even though the reply text asks nothing; the answer completes it."""
+    fake.push(
+        stream_script(
+            openai_frames(
+                text=(),
+                tool_calls=[
+                    ("c1", "create_task", ['{"title": "Write the runbook"}']),
+                    ("c2", "ask_user", ['{"question": "Blue or green?"}']),
+                ],
+                finish="tool_calls",
+            )
+        ),
+        stream_script(openai_frames(text=("I will wait for your answer.",))),
+        stream_script(openai_frames(text=("Green it is: done.",))),
+    )
+    server = hosted_server(tmp_path, fake)
+    try:
+        room = await setup_room(
+            server, "planner", provider="hosted", tools=["ask_user", "create_task"]
+        )
+        ann = await Client.connect(server.url, ADMIN)
+        await ann.join(room)
+        made = await ann.request(
+            {
+                "type": "task.create",
+                "room": room,
+                "title": "Plan the switch",
+                "assignees": ["planner"],
+            }
+        )
+        task_id = made["task"]["id"]
+        assert await run_states(ann, task_id, "input-required") == [
+            "submitted",
+            "working",
+            "input-required",
+        ]
+        got = await ann.request({"type": "task.get", "task_id": task_id})
+        assert got["task"]["run"]["question"] == "Blue or green?"
+        listed = await ann.request({"type": "task.list", "room": room})
+        titles = {t["title"] for t in listed["tasks"]}
+        assert {"Plan the switch", "Write the runbook"} <= titles
+        await ann.say(room, "green")
+        assert await run_states(ann, task_id, "completed") == ["working", "completed"]
+        got = await ann.request({"type": "task.get", "task_id": task_id})
+        assert got["task"]["run"]["result"] == "Green it is: done."
+        await ann.close()
+    finally:
+        server.stop()
+
+
+async def test_a_provider_failure_fails_the_run_and_a_cancel_cancels_it(
+    tmp_path: Path, fake: ProviderServer
+) -> None:
+    fake.push(
+        openai_error(400, "the model does not exist"),
+        stream_script(
+            openai_frames(text=("Working on it",), finish=None, usage=None, done=False), stall=True
+        ),
+    )
+    server = hosted_server(tmp_path, fake)
+    try:
+        room = await setup_room(server, "worker", provider="hosted")
+        ann = await Client.connect(server.url, ADMIN)
+        await ann.join(room)
+        first = await ann.request(
+            {"type": "task.create", "room": room, "title": "Doomed", "assignees": ["worker"]}
+        )
+        failed = await run_states(ann, first["task"]["id"], "failed")
+        assert failed == ["submitted", "working", "failed"]
+        second = await ann.request(
+            {"type": "task.create", "room": room, "title": "Stopped", "assignees": ["worker"]}
+        )
+        task = second["task"]
+        assert await run_states(ann, task["id"], "working") == ["submitted", "working"]
+        await ann.next("message.delta", timeout=20)  # the reply is streaming
+        current = await ann.request({"type": "task.get", "task_id": task["id"]})
+        cancel = await ann.request(
+            {
+                "type": "task.update",
+                "task_id": task["id"],
+                "expected_version": current["task"]["version"],
+                "state": "cancelled",
+            }
+        )
+        assert cancel["type"] != "error", cancel
+        assert await run_states(ann, task["id"], "cancelled") == ["cancelled"]
+        await asyncio.wait_for(fake.requests[1].client_closed.wait(), 10)  # upstream closed
+        await ann.close()
+    finally:
+        server.stop()
