@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .._speedups.framing import frame_text
 from .._speedups.ratelimit import TokenBucket
@@ -21,15 +21,20 @@ from ..config import Settings
 from ..core.access import AccessRules
 from ..core.agent_control import AgentControl
 from ..core.directory import UserDirectory
+from ..core.memory import Memory
 from ..core.rate_limits import UserRateLimits
 from ..core.rooms import Room, RoomDirectory
 from ..core.sessions import SessionInfo
 from ..core.streams import LiveStreams
 from ..core.writes import RoomWrites
-from ..errors import BadRequest, Forbidden, LimitExceeded, NotFound
+from ..errors import BadRequest, Forbidden, Internal, LimitExceeded, NexusError, NotFound
 from ..protocol import (
     Auth,
     History,
+    MemoryForget,
+    MemorySearch,
+    MemoryUpdate,
+    MemoryWrite,
     MessageCancel,
     MessageDelete,
     MessageEdit,
@@ -38,6 +43,7 @@ from ..protocol import (
     Request,
     RoomJoin,
     RoomLeave,
+    Search,
     Typing,
     events,
 )
@@ -62,6 +68,7 @@ class RequestHandlers:
         streams: LiveStreams | None = None,
         agents: AgentControl | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        memory: Memory | None = None,
     ) -> None:
         self.settings = settings
         self.rooms = rooms
@@ -74,6 +81,8 @@ class RequestHandlers:
         self.streams = streams if streams is not None else LiveStreams()
         self.agents = agents  # set in app.py once the agent runtime exists
         self._monotonic = monotonic
+        self.memory = memory  # search and memory records (core/memory)
+        self._memory_tasks: set[asyncio.Task[None]] = set()
         self.sessions: dict[str, Session] = {}
         self._handlers: dict[type, Callable[[Session, object], None]] = {
             Ping: self._ping,  # type: ignore[dict-item]
@@ -85,6 +94,11 @@ class RequestHandlers:
             MessageCancel: self._cancel,  # type: ignore[dict-item]
             Typing: self._typing,  # type: ignore[dict-item]
             History: self._history,  # type: ignore[dict-item]
+            Search: self._search,  # type: ignore[dict-item]
+            MemoryWrite: self._memory_write,  # type: ignore[dict-item]
+            MemorySearch: self._memory_search,  # type: ignore[dict-item]
+            MemoryUpdate: self._memory_update,  # type: ignore[dict-item]
+            MemoryForget: self._memory_forget,  # type: ignore[dict-item]
         }
 
     # -- session lifecycle ---------------------------------------------------
@@ -308,3 +322,80 @@ class RequestHandlers:
             room, before=req.before, after=req.after, limit=req.limit
         )
         session.send(events.history_page(req.id, room.name, records, more))
+
+    # -- search and memory: answered by a task (SQLite on a thread, an event to commit) --
+    def _memory_of(self) -> Memory:
+        if self.memory is None:
+            raise NotFound("search and memory are not enabled on this server")
+        return self.memory
+
+    def _answer_later(self, session: Session, rid: RequestId, work: Awaitable[bytes]) -> None:
+        async def answer() -> None:
+            try:
+                payload = await work
+            except NexusError as exc:
+                exc.request_id = rid
+                payload = events.error(exc)
+            except Exception:
+                log.exception("search or memory request failed")
+                payload = events.error(Internal("the request failed", request_id=rid))
+            session.send(payload)
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._memory_tasks.add(task)
+        task.add_done_callback(self._memory_tasks.discard)
+
+    def _search(self, session: Session, req: Search) -> None:
+        memory, principal = self._memory_of(), session.principal
+        assert principal is not None
+
+        async def work() -> bytes:
+            hits = await memory.search(principal, req.q, room=req.room, limit=req.limit)
+            return events.search_results(req.id, req.q, hits)
+
+        self._answer_later(session, req.id, work())
+
+    def _memory_write(self, session: Session, req: MemoryWrite) -> None:
+        memory, principal = self._memory_of(), session.principal
+        assert principal is not None
+
+        async def work() -> bytes:
+            return events.memory_record(req.id, await memory.write(principal, req.fields))
+
+        self._answer_later(session, req.id, work())
+
+    def _memory_search(self, session: Session, req: MemorySearch) -> None:
+        memory, principal = self._memory_of(), session.principal
+        assert principal is not None
+
+        async def work() -> bytes:
+            records = await memory.find(
+                principal,
+                req.q,
+                scope=req.scope,
+                room=req.room,
+                limit=req.limit,
+                history=req.history,
+            )
+            return events.memory_results(req.id, records)
+
+        self._answer_later(session, req.id, work())
+
+    def _memory_update(self, session: Session, req: MemoryUpdate) -> None:
+        memory, principal = self._memory_of(), session.principal
+        assert principal is not None
+
+        async def work() -> bytes:
+            record = await memory.update(principal, req.memory_id, req.fields)
+            return events.memory_record(req.id, record)
+
+        self._answer_later(session, req.id, work())
+
+    def _memory_forget(self, session: Session, req: MemoryForget) -> None:
+        memory, principal = self._memory_of(), session.principal
+        assert principal is not None
+
+        async def work() -> bytes:
+            return events.memory_record(req.id, await memory.forget(principal, req.memory_id))
+
+        self._answer_later(session, req.id, work())

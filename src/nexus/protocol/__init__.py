@@ -8,6 +8,10 @@ from .decoder import Decoder, Limits
 from .requests import (
     Auth,
     History,
+    MemoryForget,
+    MemorySearch,
+    MemoryUpdate,
+    MemoryWrite,
     MessageCancel,
     MessageDelete,
     MessageEdit,
@@ -16,6 +20,7 @@ from .requests import (
     Request,
     RoomJoin,
     RoomLeave,
+    Search,
     Typing,
 )
 
@@ -24,6 +29,10 @@ __all__ = [
     "Decoder",
     "History",
     "Limits",
+    "MemoryForget",
+    "MemorySearch",
+    "MemoryUpdate",
+    "MemoryWrite",
     "MessageCancel",
     "MessageDelete",
     "MessageEdit",
@@ -32,6 +41,7 @@ __all__ = [
     "Request",
     "RoomJoin",
     "RoomLeave",
+    "Search",
     "Typing",
     "events",
 ]
