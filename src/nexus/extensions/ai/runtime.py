@@ -27,7 +27,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ from ..._speedups.framing import frame_text
 from ...auth import Principal
 from ...config import Settings
 from ...core.agents import AgentConfig, AgentRegistry
-from ...core.context import Summary, TokenCounter, ToolResult, counter_for
+from ...core.context import RetrievedItem, Summary, TokenCounter, ToolResult, counter_for
 from ...core.extension_host import ExtensionHost
 from ...core.hooks import CommittedEntry, StartAt
 from ...core.rooms import Room
@@ -68,6 +68,8 @@ MAX_TOOL_ROUNDS = 4
 CHECKPOINT_S = 1.0
 ARG_MAX_CHARS = 4_000  # of tool arguments shown in a tool.call entry
 AGENT_ROLES = frozenset({"agent"})
+# (agent principal, room, trigger text) -> memories for the turn's context
+Retriever = Callable[[Principal, Room, str], Awaitable[tuple[RetrievedItem, ...]]]
 
 
 @dataclass
@@ -149,8 +151,10 @@ class AgentRuntime:
         streams: LiveStreams,
         tracer: Tracer | None = None,
         metrics: AgentMetrics | None = None,
+        retriever: Retriever | None = None,
     ) -> None:
         self.host = host
+        self.retriever = retriever  # memories relevant to a trigger, for its context
         self.settings: Settings = host.settings
         self.agents = agents
         self.providers = providers
@@ -384,6 +388,7 @@ class AgentRuntime:
                 )[0]
             ]
             summaries = self.summaries.of(agent, room)
+            retrieved = await self._retrieve(agent, room, turn.trigger)
         specs = self.tool_registry.specs(agent.tools)
         caller = self.caller(agent)
         results: list[ToolResult] = []
@@ -399,6 +404,7 @@ class AgentRuntime:
                     summaries=summaries,
                     tool_results=results,
                     room=room.name,
+                    retrieved=retrieved,
                 )
                 span.set_attribute("nexus.context.tokens", assembly.trace.used)
             request = ChatRequest(
@@ -518,6 +524,20 @@ class AgentRuntime:
                 log.warning("summary for %s in %s not written: %s", agent.name, room.name, exc)
                 return
         self.metrics.summaries[agent.name] += len(new)
+
+    async def _retrieve(
+        self, agent: AgentConfig, room: Room, trigger: dict[str, Any]
+    ) -> tuple[RetrievedItem, ...]:
+        """Memories relevant to the trigger's text (none without a retriever); a failure
+        costs the turn its memories, never the turn."""
+        text = str(trigger.get("body") or trigger.get("text") or "")
+        if self.retriever is None or not text:
+            return ()
+        try:
+            return await self.retriever(self.caller(agent).principal, room, text)
+        except Exception:
+            log.exception("memory retrieval for %s in %s failed", agent.name, room.name)
+            return ()
 
     @staticmethod
     def model_of(agent: AgentConfig, provider: Provider | None) -> str:
