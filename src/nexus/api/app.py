@@ -22,7 +22,7 @@ from ..auth import TokenVerifier
 from ..core.rate_limits import UserRateLimits
 from ..errors import NexusError, RateLimited
 from ..observability.metrics import HttpMetrics
-from . import agents, directory, messages, rooms
+from . import agents, directory, memory, messages, rooms
 from .deps import ApiContext
 from .guard import RequestGuard, retry_after_header
 from .schemas import ErrorBody
@@ -82,6 +82,7 @@ def create_api(
     app.state.ctx = ctx
     for r in (rooms.router, messages.router, directory.router, agents.router):
         app.include_router(r, responses=ERROR_RESPONSES)
+    app.include_router(memory.router, responses=ERROR_RESPONSES)
     # Added before the observing middleware below, so it runs inside it (its refusals are
     # counted and traced like any response).
     app.add_middleware(
