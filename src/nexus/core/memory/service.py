@@ -330,16 +330,14 @@ class Memory:
             match = match_expression(q)
             if match is None:
                 raise BadRequest("q must contain at least one word")
-        only: tuple[str, str] | None = None
+        only: tuple[str, str | None] | None = None
         if room is not None:
             only = ("room", self._room(principal, room).name)
         elif scope is not None:
             if scope not in SCOPES:
                 raise BadRequest(f"scope must be one of {', '.join(SCOPES)}")
-            if scope == "tenant":
-                only = ("tenant", "")
-            elif scope in ("user", "agent"):
-                only = (scope, principal.user_id)
+            # room: every room record the caller may see; agent: an admin's are all agents'
+            only = (scope, principal.user_id if scope == "user" else None)
         rows = await asyncio.to_thread(
             self.store.search_memory,
             self._scope_filter(principal),
@@ -349,8 +347,6 @@ class Memory:
             history=history,
             only_scope=only,
         )
-        if scope == "room" and only is None:
-            rows = [r for r in rows if r[0]["scope"] == "room"]
         return [{**record, "score": round(-score, 4)} for record, score in rows]
 
     async def retrieve(

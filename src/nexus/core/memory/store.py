@@ -209,7 +209,9 @@ class SearchStore:
             elif kind in (MEMORY_WRITTEN, MEMORY_SUPERSEDED) and not record.get("forgotten"):
                 memory = record.get("memory")
                 if isinstance(memory, dict):
-                    memory = {**memory, "event_room": split_room_key(rkey)[1], "event_seq": seq}
+                    tenant, room = split_room_key(rkey)
+                    # The room's tenant, whatever the event says: a record never crosses.
+                    memory = {**memory, "tenant": tenant, "event_room": room, "event_seq": seq}
                     if kind == MEMORY_SUPERSEDED:
                         self._supersede(db, str(record.get("superseded")), memory)
                     else:
@@ -351,10 +353,11 @@ class SearchStore:
         now_ms: int,
         *,
         history: bool = False,
-        only_scope: tuple[str, str] | None = None,
+        only_scope: tuple[str, str | None] | None = None,
     ) -> list[tuple[dict[str, Any], float]]:
         """Records ``scope`` may see, best BM25 first (newest first without ``match``),
-        current ones only unless ``history``; ``only_scope`` = (scope, scope_id)."""
+        current ones only unless ``history``; ``only_scope`` = (scope, scope_id or None
+        for any)."""
         where = [
             "m.tenant = :tenant",
             "(m.scope = 'tenant'"
@@ -377,8 +380,10 @@ class SearchStore:
                 " AND (m.valid_until IS NULL OR m.valid_until > :now)"
             )
         if only_scope is not None:
-            where.append("m.scope = :only AND m.scope_id = :only_id")
+            where.append("m.scope = :only")
             params["only"], params["only_id"] = only_scope
+            if only_scope[1] is not None:
+                where.append("m.scope_id = :only_id")
         if match is not None:
             sql = (
                 f"SELECT {_MEMORY_SELECT}, bm25(memory_fts) FROM memory_fts"
