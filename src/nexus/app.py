@@ -173,9 +173,11 @@ def build(
     agent_registry = AgentRegistry(store, pipeline)
     host = ExtensionHost(settings, store, pipeline, rooms, access, writes, router)
     # memory: the search file beside LMDB, its indexer (an observer), the service
-    search_store = SearchStore(settings.data_path / SEARCH_FILE)
-    memory = Memory(search_store, rooms, access, writes, store)
-    host.add_observer(SearchIndexer(search_store))
+    search_store = memory = None
+    if settings.search_enabled:
+        search_store = SearchStore(settings.data_path / SEARCH_FILE)
+        memory = Memory(search_store, rooms, access, writes, store)
+        host.add_observer(SearchIndexer(search_store))
     agent_runtime = build_runtime(host, agent_registry, streams, tracer, memory=memory)
     load_extensions(settings.extensions, host)
 
@@ -247,8 +249,12 @@ def build(
     )
     http = HttpServer(api, settings.http_host, settings.http_port)
     services = [
-        # Stops last: after the indexer (an observer) has stopped writing to it.
-        Service("search", _sync(lambda: None), _sync(search_store.close)),
+        *(
+            # Stops last: after the indexer (an observer) has stopped writing to it.
+            [Service("search", _sync(lambda: None), _sync(search_store.close))]
+            if search_store is not None
+            else []
+        ),
         Service("observers", _sync(observers.start), observers.stop),
         *(
             Service(name, _maybe_async(start), _maybe_async(stop))
