@@ -84,6 +84,12 @@ async def test_memory_tools_and_retrieval(tmp_path: Path, fake: ProviderServer) 
             prompt = json.dumps(last["messages"])
             assert f"[memory memory:{record['id']}" in prompt  # the retrieved block
             assert "[memory" not in json.dumps(fake.requests[0].json["messages"])  # none yet
+            # the context endpoint shows the memories the agent would get for the last message
+            await ann.say(room, "billing question for later")
+            r = await admin.get(f"/v1/rooms/{room}/context", params={"agent": "keeper"})
+            assert r.status_code == 200, r.text
+            items = [i for i in r.json()["trace"]["items"] if i["section"] == "retrieved"]
+            assert [(i["ref"], i["included"]) for i in items] == [(f"memory:{record['id']}", True)]
             await ann.close()
     finally:
         server.stop()

@@ -760,6 +760,7 @@ class AgentRuntime:
             current,
             summaries=self.summaries.of(config, room),
             room=room.name,
+            retrieved=await self._retrieve(config, room, current),
         )
         return {
             "agent": agent,
