@@ -30,6 +30,8 @@ from .core.agents import AgentRegistry
 from .core.directory import UserDirectory
 from .core.extension_host import ExtensionHost
 from .core.interceptors import InterceptorChain
+from .core.memory import FILE_NAME as SEARCH_FILE
+from .core.memory import Memory, SearchIndexer, SearchStore
 from .core.observers import Observers
 from .core.pipeline import MessagePipeline
 from .core.rate_limits import UserRateLimits
@@ -172,7 +174,13 @@ def build(
     streams = LiveStreams()
     agent_registry = AgentRegistry(store, pipeline)
     host = ExtensionHost(settings, store, pipeline, rooms, access, writes, router)
-    agent_runtime = build_runtime(host, agent_registry, streams, tracer)
+    # memory: the search file beside LMDB, its indexer (an observer), the service
+    search_store = memory = None
+    if settings.search_enabled:
+        search_store = SearchStore(settings.data_path / SEARCH_FILE)
+        memory = Memory(search_store, rooms, access, writes, store)
+        host.add_observer(SearchIndexer(search_store))
+    agent_runtime = build_runtime(host, agent_registry, streams, tracer, memory=memory)
     # tasks: a projection of the log (observer + service), agents as assignees
     tasks = TaskService(host)
     host.add_observer(tasks)
@@ -191,6 +199,7 @@ def build(
         directory,
         streams=streams,
         agents=agent_runtime,
+        memory=memory,
     )
     handlers.tasks = tasks
     tasks.notify = handlers.send_to_user
@@ -240,6 +249,7 @@ def build(
             agent_runtime,
             tracer or NoOpTracer(),
             tasks=tasks,
+            memory=memory,
         ),
         verifier=verifier,
         user_limits=user_limits,
@@ -249,6 +259,12 @@ def build(
     )
     http = HttpServer(api, settings.http_host, settings.http_port)
     services = [
+        *(
+            # Stops last: after the indexer (an observer) has stopped writing to it.
+            [Service("search", _sync(lambda: None), _sync(search_store.close))]
+            if search_store is not None
+            else []
+        ),
         Service("observers", _sync(observers.start), observers.stop),
         *(
             Service(name, _maybe_async(start), _maybe_async(stop))

@@ -61,7 +61,46 @@ def _parser() -> argparse.ArgumentParser:
     tok.add_argument("--private-key-file", help="PEM key for RS*/ES*/PS* algorithms")
     tok.add_argument("--kid", help="key id header (for JWKS setups)")
     _add_setting_flags(tok)
+
+    reindex = sub.add_parser(
+        "reindex", help="rebuild the search index from the room logs (server stopped)"
+    )
+    reindex.add_argument("--config", "-c", help="TOML config file (or NEXUS_CONFIG)")
+    reindex.add_argument(
+        "--memory",
+        action="store_true",
+        help="also rebuild the memory records from their events in the log (records whose "
+        "events retention removed are lost)",
+    )
+    _add_setting_flags(reindex)
     return p
+
+
+def _reindex(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from .core.memory import FILE_NAME, SearchStore
+    from .core.memory.rebuild import rebuild
+    from .store import LmdbStore
+
+    started = time.monotonic()
+    log = LmdbStore(
+        settings.data_path / "lmdb",
+        map_size=settings.store_map_size,
+        durability=settings.store_durability,
+    )
+    index = SearchStore(settings.data_path / FILE_NAME)
+    try:
+        counts = rebuild(log, index, memory=args.memory)
+    finally:
+        index.close()
+        log.close()
+    print(
+        f"nexus reindex: {counts['entries']} entries of {counts['rooms']} rooms applied "
+        f"in {time.monotonic() - started:.1f}s",
+        flush=True,
+    )
+    return 0
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
@@ -128,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "token":
         return _token(args, settings)
+    if args.command == "reindex":
+        return _reindex(args, settings)
     from .app import run
     from .observability.logging import setup_logging
 

@@ -118,6 +118,9 @@ class Settings:
     extensions: tuple[str, ...] = _setting(
         (), "Python extensions to load at start, as module:function (docs/extending.md)"
     )
+    search_enabled: bool = _setting(
+        True, "index room history for search and keep memory records (docs/memory.md)"
+    )
 
     ai_providers: dict[str, dict[str, Any]] = field(
         default_factory=dict,

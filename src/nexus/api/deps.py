@@ -18,6 +18,7 @@ from ..core.access import AccessRules
 from ..core.agent_control import AgentControl
 from ..core.agents import AgentRegistry
 from ..core.directory import UserDirectory
+from ..core.memory import Memory
 from ..core.room_admin import RoomAdmin
 from ..core.rooms import Room, RoomDirectory
 from ..core.sessions import LiveSessions
@@ -50,6 +51,7 @@ class ApiContext:
     tracer: Tracer = field(default_factory=NoOpTracer)
     started_at: float = field(default_factory=time.time)
     tasks: TaskService | None = None
+    memory: Memory | None = None
 
 
 def context(request: Request) -> ApiContext:

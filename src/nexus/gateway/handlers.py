@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .._speedups.framing import frame_text
 from .._speedups.ratelimit import TokenBucket
@@ -21,6 +21,7 @@ from ..config import Settings
 from ..core.access import AccessRules
 from ..core.agent_control import AgentControl
 from ..core.directory import UserDirectory
+from ..core.memory import Memory
 from ..core.rate_limits import UserRateLimits
 from ..core.rooms import Room, RoomDirectory
 from ..core.sessions import SessionInfo
@@ -31,6 +32,10 @@ from ..errors import BadRequest, Forbidden, Internal, LimitExceeded, NexusError,
 from ..protocol import (
     Auth,
     History,
+    MemoryForget,
+    MemorySearch,
+    MemoryUpdate,
+    MemoryWrite,
     MessageCancel,
     MessageDelete,
     MessageEdit,
@@ -39,6 +44,7 @@ from ..protocol import (
     Request,
     RoomJoin,
     RoomLeave,
+    Search,
     TaskRequest,
     Typing,
     events,
@@ -64,6 +70,7 @@ class RequestHandlers:
         streams: LiveStreams | None = None,
         agents: AgentControl | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        memory: Memory | None = None,
     ) -> None:
         self.settings = settings
         self.rooms = rooms
@@ -76,8 +83,9 @@ class RequestHandlers:
         self.streams = streams if streams is not None else LiveStreams()
         self.agents = agents  # set in app.py once the agent runtime exists
         self.tasks: TaskService | None = None  # set in app.py
-        self._task_requests: set[asyncio.Task[None]] = set()
         self._monotonic = monotonic
+        self.memory = memory  # search and memory records (core/memory)
+        self._answering: set[asyncio.Task[None]] = set()  # requests answered from a task
         self.sessions: dict[str, Session] = {}
         self._handlers: dict[type, Callable[[Session, object], None]] = {
             Ping: self._ping,  # type: ignore[dict-item]
@@ -90,6 +98,11 @@ class RequestHandlers:
             Typing: self._typing,  # type: ignore[dict-item]
             History: self._history,  # type: ignore[dict-item]
             TaskRequest: self._task,  # type: ignore[dict-item]
+            Search: self._search,  # type: ignore[dict-item]
+            MemoryWrite: self._memory_write,  # type: ignore[dict-item]
+            MemorySearch: self._memory_search,  # type: ignore[dict-item]
+            MemoryUpdate: self._memory_update,  # type: ignore[dict-item]
+            MemoryForget: self._memory_forget,  # type: ignore[dict-item]
         }
 
     # -- session lifecycle ---------------------------------------------------
@@ -320,26 +333,13 @@ class RequestHandlers:
         assert principal is not None
         if self.tasks is None:
             raise NotFound("tasks are not enabled on this server")
-        job = asyncio.get_running_loop().create_task(self._task_answer(session, principal, req))
-        self._task_requests.add(job)
-        job.add_done_callback(self._task_requests.discard)
+        tasks = self.tasks
 
-    async def _task_answer(self, session: Session, principal: Principal, req: TaskRequest) -> None:
-        assert self.tasks is not None
-        try:
-            body = await self.tasks.request(principal, req.type, dict(req.params))
-        except NexusError as exc:
-            exc.request_id = req.id
-            if not session.closed:
-                session.send(events.error(exc))
-            return
-        except Exception:
-            log.exception("task request failed")
-            if not session.closed:
-                session.send(events.error(Internal("the task request failed", request_id=req.id)))
-            return
-        if not session.closed:
-            session.send(reply_event("task.list" if "tasks" in body else "task", req.id, body))
+        async def work() -> bytes:
+            body = await tasks.request(principal, req.type, dict(req.params))
+            return reply_event("task.list" if "tasks" in body else "task", req.id, body)
+
+        self._answer_later(session, req.id, work())
 
     def send_to_user(self, tenant: str, user_id: str, payload: bytes) -> int:
         """Send ``payload`` to every open session of a user; how many were reached."""
@@ -350,3 +350,80 @@ class RequestHandlers:
                 s.send(payload)
                 reached += 1
         return reached
+
+    # -- search, memory and tasks: answered from a task (SQLite on a thread, a commit) --
+    def _memory_of(self) -> Memory:
+        if self.memory is None:
+            raise NotFound("search and memory are not enabled on this server")
+        return self.memory
+
+    def _answer_later(self, session: Session, rid: RequestId, work: Awaitable[bytes]) -> None:
+        async def answer() -> None:
+            try:
+                payload = await work
+            except NexusError as exc:
+                exc.request_id = rid
+                payload = events.error(exc)
+            except Exception:
+                log.exception("request %r failed", rid)
+                payload = events.error(Internal("the request failed", request_id=rid))
+            session.send(payload)
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    def _search(self, session: Session, req: Search) -> None:
+        memory, principal = self._memory_of(), session.principal
+        assert principal is not None
+
+        async def work() -> bytes:
+            hits = await memory.search(principal, req.q, room=req.room, limit=req.limit)
+            return events.search_results(req.id, req.q, hits)
+
+        self._answer_later(session, req.id, work())
+
+    def _memory_write(self, session: Session, req: MemoryWrite) -> None:
+        memory, principal = self._memory_of(), session.principal
+        assert principal is not None
+
+        async def work() -> bytes:
+            return events.memory_record(req.id, await memory.write(principal, req.fields))
+
+        self._answer_later(session, req.id, work())
+
+    def _memory_search(self, session: Session, req: MemorySearch) -> None:
+        memory, principal = self._memory_of(), session.principal
+        assert principal is not None
+
+        async def work() -> bytes:
+            records = await memory.find(
+                principal,
+                req.q,
+                scope=req.scope,
+                room=req.room,
+                limit=req.limit,
+                history=req.history,
+            )
+            return events.memory_results(req.id, records)
+
+        self._answer_later(session, req.id, work())
+
+    def _memory_update(self, session: Session, req: MemoryUpdate) -> None:
+        memory, principal = self._memory_of(), session.principal
+        assert principal is not None
+
+        async def work() -> bytes:
+            record = await memory.update(principal, req.memory_id, req.fields)
+            return events.memory_record(req.id, record)
+
+        self._answer_later(session, req.id, work())
+
+    def _memory_forget(self, session: Session, req: MemoryForget) -> None:
+        memory, principal = self._memory_of(), session.principal
+        assert principal is not None
+
+        async def work() -> bytes:
+            return events.memory_record(req.id, await memory.forget(principal, req.memory_id))
+
+        self._answer_later(session, req.id, work())

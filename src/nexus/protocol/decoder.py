@@ -13,6 +13,10 @@ from ..errors import BadRequest, NexusError, TooLarge
 from .requests import (
     Auth,
     History,
+    MemoryForget,
+    MemorySearch,
+    MemoryUpdate,
+    MemoryWrite,
     MessageCancel,
     MessageDelete,
     MessageEdit,
@@ -22,6 +26,7 @@ from .requests import (
     RequestId,
     RoomJoin,
     RoomLeave,
+    Search,
     TaskRequest,
     Typing,
 )
@@ -34,6 +39,10 @@ ID_MAX_BYTES = 128
 MAX_SEQ = (1 << 63) - 1
 ROOMS_SEEN_MAX = 65536
 TASK_REQUESTS = ("task.create", "task.update", "task.get", "task.list")
+QUERY_MAX_CHARS = 1024  # search and memory.search queries
+MEMORY_FIELDS_MAX_BYTES = 8192  # a memory.write / memory.update request's fields
+MEMORY_WRITE_FIELDS = ("text", "scope", "room", "agent", "source", "valid_from", "valid_until")
+MEMORY_UPDATE_FIELDS = ("text", "source", "valid_from", "valid_until")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +71,11 @@ class Decoder:
             "typing": self._typing,
             "history": self._history,
             **dict.fromkeys(TASK_REQUESTS, self._task),
+            "search": self._search,
+            "memory.write": self._memory_write,
+            "memory.search": self._memory_search,
+            "memory.update": self._memory_update,
+            "memory.forget": self._memory_forget,
         }
 
     def decode(self, payload: bytes | bytearray | memoryview | str) -> Request:
@@ -263,3 +277,67 @@ class Decoder:
         if "room" in params:
             params["room"] = self._room(obj)
         return TaskRequest(rid, obj["type"], params)
+
+    # -- search and memory (docs/memory.md) ----------------------------------
+    @staticmethod
+    def _query(obj: dict[str, Any], required: bool) -> str | None:
+        q = obj.get("q")
+        if q is None and not required:
+            return None
+        if not isinstance(q, str) or not q.strip():
+            raise BadRequest("q must be a non-empty string")
+        if len(q) > QUERY_MAX_CHARS:
+            raise TooLarge(f"q exceeds {QUERY_MAX_CHARS} characters")
+        return q
+
+    def _opt_room(self, obj: dict[str, Any]) -> str | None:
+        return None if obj.get("room") is None else self._room(obj)
+
+    @staticmethod
+    def _limit(obj: dict[str, Any], default: int = 10, most: int = 50) -> int:
+        limit = obj.get("limit", default)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= most:
+            raise BadRequest(f"limit must be an integer 1-{most}")
+        return limit
+
+    @staticmethod
+    def _fields(obj: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+        fields = {k: obj[k] for k in allowed if k in obj}
+        try:
+            size = len(orjson.dumps(fields))
+        except orjson.JSONEncodeError:
+            raise BadRequest("fields are not storable JSON") from None
+        if size > MEMORY_FIELDS_MAX_BYTES:
+            raise TooLarge(f"memory fields exceed {MEMORY_FIELDS_MAX_BYTES} bytes")
+        return fields
+
+    def _memory_id(self, obj: dict[str, Any]) -> str:
+        memory_id = self._opt_id(obj, "memory_id")
+        if memory_id is None:
+            raise BadRequest("missing field: memory_id")
+        return memory_id
+
+    def _search(self, obj: dict[str, Any], rid: RequestId) -> Search:
+        q = self._query(obj, True)
+        assert q is not None
+        return Search(rid, q, self._opt_room(obj), self._limit(obj))
+
+    def _memory_write(self, obj: dict[str, Any], rid: RequestId) -> MemoryWrite:
+        return MemoryWrite(rid, self._fields(obj, MEMORY_WRITE_FIELDS))
+
+    def _memory_search(self, obj: dict[str, Any], rid: RequestId) -> MemorySearch:
+        scope = obj.get("scope")
+        if scope is not None and not isinstance(scope, str):
+            raise BadRequest("scope must be a string")
+        history = obj.get("history", False)
+        if not isinstance(history, bool):
+            raise BadRequest("history must be a boolean")
+        return MemorySearch(
+            rid, self._query(obj, False), scope, self._opt_room(obj), self._limit(obj), history
+        )
+
+    def _memory_update(self, obj: dict[str, Any], rid: RequestId) -> MemoryUpdate:
+        return MemoryUpdate(rid, self._memory_id(obj), self._fields(obj, MEMORY_UPDATE_FIELDS))
+
+    def _memory_forget(self, obj: dict[str, Any], rid: RequestId) -> MemoryForget:
+        return MemoryForget(rid, self._memory_id(obj))

@@ -213,3 +213,17 @@ def error(exc: NexusError) -> bytes:
     }
     body.update(exc.details())
     return _dumps(body)
+
+
+# -- search and memory answers (docs/memory.md) ------------------------------------------
+def search_results(rid: RequestId, q: str, hits: Sequence[dict[str, Any]]) -> bytes:
+    return _dumps({"type": "search.results", "id": rid, "q": q, "hits": list(hits)})
+
+
+def memory_record(rid: RequestId, record: dict[str, Any]) -> bytes:
+    """The answer to memory.write, memory.update (the new record) and memory.forget."""
+    return _dumps({"type": "memory.record", "id": rid, "memory": record})
+
+
+def memory_results(rid: RequestId, records: Sequence[dict[str, Any]]) -> bytes:
+    return _dumps({"type": "memory.results", "id": rid, "memories": list(records)})

@@ -98,6 +98,45 @@ class TaskRequest:
     params: dict[str, Any]
 
 
+@dataclass(slots=True)
+class Search:
+    """Full-text search of the rooms the caller may see (or of one room)."""
+
+    id: RequestId
+    q: str
+    room: str | None = None
+    limit: int = 10
+
+
+@dataclass(slots=True)
+class MemoryWrite:
+    id: RequestId
+    fields: dict[str, Any]  # text, scope, room, agent, source, valid_from, valid_until
+
+
+@dataclass(slots=True)
+class MemorySearch:
+    id: RequestId
+    q: str | None = None
+    scope: str | None = None
+    room: str | None = None
+    limit: int = 10
+    history: bool = False
+
+
+@dataclass(slots=True)
+class MemoryUpdate:
+    id: RequestId
+    memory_id: str
+    fields: dict[str, Any]  # text, valid_from, valid_until, source
+
+
+@dataclass(slots=True)
+class MemoryForget:
+    id: RequestId
+    memory_id: str
+
+
 Request = (
     Auth
     | Ping
@@ -110,4 +149,9 @@ Request = (
     | Typing
     | History
     | TaskRequest
+    | Search
+    | MemoryWrite
+    | MemorySearch
+    | MemoryUpdate
+    | MemoryForget
 )

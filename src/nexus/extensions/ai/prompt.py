@@ -22,6 +22,7 @@ from ...core.context import (
     ContextRequest,
     LogEntry,
     PromptMessage,
+    RetrievedItem,
     Summary,
     TokenCounter,
     ToolResult,
@@ -85,6 +86,7 @@ def prepare(
     summaries: Sequence[Summary] = (),
     tool_results: Sequence[ToolResult] = (),
     room: str = "",
+    retrieved: Sequence[RetrievedItem] = (),
 ) -> Assembly:
     """The assembled prompt for ``agent`` answering ``current``, given the room's recent
     ``log`` (oldest first), its rolling summaries and this turn's tool results."""
@@ -98,6 +100,7 @@ def prepare(
             summaries=tuple(summaries),
             tool_results=tuple(tool_results),
             room=room,
+            retrieved=tuple(retrieved),
         ),
         counter,
     )

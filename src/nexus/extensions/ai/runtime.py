@@ -30,7 +30,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,7 @@ from ..._speedups.framing import frame_text
 from ...auth import Principal
 from ...config import Settings
 from ...core.agents import AgentConfig, AgentRegistry
-from ...core.context import Summary, TokenCounter, ToolResult, counter_for
+from ...core.context import RetrievedItem, Summary, TokenCounter, ToolResult, counter_for
 from ...core.extension_host import ExtensionHost
 from ...core.hooks import CommittedEntry, StartAt
 from ...core.rooms import Room
@@ -81,6 +81,9 @@ QUEUED = b"q\x1f"  # prefix of the turn records of triggers waiting for their tu
 # Hears how a turn started with ``run_turn`` goes: ("started", {"message_id"}), then
 # ("ended", {"state": completed | failed | cancelled | rejected, "text", "error"}).
 TurnListener = Callable[[str, dict[str, Any]], None]
+
+# (agent principal, room, trigger text) -> memories for the turn's context
+Retriever = Callable[[Principal, Room, str], Awaitable[tuple[RetrievedItem, ...]]]
 
 
 @dataclass
@@ -163,8 +166,10 @@ class AgentRuntime:
         streams: LiveStreams,
         tracer: Tracer | None = None,
         metrics: AgentMetrics | None = None,
+        retriever: Retriever | None = None,
     ) -> None:
         self.host = host
+        self.retriever = retriever  # memories relevant to a trigger, for its context
         self.settings: Settings = host.settings
         self.agents = agents
         self.providers = providers
@@ -471,6 +476,7 @@ class AgentRuntime:
                 )[0]
             ]
             summaries = self.summaries.of(agent, room)
+            retrieved = await self._retrieve(agent, room, turn.trigger)
         specs = self.tool_registry.specs(agent.tools)
         caller = self.caller(agent)
         results: list[ToolResult] = []
@@ -486,6 +492,7 @@ class AgentRuntime:
                     summaries=summaries,
                     tool_results=results,
                     room=room.name,
+                    retrieved=retrieved,
                 )
                 span.set_attribute("nexus.context.tokens", assembly.trace.used)
             request = ChatRequest(
@@ -618,6 +625,20 @@ class AgentRuntime:
                 log.warning("summary for %s in %s not written: %s", agent.name, room.name, exc)
                 return
         self.metrics.summaries[agent.name] += len(new)
+
+    async def _retrieve(
+        self, agent: AgentConfig, room: Room, trigger: dict[str, Any]
+    ) -> tuple[RetrievedItem, ...]:
+        """Memories relevant to the trigger's text (none without a retriever); a failure
+        costs the turn its memories, never the turn."""
+        text = str(trigger.get("body") or trigger.get("text") or "")
+        if self.retriever is None or not text:
+            return ()
+        try:
+            return await self.retriever(self.caller(agent).principal, room, text)
+        except Exception:
+            log.exception("memory retrieval for %s in %s failed", agent.name, room.name)
+            return ()
 
     @staticmethod
     def model_of(agent: AgentConfig, provider: Provider | None) -> str:
@@ -848,6 +869,7 @@ class AgentRuntime:
             current,
             summaries=self.summaries.of(config, room),
             room=room.name,
+            retrieved=await self._retrieve(config, room, current),
         )
         return {
             "agent": agent,

@@ -8,8 +8,10 @@ from opentelemetry.trace import Tracer
 
 from ...core.agents import AgentRegistry
 from ...core.extension_host import ExtensionHost
+from ...core.memory import Memory
 from ...core.streams import LiveStreams
 from .config import parse_providers
+from .memory_tools import memory_tools
 from .metrics import AgentMetrics
 from .offline import OfflineProvider
 from .provider import Provider
@@ -35,12 +37,30 @@ def build_providers(
 
 
 def build_runtime(
-    host: ExtensionHost, agents: AgentRegistry, streams: LiveStreams, tracer: Tracer | None = None
+    host: ExtensionHost,
+    agents: AgentRegistry,
+    streams: LiveStreams,
+    tracer: Tracer | None = None,
+    memory: Memory | None = None,
 ) -> AgentRuntime:
-    """The runtime, registered as an observer and a service of ``host``."""
+    """The runtime, registered as an observer and a service of ``host``; with ``memory``,
+    agents get the memory tools and relevant memories in their context."""
     metrics = AgentMetrics()
     providers = build_providers(host, metrics.policy_event)
-    runtime = AgentRuntime(host, agents, providers, ToolRegistry(), streams, tracer, metrics)
+    tools = ToolRegistry()
+    if memory is not None:
+        for tool in memory_tools(memory):
+            tools.add(tool)
+    runtime = AgentRuntime(
+        host,
+        agents,
+        providers,
+        tools,
+        streams,
+        tracer,
+        metrics,
+        retriever=memory.retrieve if memory is not None else None,
+    )
     host.add_observer(runtime)
     host.add_service("agents", runtime.start, runtime.stop)
     return runtime

@@ -1,0 +1,47 @@
+"""The search indexer: a commit observer that applies every committed entry to the search
+file (messages, edits, deletes, finished agent replies, memory events).
+
+It runs after fan-out in its own task (docs/extending.md), so an ack never waits for it;
+each batch (at most 256 entries) becomes one SQLite transaction on a worker thread, so the
+event loop does not wait for it either. Its cursor is the observer cursor in LMDB; the
+search file also keeps its own last seq per room, so a batch delivered twice (after a
+crash, before the cursor was durable) is skipped entry by entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from ..hooks import CommittedEntry, StartAt
+from .store import SearchStore
+
+log = logging.getLogger(__name__)
+
+OBSERVER_NAME = "search"
+
+
+class SearchIndexer:
+    name = OBSERVER_NAME
+    start_at: StartAt = "beginning"  # a new index catches up on the whole log
+    timeout = 60.0
+
+    def __init__(self, store: SearchStore) -> None:
+        self.store = store
+        self.applied = 0  # entries applied (metrics, tests)
+        self._trims: set[asyncio.Task[None]] = set()
+
+    def wants(self, room_key: str) -> bool:
+        return True
+
+    async def observe(self, entries: Sequence[CommittedEntry]) -> None:
+        rows = [(e.room_key, e.seq, e.record) for e in entries]
+        self.applied += await asyncio.to_thread(self.store.apply, rows)
+
+    def trimmed(self, room_key: str, first_seq: int) -> None:
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(self.store.trim, room_key, first_seq)
+        )
+        self._trims.add(task)
+        task.add_done_callback(self._trims.discard)
