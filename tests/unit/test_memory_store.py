@@ -190,3 +190,16 @@ def test_memory_events_applied_from_the_log(store: SearchStore) -> None:
     assert m1 is not None and m1["superseded_by"] == "m2" and m1["event_seq"] == 1
     assert store.memory("acme", "m2") is None  # forgotten
     assert store.memory("acme", "m3") is None  # its creating event was blanked by a forget
+
+
+def test_a_forget_is_not_undone_by_the_indexer_applying_an_older_copy_of_the_event(
+    store: SearchStore,
+) -> None:
+    """The service writes and forgets directly; the indexer may apply the record's event
+    later, from the bytes it read before the forget blanked them: the record stays gone."""
+    audit = "acme\x1fmemory-audit"
+    record = memory("m9", "tenant")
+    store.insert_memory(record)
+    store.forget_memory("m9")
+    store.apply([rec(1, rkey=audit, type="memory.written", memory=record)])  # stale copy
+    assert store.memory("acme", "m9") is None

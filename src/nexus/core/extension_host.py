@@ -17,7 +17,7 @@ from ..config import Settings
 from .access import AccessRules
 from .hooks import CommitObserver, WriteInterceptor
 from .interceptors import InterceptorChain
-from .observers import ObserverRunner, Observers
+from .observers import BATCH_MAX, ObserverRunner, Observers
 from .pipeline import MessagePipeline
 from .rooms import RoomDirectory
 from .writes import RoomWrites
@@ -48,7 +48,13 @@ class ExtensionHost:
 
     def add_observer(self, observer: CommitObserver) -> ObserverRunner:
         """Hand committed entries to ``observer`` (its own task, cursor and queue)."""
-        runner = ObserverRunner(observer, self.store, self.rooms.head, self.pipeline.submit_meta)
+        runner = ObserverRunner(
+            observer,
+            self.store,
+            self.rooms.head,
+            self.pipeline.submit_meta,
+            batch_max=getattr(observer, "batch_max", BATCH_MAX),  # an observer may ask more
+        )
         self.observers.add(runner)
         return runner
 

@@ -28,6 +28,8 @@ _SEQ = struct.Struct(">Q")
 QUEUE_MAX = 10_000  # entries waiting per observer before it reads from the log instead
 BATCH_MAX = 256
 BACKOFF_MAX = 30.0
+CURSOR_SAVE_S = 0.1  # how often moved cursors are written (with the next commit)
+SAVE_TIMEOUT_S = 5.0  # at stop, for the last cursors to be durable
 
 MetaOp = tuple[str, bytes, bytes | None]
 
@@ -86,6 +88,8 @@ class ObserverRunner:
         self._wants: dict[str, bool] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._unsaved: dict[str, int] = {}  # cursors moved since the last write
+        self._save: asyncio.TimerHandle | None = None
         self.delivered = 0
         self.errors = 0
         self.from_log = 0
@@ -148,6 +152,10 @@ class ObserverRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        saved = self._save_cursors()
+        if asyncio.isfuture(saved):
+            with contextlib.suppress(Exception):  # a failed write was logged by the pipeline
+                await asyncio.wait_for(saved, SAVE_TIMEOUT_S)
 
     def _load(self) -> None:
         """Resume from the durable cursors: rooms behind them are read from the log."""
@@ -253,12 +261,28 @@ class ObserverRunner:
             break
         self.delivered += len(batch)
         self._cursors.update(cursors)
-        self._write_meta(
-            [
-                ("cursor", cursor_key(self.name, rkey), cursor_value(seq))
-                for rkey, seq in cursors.items()
-            ]
-        )
+        # Cursors are saved at most every CURSOR_SAVE_S, not per batch: a commit of their
+        # own per delivery per observer cost more than the observers' work on the echo
+        # path. A crash redelivers what the saved cursor had not reached yet, which
+        # at-least-once delivery allows.
+        self._unsaved.update(cursors)
+        if self._save is None:
+            self._save = asyncio.get_running_loop().call_later(CURSOR_SAVE_S, self._save_cursors)
+
+    def _save_cursors(self) -> Any:
+        """Write the moved cursors (with the next commit); the pipeline's future, or None."""
+        if self._save is not None:
+            self._save.cancel()
+            self._save = None
+        if self._unsaved:
+            unsaved, self._unsaved = self._unsaved, {}
+            return self._write_meta(
+                [
+                    ("cursor", cursor_key(self.name, rkey), cursor_value(seq))
+                    for rkey, seq in unsaved.items()
+                ]
+            )
+        return None
 
 
 class Observers:

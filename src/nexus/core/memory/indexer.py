@@ -2,8 +2,11 @@
 file (messages, edits, deletes, finished agent replies, memory events).
 
 It runs after fan-out in its own task (docs/extending.md), so an ack never waits for it;
-each batch (at most 256 entries) becomes one SQLite transaction on a worker thread, so the
-event loop does not wait for it either. Its cursor is the observer cursor in LMDB; the
+each batch becomes one SQLite transaction on a worker thread, so the event loop does not
+wait for it either. A small batch waits ``COALESCE_S`` first, so that under a steady
+trickle (one small commit after another) the entries behind it join the next transaction:
+a transaction per log commit cost more than the indexing itself (and, with fsync, its
+own fsync on the disk the log fsyncs on). Its cursor is the observer cursor in LMDB; the
 search file also keeps its own last seq per room, so a batch delivered twice (after a
 crash, before the cursor was durable) is skipped entry by entry.
 """
@@ -20,12 +23,15 @@ from .store import SearchStore
 log = logging.getLogger(__name__)
 
 OBSERVER_NAME = "search"
+BATCH_MAX = 2048  # entries per transaction at most
+COALESCE_S = 0.05  # a batch smaller than a quarter of that waits this long first
 
 
 class SearchIndexer:
     name = OBSERVER_NAME
     start_at: StartAt = "beginning"  # a new index catches up on the whole log
     timeout = 60.0
+    batch_max = BATCH_MAX
 
     def __init__(self, store: SearchStore) -> None:
         self.store = store
@@ -36,6 +42,8 @@ class SearchIndexer:
         return True
 
     async def observe(self, entries: Sequence[CommittedEntry]) -> None:
+        if len(entries) < BATCH_MAX // 4:
+            await asyncio.sleep(COALESCE_S)  # the next batch collects what comes meanwhile
         rows = [(e.room_key, e.seq, e.record) for e in entries]
         self.applied += await asyncio.to_thread(self.store.apply, rows)
 
