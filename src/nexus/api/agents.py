@@ -211,6 +211,12 @@ async def room_context(
     return ContextView.model_validate(await ctx.agent_control.context_trace(who, state, agent))
 
 
+def _summary_list(room: str, agent: str, rows: list[dict[str, Any]]) -> SummaryList:
+    return SummaryList(
+        room=room, agent=agent, summaries=[SummaryView.model_validate(r) for r in rows]
+    )
+
+
 @router.get(
     "/rooms/{room}/summaries",
     response_model=SummaryList,
@@ -221,9 +227,7 @@ async def room_summaries(
 ) -> SummaryList:
     state = visible_room(ctx, who, room)
     rows = ctx.agent_control.room_summaries(who, state, agent)
-    return SummaryList(
-        room=state.name, agent=agent, summaries=[SummaryView.model_validate(r) for r in rows]
-    )
+    return _summary_list(state.name, agent, rows)
 
 
 @router.post(
@@ -240,9 +244,7 @@ async def rebuild_summaries(
     ctx.access.require_tenant_admin(who)
     state = visible_room(ctx, who, room)
     rows = await ctx.agent_control.rebuild_summaries(who, state, agent)
-    return SummaryList(
-        room=state.name, agent=agent, summaries=[SummaryView.model_validate(r) for r in rows]
-    )
+    return _summary_list(state.name, agent, rows)
 
 
 @router.get("/usage", response_model=UsageList, summary="Token usage per agent, model, day")

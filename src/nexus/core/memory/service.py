@@ -19,11 +19,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from ...auth import Principal
-from ...errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable, error_for
+from ...errors import BadRequest, Conflict, Forbidden, NotFound
 from ..access import AccessRules
+from ..caller import OneWrite
 from ..context import RetrievedItem
 from ..rooms import Room, RoomDirectory
 from ..writes import RoomWrites
@@ -43,31 +42,6 @@ SEARCH_LIMIT_MAX = 50
 CANDIDATES = 5  # BM25 candidates per wanted hit, re-ranked with recency
 ROOMS_SCANNED_MAX = 10_000  # rooms of a tenant checked for visibility per search
 WRITE_TIMEOUT_S = 10.0
-
-
-class EventWriter:
-    """A ``Caller`` for one write: the pipeline's ack or error resolves a future."""
-
-    def __init__(self, principal: Principal) -> None:
-        self._principal = principal
-        self.future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-
-    @property
-    def principal(self) -> Principal:
-        return self._principal
-
-    def send(self, payload: bytes) -> None:
-        if not self.future.done():
-            self.future.set_result(orjson.loads(payload))
-
-    async def result(self) -> dict[str, Any]:
-        try:
-            event = await asyncio.wait_for(self.future, WRITE_TIMEOUT_S)
-        except TimeoutError:
-            raise Unavailable("the memory event was not committed in time") from None
-        if event.get("type") == "error":
-            raise error_for(event.get("code", "internal"), event.get("message", ""))
-        return event
 
 
 def _int_or_none(value: Any, name: str) -> int | None:
@@ -438,6 +412,6 @@ class Memory:
         fields: dict[str, Any],
         patch: tuple[int, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        caller = EventWriter(principal)
+        caller = OneWrite(principal, WRITE_TIMEOUT_S, "the memory event")
         self._writes.append(caller, room, kind, fields, rid="memory", patch=patch)
         return await caller.result()

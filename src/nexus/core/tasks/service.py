@@ -34,9 +34,10 @@ from typing import Any, Protocol
 import orjson
 
 from ...auth import Principal
-from ...errors import BadRequest, Conflict, Internal, NexusError, NotFound, error_for
+from ...errors import BadRequest, Conflict, Internal, NexusError, NotFound
 from ...protocol.requests import RequestId
 from ...store.keys import split_room_key
+from ..caller import OneWrite
 from ..extension_host import ExtensionHost
 from ..hooks import CommittedEntry, StartAt
 from ..rooms import Room
@@ -60,28 +61,6 @@ class TaskListener(Protocol):
     def task_changed(self, state: TaskState, event: dict[str, Any]) -> None: ...
 
     def human_message(self, room_key: str, record: dict[str, Any]) -> None: ...
-
-
-class _Write:
-    """A ``Caller`` for one task write: its ack or error resolves a future."""
-
-    def __init__(self, principal: Principal) -> None:
-        self._principal = principal
-        self.future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-
-    @property
-    def principal(self) -> Principal:
-        return self._principal
-
-    def send(self, payload: bytes) -> None:
-        if not self.future.done():
-            self.future.set_result(orjson.loads(payload))
-
-    async def result(self) -> dict[str, Any]:
-        event = await asyncio.wait_for(self.future, WRITE_TIMEOUT_S)
-        if event.get("type") == "error":
-            raise error_for(event.get("code", "internal"), event.get("message", ""))
-        return event
 
 
 def command_title(body: str) -> str | None:
@@ -295,7 +274,7 @@ class TaskService:
     ) -> dict[str, Any]:
         tenant = who.tenant
         self.book.claim(tenant, task)
-        reply = _Write(who)
+        reply = OneWrite(who, WRITE_TIMEOUT_S, "the task change")
         try:
             self.host.writes.append(
                 reply,
@@ -499,7 +478,7 @@ class TaskService:
             self.schedule.release(fire.key)
             return
         task = state.task
-        reply = _Write(self._service_principal(tenant))
+        reply = OneWrite(self._service_principal(tenant), WRITE_TIMEOUT_S, "the reminder")
         try:
             self.host.writes.append(
                 reply,
@@ -517,7 +496,7 @@ class TaskService:
                 client_msg_id=fire.key,
             )
             ack = await reply.result()
-        except (NexusError, TimeoutError) as exc:
+        except NexusError as exc:
             log.warning("reminder %s not written (%s); trying again in 5 s", fire.key, exc)
             self.schedule.release(fire.key)
             asyncio.get_running_loop().call_later(5.0, self._retry, fire)

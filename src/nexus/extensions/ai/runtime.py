@@ -610,12 +610,7 @@ class AgentRuntime:
             return
         model = self.model_of(agent, provider)
         counter = await self.counter(model)
-
-        def count(tokens_in: int, tokens_out: int) -> None:
-            self._count_usage(agent, model, tokens_in, tokens_out, turn=False)
-            self.metrics.tokens_in[(agent.name, model)] += tokens_in
-            self.metrics.tokens_out[(agent.name, model)] += tokens_out
-
+        count = self._summary_usage(agent, model)
         with self._tracer.start_as_current_span(
             "nexus.agent.summary", attributes={"nexus.agent": agent.name}
         ):
@@ -639,6 +634,16 @@ class AgentRuntime:
         except Exception:
             log.exception("memory retrieval for %s in %s failed", agent.name, room.name)
             return ()
+
+    def _summary_usage(self, agent: AgentConfig, model: str) -> Callable[[int, int], None]:
+        """Where a summary's tokens go: the usage ledger (no turn) and the token metrics."""
+
+        def count(tokens_in: int, tokens_out: int) -> None:
+            self._count_usage(agent, model, tokens_in, tokens_out, turn=False)
+            self.metrics.tokens_in[(agent.name, model)] += tokens_in
+            self.metrics.tokens_out[(agent.name, model)] += tokens_out
+
+        return count
 
     @staticmethod
     def model_of(agent: AgentConfig, provider: Provider | None) -> str:
@@ -892,10 +897,7 @@ class AgentRuntime:
             raise NotFound(f"provider {config.provider} is not configured")
         model = self.model_of(config, provider)
         counter = await self.counter(model)
-
-        def count(tokens_in: int, tokens_out: int) -> None:
-            self._count_usage(config, model, tokens_in, tokens_out, turn=False)
-
+        count = self._summary_usage(config, model)
         try:
             fresh = await self.summaries.rebuild(config, room, provider, model, counter, count)
         except (SummaryFailed, ValueError) as exc:
