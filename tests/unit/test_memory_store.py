@@ -54,6 +54,36 @@ def test_messages_edits_and_deletes(store: SearchStore) -> None:
     assert store.indexed() == {RKEY: 5}
 
 
+def test_a_batch_of_rooms_and_kinds_indexes_every_message_once(store: SearchStore) -> None:
+    # Messages are added in groups (one statement for the rows, one for their FTS rows);
+    # an edit or delete between them sees the messages before it.
+    other = "acme\x1frandom"
+    store.apply(
+        [
+            rec(1, body="kiwi one"),
+            rec(1, body="kiwi other room", rkey=other),
+            rec(2, body="kiwi two"),
+            rec(3, type="message.edited", target_id="m2", target_seq=2, body="mango two"),
+            rec(2, body="kiwi again", rkey=other),
+            rec(4, body="kiwi four"),
+            rec(5, type="message.deleted", target_id="m4", target_seq=4),
+            rec(6, body="kiwi six"),
+        ]
+    )
+    assert sorted(found(store, "kiwi", (RKEY, other))) == [1, 1, 2, 6]
+    assert found(store, "mango") == [2]
+    assert [(room, seq) for _, room, seq, *_ in store.docs()] == [
+        (RKEY, 1),
+        (RKEY, 2),
+        (RKEY, 6),
+        (other, 1),
+        (other, 2),
+    ]
+    # The same entries again (a redelivery) and one new one: only the new one is added.
+    store.apply([rec(6, body="kiwi six"), rec(7, body="kiwi seven")])
+    assert sorted(found(store, "kiwi")) == [1, 6, 7]
+
+
 def test_redelivery_changes_nothing(store: SearchStore) -> None:
     batch = [rec(1, body="alpha"), rec(2, type="message.deleted", target_id="m1", target_seq=1)]
     assert store.apply(batch) == 2

@@ -119,6 +119,8 @@ class AgentRegistry:
         self._pipeline = pipeline
         self._clock = clock
         self._agents: dict[tuple[str, str], AgentConfig] = {}
+        # of_tenant() answers, rebuilt after a change: the agents' observer asks per batch.
+        self._by_tenant: dict[str, list[AgentConfig]] = {}
         self._listeners: list[Listener] = []
         self.providers: set[str] = {"offline"}
         self.tools: set[str] = set()
@@ -139,9 +141,13 @@ class AgentRegistry:
         return config
 
     def of_tenant(self, tenant: str) -> list[AgentConfig]:
-        return sorted(
-            (c for (t, _), c in self._agents.items() if t == tenant), key=lambda c: c.name
-        )
+        agents = self._by_tenant.get(tenant)
+        if agents is None:
+            agents = sorted(
+                (c for (t, _), c in self._agents.items() if t == tenant), key=lambda c: c.name
+            )
+            self._by_tenant[tenant] = agents
+        return agents
 
     def all(self) -> list[AgentConfig]:
         return list(self._agents.values())
@@ -171,6 +177,7 @@ class AgentRegistry:
 
         def gone() -> None:
             self._agents.pop((tenant, name), None)
+            self._by_tenant.pop(tenant, None)
             for listener in self._listeners:
                 listener(tenant, name, None)
 
@@ -179,6 +186,7 @@ class AgentRegistry:
     async def _write(self, config: AgentConfig) -> None:
         def committed() -> None:
             self._agents[(config.tenant, config.name)] = config
+            self._by_tenant.pop(config.tenant, None)
             for listener in self._listeners:
                 listener(config.tenant, config.name, config)
 

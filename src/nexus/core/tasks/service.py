@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 
 TASK_KINDS = frozenset({"task.created", "task.updated", "task.reminder"})
 COMMAND = "/task "
+# A record whose body starts with COMMAND holds these bytes: records are written by orjson
+# (or byte for byte like it), which leaves "/" and non-ASCII unescaped. Records without
+# them are not parsed at all.
+COMMAND_MARK = b'"body":"' + COMMAND.encode()
 WRITE_TIMEOUT_S = 30.0
 LIST_MAX = 200
 TIMER_MAX_S = 3600.0  # re-read the clock at least hourly (clock jumps, suspend)
@@ -61,6 +65,9 @@ class TaskListener(Protocol):
     def task_changed(self, state: TaskState, event: dict[str, Any]) -> None: ...
 
     def human_message(self, room_key: str, record: dict[str, Any]) -> None: ...
+
+    def hears(self, room_key: str) -> bool:
+        """Whether ``human_message`` wants the room's messages now (cheap: per message)."""
 
 
 def command_title(body: str) -> str | None:
@@ -142,6 +149,8 @@ class TaskService:
         return None  # the records keep the tasks; their history lists only what remains
 
     async def observe(self, entries: Sequence[CommittedEntry]) -> None:
+        rkey: str | None = None
+        heard = False  # a listener wants the messages of the room ``rkey``
         for entry in entries:
             kind = entry.kind
             if kind in TASK_KINDS:
@@ -151,6 +160,11 @@ class TaskService:
                 if state is not None:
                     self._committed(state, event)
             elif kind == "message":
+                if entry.room_key != rkey:
+                    rkey = entry.room_key
+                    heard = any(listener.hears(rkey) for listener in self.listeners)
+                if not heard and COMMAND_MARK not in entry.record:
+                    continue
                 record = entry.event()
                 if record.get("sender_kind") != "human" or record.get("deleted"):
                     continue

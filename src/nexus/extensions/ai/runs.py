@@ -114,6 +114,9 @@ class TaskRuns:
             self._start(state, agent, event)
             return
 
+    def hears(self, room_key: str) -> bool:
+        return any(r.waiting and r.room_key == room_key for r in self.runs.values())
+
     def human_message(self, room_key: str, record: dict[str, Any]) -> None:
         waiting = [r for r in self.runs.values() if r.waiting and r.room_key == room_key]
         if not waiting:

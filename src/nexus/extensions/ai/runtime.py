@@ -231,28 +231,40 @@ class AgentRuntime:
         return None
 
     async def observe(self, entries: Sequence[CommittedEntry]) -> None:
+        rkey: str | None = None
+        present: list[AgentConfig] = []
         for entry in entries:
             if entry.kind != "message":
                 continue
+            if entry.room_key != rkey:
+                rkey = entry.room_key
+                present = self._present(rkey)
+            if not present:
+                continue  # no agent in the room: the record is not even parsed
             record = entry.event()
             if record.get("sender_kind") != "human":
                 continue  # agents do not trigger agents: no loops
-            tenant, _ = split_room_key(entry.room_key)
-            for agent in self.agents.of_tenant(tenant):
-                if self._triggered(agent, entry.room_key, record):
-                    self._enqueue(agent, entry.room_key, record)
+            for agent in present:
+                if self._triggered(agent, rkey, record):
+                    self._enqueue(agent, rkey, record)
+
+    def _present(self, rkey: str) -> list[AgentConfig]:
+        """The tenant's agents that are members of the room."""
+        agents = self.agents.of_tenant(split_room_key(rkey)[0])
+        if not agents:
+            return agents
+        member = self.host.store.member
+        return [a for a in agents if member(rkey, a.name) is not None]
 
     def _triggered(self, agent: AgentConfig, rkey: str, record: dict[str, Any]) -> bool:
-        store = self.host.store
-        if store.member(rkey, agent.name) is None:
-            return False
+        """Whether a human's message in a room the agent is a member of starts a turn."""
         room_name = split_room_key(rkey)[1]
         if room_name in agent.triggers.rooms:
             return True
         if agent.triggers.mention and self._mentions(agent.name).search(record.get("body", "")):
             return True
         if agent.triggers.direct:
-            members = store.members(rkey, None, 3)
+            members = self.host.store.members(rkey, None, 3)
             names = {m["user_id"] for m in members}
             if len(members) == 2 and names == {agent.name, record.get("sender")}:
                 return True
