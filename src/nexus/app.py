@@ -177,9 +177,7 @@ def build(
     # memory: the search file beside LMDB, its indexer (an observer), the service
     search_store = memory = None
     if settings.search_enabled:
-        search_store = SearchStore(
-            settings.data_path / SEARCH_FILE, fsync=settings.store_durability == "full"
-        )
+        search_store = SearchStore(settings.data_path / SEARCH_FILE)
         memory = Memory(search_store, rooms, access, writes, store)
         host.add_observer(SearchIndexer(search_store))
     agent_runtime = build_runtime(host, agent_registry, streams, tracer, memory=memory)

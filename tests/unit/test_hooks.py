@@ -324,6 +324,29 @@ async def test_a_restarted_observer_resumes_from_its_durable_cursor(store: LmdbS
     await runner.stop()
 
 
+async def test_an_observer_whose_own_record_is_behind_its_cursor_resumes_from_it(
+    store: LmdbStore,
+) -> None:
+    # A derived store that commits without fsync (the search file) lost its last
+    # transactions to a power cut: the runner starts from what that store says it has.
+    class Derived(Collector):
+        def positions(self) -> dict[str, int]:
+            return {room.key: 2}
+
+    pipeline, _ = make_pipeline(store)
+    ann, room = Inbox("ann"), new_room()
+    for i in range(6):
+        post(pipeline, ann, room, f"m{i}")
+    pipeline.submit_meta([("cursor", cursor_key("collector", room.key), cursor_value(5))])
+    await pipeline.wait_idle()
+    observer = Derived()
+    runner = runner_for(pipeline, store, observer, {room.key: 6})
+    runner.start()
+    await until(lambda: len(observer.seen()) == 4)
+    assert [seq for _, seq, _ in observer.seen()] == [3, 4, 5, 6]
+    await runner.stop()
+
+
 async def test_trims_are_reported_and_move_the_cursor(store: LmdbStore) -> None:
     pipeline, _ = make_pipeline(store)
     observer = Collector()

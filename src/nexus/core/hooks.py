@@ -150,3 +150,7 @@ class CommitObserver(Protocol):
 
     def trimmed(self, room_key: str, first_seq: int) -> None:
         """Retention removed the room's entries below ``first_seq``."""
+
+    # Optional: ``positions() -> dict[str, int]``, room key -> last seq the observer has
+    # applied by its own durable record; at start the runner resumes each room from the
+    # lower of that and its cursor (core/observers.py).

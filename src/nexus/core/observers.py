@@ -160,6 +160,11 @@ class ObserverRunner:
     def _load(self) -> None:
         """Resume from the durable cursors: rooms behind them are read from the log."""
         stored = self._source.cursors(self.name)
+        # An observer that keeps its own record of what it applied (a derived store that
+        # commits without fsync and may lose its last transactions on a power cut) resumes
+        # from whichever is behind: that record or the cursor.
+        positions = getattr(self.observer, "positions", None)
+        own: dict[str, int] | None = positions() if positions is not None else None
         fresh: list[MetaOp] = []
         for rkey in self._source.room_keys():
             if not self.wants(rkey):
@@ -170,6 +175,8 @@ class ObserverRunner:
                 cursor = 0 if self.observer.start_at == "beginning" else head
                 if cursor:
                     fresh.append(("cursor", cursor_key(self.name, rkey), cursor_value(cursor)))
+            if own is not None and own.get(rkey, 0) < cursor:
+                cursor = own.get(rkey, 0)
             self._cursors[rkey] = cursor
             self._heads[rkey] = head
             if cursor < head:

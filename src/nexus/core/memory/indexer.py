@@ -5,10 +5,11 @@ It runs after fan-out in its own task (docs/extending.md), so an ack never waits
 each batch becomes one SQLite transaction on a worker thread, so the event loop does not
 wait for it either. A small batch waits ``COALESCE_S`` first, so that under a steady
 trickle (one small commit after another) the entries behind it join the next transaction:
-a transaction per log commit cost more than the indexing itself (and, with fsync, its
-own fsync on the disk the log fsyncs on). Its cursor is the observer cursor in LMDB; the
-search file also keeps its own last seq per room, so a batch delivered twice (after a
-crash, before the cursor was durable) is skipped entry by entry.
+a transaction per log commit cost more than the indexing itself. Its cursor is the
+observer cursor in LMDB; the search file also keeps its own last seq per room, so a batch
+delivered twice (after a crash, before the cursor was durable) is skipped entry by entry,
+and a search file that lost its last transactions to a power cut (it commits without
+fsync) is caught up from there (``positions``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ class SearchIndexer:
 
     def wants(self, room_key: str) -> bool:
         return True
+
+    def positions(self) -> dict[str, int]:
+        """The search file's own last seq per room: it commits without fsync, so after a
+        power cut it may be behind the (fsynced) cursor, and the runner starts there."""
+        return self.store.indexed()
 
     async def observe(self, entries: Sequence[CommittedEntry]) -> None:
         if len(entries) < BATCH_MAX // 4:

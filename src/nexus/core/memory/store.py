@@ -10,12 +10,14 @@
 
 Everything here is blocking: callers run it off the event loop (``asyncio.to_thread``).
 One connection writes (under a lock), another reads; WAL lets them run together.
-``synchronous=FULL`` (when the LMDB log is fsynced too, ``store_durability = "full"``): a
-memory write is durable when ``commit`` returns, and the index never records a seq that a
-crash could take back (so the observer's cursor, written later, is never ahead of the
-index). With a log that is not fsynced, ``synchronous=NORMAL``: WAL commits survive a
-killed process, not a power cut — the same promise the log makes then — and indexing
-costs no fsync per batch.
+``synchronous=NORMAL``, whatever the log's durability: a WAL commit survives a killed
+process, and a power cut may take back the last transactions. Everything here is derived
+from the log (messages, and memory records from their ``memory.*`` events), and the
+``indexed`` table commits with the rows it accounts for, so after a power cut the indexer
+resumes each room from that table wherever it is behind the observer's cursor
+(``SearchIndexer.positions``) and applies the lost entries again. A ``FULL`` fsync per
+indexing transaction competed with the log's own fsyncs on the same disk: with it the
+durable ack p99 at half the maximum rate was 12.6 ms, without the index 5.8-7.1 ms.
 
 Applying the log is idempotent: entries at or below a room's ``indexed`` seq are skipped,
 so a redelivered batch changes nothing.
@@ -151,10 +153,9 @@ def _doc_row(
 
 
 class SearchStore:
-    def __init__(self, path: Path, *, fsync: bool = True) -> None:
+    def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._synchronous = "FULL" if fsync else "NORMAL"
         self._write = self._connect()
         self._write.executescript(SCHEMA)
         self._read = self._connect()
@@ -164,7 +165,7 @@ class SearchStore:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={self._synchronous}")
+        db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
         return db
 
