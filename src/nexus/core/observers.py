@@ -88,6 +88,7 @@ class ObserverRunner:
         self._wants: dict[str, bool] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._unsaved: dict[str, int] = {}  # cursors moved since the last write
         self._save: asyncio.TimerHandle | None = None
         self.delivered = 0
@@ -113,6 +114,12 @@ class ObserverRunner:
             if not self.wants(rkey):
                 continue
             self._heads[rkey] = entry.seq
+            if rkey not in self._cursors:
+                # A room new to this runner: where it starts is fixed now and saved with
+                # the next cursors, so a successor (a reload, a restart) starts there too,
+                # even if this runner stops before delivering anything of the room.
+                self._unsaved[rkey] = self._cursor(rkey, entry.seq)
+                self._schedule_save()
             if rkey in self._behind:
                 continue  # read from the log in order
             if len(self._queue) >= self._queue_max:
@@ -147,10 +154,17 @@ class ObserverRunner:
         )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task = self._task
+        if task is not None:
+            self._stopping = True
+            # Cancelled until it ends: on Python 3.11 a wait_for whose inner call has just
+            # finished returns its result and drops the cancellation, and the runner would
+            # then wait for work forever.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
             self._task = None
         saved = self._save_cursors()
         if asyncio.isfuture(saved):
@@ -193,7 +207,7 @@ class ObserverRunner:
         return cursor
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             if not self._queue and not self._behind:
                 self._wake.clear()
                 await self._wake.wait()
@@ -273,6 +287,9 @@ class ObserverRunner:
         # path. A crash redelivers what the saved cursor had not reached yet, which
         # at-least-once delivery allows.
         self._unsaved.update(cursors)
+        self._schedule_save()
+
+    def _schedule_save(self) -> None:
         if self._save is None:
             self._save = asyncio.get_running_loop().call_later(CURSOR_SAVE_S, self._save_cursors)
 
@@ -298,6 +315,7 @@ class Observers:
     def __init__(self) -> None:
         self.runners: list[ObserverRunner] = []
         self.active = False  # any observer registered (read by the pipeline per batch)
+        self.started = False  # runners added later (a plugin installed) start at once
 
     def __bool__(self) -> bool:
         return self.active
@@ -318,12 +336,23 @@ class Observers:
         for runner in self.runners:
             runner.trimmed(rkey, first_seq)
 
+    async def remove(self, name: str) -> None:
+        """Stop and drop an observer (its cursors stay: a later one of that name resumes)."""
+        runner = next((r for r in self.runners if r.name == name), None)
+        if runner is None:
+            return
+        self.runners = [r for r in self.runners if r is not runner]
+        self.active = bool(self.runners)
+        await runner.stop()
+
     def start(self) -> None:
+        self.started = True
         for runner in self.runners:
             runner.start()
 
     async def stop(self) -> None:
-        for runner in self.runners:
+        self.started = False
+        for runner in list(self.runners):
             await runner.stop()
 
 
