@@ -347,6 +347,38 @@ async def test_an_observer_whose_own_record_is_behind_its_cursor_resumes_from_it
     await runner.stop()
 
 
+async def test_start_at_end_means_from_the_first_start(store: LmdbStore) -> None:
+    # Rooms there at the first start begin at their head; a room created later starts at
+    # its beginning, even when it was created while the observer was down (a crash
+    # before its first cursor was saved must not make it start at the head).
+    class Late(Collector):
+        start_at = "end"
+
+    pipeline, _ = make_pipeline(store)
+    ann, old, heads = Inbox("ann"), new_room("old"), {}
+    for i in range(3):
+        post(pipeline, ann, old, f"before {i}")
+    await pipeline.wait_idle()
+    heads[old.key] = 3
+    observer = Late()
+    runner = runner_for(pipeline, store, observer, heads)
+    runner.start()
+    await runner.stop()
+    pipeline.observers.runners.clear()
+    fresh = new_room("fresh")
+    post(pipeline, ann, old, "while down")
+    post(pipeline, ann, fresh, "first of fresh")
+    await pipeline.wait_idle()
+    heads.update({old.key: 4, fresh.key: 1})
+    again = Late()
+    runner = runner_for(pipeline, store, again, heads)
+    runner.start()
+    await until(lambda: len(again.seen()) == 2)
+    assert sorted(again.seen()) == [("fresh", 1, "message"), ("old", 4, "message")]
+    assert observer.seen() == []
+    await runner.stop()
+
+
 async def test_trims_are_reported_and_move_the_cursor(store: LmdbStore) -> None:
     pipeline, _ = make_pipeline(store)
     observer = Collector()

@@ -28,6 +28,7 @@ _SEQ = struct.Struct(">Q")
 QUEUE_MAX = 10_000  # entries waiting per observer before it reads from the log instead
 BATCH_MAX = 256
 BACKOFF_MAX = 30.0
+STARTED = ""  # the cursor "room" marking that the observer has run before
 CURSOR_SAVE_S = 0.1  # how often moved cursors are written (with the next commit)
 SAVE_TIMEOUT_S = 5.0  # at stop, for the last cursors to be durable
 
@@ -89,6 +90,7 @@ class ObserverRunner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._started_once = False  # its STARTED marker is durable (set by _load)
         self._unsaved: dict[str, int] = {}  # cursors moved since the last write
         self._save: asyncio.TimerHandle | None = None
         self.delivered = 0
@@ -179,14 +181,20 @@ class ObserverRunner:
         # from whichever is behind: that record or the cursor.
         positions = getattr(self.observer, "positions", None)
         own: dict[str, int] | None = positions() if positions is not None else None
+        # "end" means from when the observer first ran: the rooms there were then start at
+        # their head, recorded with a marker; a room without a cursor at a later start was
+        # created since (maybe just before a crash) and starts at its beginning.
+        self._started_once = STARTED in stored
         fresh: list[MetaOp] = []
+        if not self._started_once:
+            fresh.append(("cursor", cursor_key(self.name, STARTED), cursor_value(0)))
         for rkey in self._source.room_keys():
             if not self.wants(rkey):
                 continue
             head = self._head_of(rkey)
             cursor = stored.get(rkey)
             if cursor is None:
-                cursor = 0 if self.observer.start_at == "beginning" else head
+                cursor = head if self._from_head else 0
                 if cursor:
                     fresh.append(("cursor", cursor_key(self.name, rkey), cursor_value(cursor)))
             if own is not None and own.get(rkey, 0) < cursor:
@@ -197,12 +205,17 @@ class ObserverRunner:
                 self._behind[rkey] = None
         if fresh:
             self._write_meta(fresh)
+        self._started_once = True
+
+    @property
+    def _from_head(self) -> bool:
+        return self.observer.start_at == "end" and not self._started_once
 
     def _cursor(self, rkey: str, first_seen: int) -> int:
         cursor = self._cursors.get(rkey)
         if cursor is None:
             # A room created (or first wanted) since the start.
-            cursor = 0 if self.observer.start_at == "beginning" else first_seen - 1
+            cursor = first_seen - 1 if self._from_head else 0
             self._cursors[rkey] = cursor
         return cursor
 
