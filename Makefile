@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 SOURCES := $(shell find src -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi') \
            pyproject.toml CMakeLists.txt
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench plugins clean
 
 run: $(STAMP)
 	$(VENV)/bin/nexus serve
@@ -31,6 +31,10 @@ $(STAMP): $(SOURCES)
 	$(PY) -m pip install --quiet --progress-bar off '.[test]'
 	@echo "==> Installed; the next runs start at once unless the sources change"
 	touch $@
+
+# The example Wasm plugins (examples/plugins), built from their C and WAT sources.
+plugins: $(STAMP)
+	$(PY) examples/plugins/build.py --out build/plugins
 
 bench: $(STAMP)
 	$(PY) -m pytest benchmarks/micro --benchmark-enable -p no:cacheprovider -q

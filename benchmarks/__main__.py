@@ -28,8 +28,13 @@ RESULTS = Path(__file__).parent / "results"
 # other on that server (same connections), each giving its own row.
 Plan = list[tuple[str, Callable[..., Awaitable[scenarios.Rows]], list[dict[str, Any]], str]]
 ROUNDS = {"smoke": 1, "quick": 3, "full": 5}
-# Left out of quick and smoke runs unless named with --targets: the seams' cost.
-FULL_ONLY = ("nexus-hooks",)
+# Left out of quick and smoke runs unless named with --targets: the seams' and plugins' cost.
+FULL_ONLY = (
+    "nexus-hooks",
+    "nexus-plugin-trivial",
+    "nexus-plugin-redactor",
+    "nexus-plugin-events",
+)
 # Run only when named with --scenarios ("agents" names both); they start their own servers
 # (the model first, then nexus configured to use it), one per variant.
 OPT_IN = agents.SCENARIOS
@@ -283,7 +288,8 @@ def main() -> int:
     p.add_argument(
         "--targets",
         nargs="*",
-        help="subset: nexus nexus-nosync nexus-hooks picows-naive picows-coalesced "
+        help="subset: nexus nexus-nosync nexus-hooks nexus-plugin-trivial nexus-plugin-redactor "
+        "nexus-plugin-events picows-naive picows-coalesced "
         "picows-nexus-outbox websockets websockets-asyncio aiohttp node-ws",
     )
     p.add_argument(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -126,6 +128,56 @@ class Nexus(Target):
         return b'{"type":"message.send","room":"%s","body":"%s"}' % (room.encode(), body)
 
 
+TRIVIAL_WAT = """(module (memory (export "memory") 1)
+  (func (export "nexus_input") (param i32) (result i32) (i32.const 1024))
+  (func (export "on_message") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "on_event") (param i32 i32) (result i64) (i64.const 0)))"""
+
+
+@dataclass
+class NexusPlugin(Nexus):
+    """``nexus-nosync`` with one Wasm plugin on every room, installed from a plugins
+    folder: ``trivial`` (on_message answering nothing, or on_event doing nothing) or the
+    example ``redactor`` (built from its C source by examples/plugins/build.py)."""
+
+    plugin: str = "trivial"
+    hook: str = "on_message"
+
+    def start(self) -> Running:
+        folder = Path(tempfile.mkdtemp(prefix="nexus-bench-plugins-"))
+        sub = folder / self.plugin
+        sub.mkdir()
+        manifest: dict[str, object]
+        if self.plugin == "trivial":
+            import wasmtime
+
+            (sub / "trivial.wasm").write_bytes(bytes(wasmtime.wat2wasm(TRIVIAL_WAT)))
+            manifest = {"name": "trivial", "version": "1", "hooks": [self.hook]}
+        else:
+            built = _example(self.plugin)
+            for item in built.iterdir():
+                shutil.copy(item, sub / item.name)
+            manifest = json.loads((sub / "manifest.json").read_text())
+            manifest.pop("digest", None)
+            manifest["config"] = {"words": ["darn", "heck", "idiot"]}
+        (sub / "manifest.json").write_text(json.dumps(manifest))
+        self.settings = {**self.settings, "plugins_dir": str(folder)}
+        return super().start()
+
+
+def _example(name: str) -> Path:
+    """An example plugin built from source (cached for the run)."""
+    spec = importlib.util.spec_from_file_location(
+        "nexus_plugin_examples", HERE.parent / "examples" / "plugins" / "build.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = NODE_CACHE / "plugins"
+    built: dict[str, Path] = module.build(out, [name])
+    return built[name]
+
+
 @dataclass
 class PythonPeer(Target):
     module: str = ""
@@ -177,6 +229,12 @@ def all_targets() -> list[Target]:
             "nexus-hooks",
             settings={"store_durability": "none", "extensions": "benchmarks.trivial_hooks:install"},
         ),
+        # nexus-nosync with one Wasm plugin on every room (docs/plugins.md): its cost.
+        NexusPlugin("nexus-plugin-trivial", settings={"store_durability": "none"}),
+        NexusPlugin(
+            "nexus-plugin-redactor", settings={"store_durability": "none"}, plugin="redactor"
+        ),
+        NexusPlugin("nexus-plugin-events", settings={"store_durability": "none"}, hook="on_event"),
         # Three picows + uvloop room servers (orjson, the peers' protocol), differing only in
         # how a broadcast reaches the members: picows' send per member; frames collected
         # per member and written once per tick in pure Python (no nexus code: the baseline

@@ -44,6 +44,8 @@ from .errors import ConfigError
 from .extensions.ai.runs import install_runs
 from .extensions.ai.setup import build_runtime
 from .extensions.loader import load_extensions
+from .extensions.plugins import install_plugins
+from .extensions.plugins.admin import PluginAdmin
 from .gateway.handlers import RequestHandlers
 from .gateway.server import Gateway
 from .observability.health import Health
@@ -186,6 +188,8 @@ def build(
     host.add_observer(tasks)
     host.add_service("tasks", tasks.start, tasks.stop)
     install_runs(agent_runtime, tasks)
+    # Wasm plugins: the API's installs and the plugins folder's (seams only while needed)
+    plugins = install_plugins(host)
     load_extensions(settings.extensions, host)
 
     handlers = RequestHandlers(
@@ -231,7 +235,7 @@ def build(
             router=router,
             flush_queue=gateway.flush_queue,
             loop_lag=loop_lag,
-            extra=(agent_runtime.metrics.collect,),
+            extra=(agent_runtime.metrics.collect, plugins.collect),
         )
     )
     api = create_api(
@@ -250,6 +254,7 @@ def build(
             tracer or NoOpTracer(),
             tasks=tasks,
             memory=memory,
+            plugins=PluginAdmin(plugins),
         ),
         verifier=verifier,
         user_limits=user_limits,

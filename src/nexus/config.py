@@ -31,6 +31,7 @@ LOG_FORMATS = ("console", "json")
 DURABILITY_MODES = ("full", "data", "none")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TRACE_EXPORTERS = ("none", "console", "otlp")
+PLUGIN_CAPABILITIES = ("log", "kv", "post", "history", "wasi")
 
 
 def _setting(default: Any, doc: str) -> Any:
@@ -134,6 +135,23 @@ class Settings:
     )
     agent_history_max: int = _setting(200, "recent room entries read for an agent's context")
     agent_turn_timeout: float = _setting(300.0, "seconds an agent's turn may take in all")
+
+    plugins_dir: str | None = _setting(
+        None, "folder of Wasm plugins installed for every tenant at start (docs/plugins.md)"
+    )
+    plugins_capabilities: tuple[str, ...] = _setting(
+        ("log", "kv", "post", "history"),
+        "capabilities plugins may be granted (add wasi for a private files folder)",
+    )
+    plugin_fuel_max: int = _setting(100_000_000, "largest limits.fuel a plugin may ask per call")
+    plugin_deadline_ms_max: float = _setting(
+        1000.0, "largest limits.deadline_ms a plugin may ask per call"
+    )
+    plugin_memory_pages_max: int = _setting(
+        1024, "largest limits.memory_pages (64 KiB each) a plugin may ask"
+    )
+    plugin_module_max_bytes: int = _setting(4 << 20, "largest plugin module, bytes")
+    plugin_quarantine_after: int = _setting(5, "plugin faults in a row that quarantine it")
 
     @property
     def data_path(self) -> Path:
@@ -299,6 +317,10 @@ def validate(s: Settings) -> None:
         "store_map_size",
         "commit_max_batch",
         "replay_page",
+        "plugin_fuel_max",
+        "plugin_memory_pages_max",
+        "plugin_module_max_bytes",
+        "plugin_quarantine_after",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
@@ -313,6 +335,7 @@ def validate(s: Settings) -> None:
         "shutdown_timeout",
         "idempotency_window",
         "retention_interval",
+        "plugin_deadline_ms_max",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
@@ -325,6 +348,12 @@ def validate(s: Settings) -> None:
     ):
         if getattr(s, name) < 0:
             raise ConfigError(name, f"must not be negative, got {getattr(s, name)}")
+    unknown = set(s.plugins_capabilities) - set(PLUGIN_CAPABILITIES)
+    if unknown:
+        raise ConfigError(
+            "plugins_capabilities",
+            f"unknown {', '.join(sorted(unknown))}; known: {', '.join(PLUGIN_CAPABILITIES)}",
+        )
     if s.store_durability not in DURABILITY_MODES:
         raise ConfigError("store_durability", f"must be one of {', '.join(DURABILITY_MODES)}")
     if s.agent_delta_interval > 1.0:

@@ -38,7 +38,7 @@
   (data (i32.const 384) "echo-bot: post refused: bad input (-1)")             ;; 38
   (data (i32.const 448) "echo-bot: post refused: room not allowed (-2)")      ;; 45
   (data (i32.const 512)
-    "echo-bot: 16 posts in this call already, the rest of the batch is not echoed (-3)") ;; 81
+    "echo-bot: the host's posts-per-call cap is reached, the rest is not echoed (-3)") ;; 79
   (data (i32.const 608) "echo-bot: post failed")                             ;; 21
   (data (i32.const 640) "echo-bot: out of memory, an event was not echoed")   ;; 48
 
@@ -46,7 +46,7 @@
   (global $TOP i32 (i32.const 1024))   ;; 1 entry: "events"
   (global $EV i32 (i32.const 1056))    ;; 5 entries: type, sender_kind, body, id, room
 
-  ;; the arena: bump allocation from 4 KiB, reset by nexus_input
+  ;; the arena: bump allocation from 4 KiB; the input area first, scratch reset by each hook
   (global $HEAP i32 (i32.const 4096))
   (global $top (mut i32) (i32.const 4096))
 
@@ -71,9 +71,16 @@
     (global.set $top (i32.wrap_i64 (local.get $end)))
     (local.get $p))
 
+  ;; the input area: at the arena's start, kept across calls (the host asks again only
+  ;; for a bigger one); each hook's scratch starts after it
+  (global $inend (mut i32) (i32.const 4096))
+
   (func (export "nexus_input") (param $len i32) (result i32)
+    (local $p i32)
     (global.set $top (global.get $HEAP))
-    (call $alloc (local.get $len)))
+    (local.set $p (call $alloc (local.get $len)))
+    (global.set $inend (global.get $top))
+    (local.get $p))
 
   (func (export "nexus_alloc") (param $len i32) (result i32)
     (call $alloc (local.get $len)))
@@ -316,7 +323,7 @@
     (if (i32.eq (global.get $rc) (i32.const -2))
       (then (call $log (i32.const 2) (i32.const 448) (i32.const 45))))
     (if (i32.eq (global.get $rc) (i32.const -3))
-      (then (call $log (i32.const 2) (i32.const 512) (i32.const 81))))
+      (then (call $log (i32.const 2) (i32.const 512) (i32.const 79))))
     (if (i32.lt_s (global.get $rc) (i32.const -3))
       (then (call $log (i32.const 2) (i32.const 608) (i32.const 21))))
     (local.get $end))
@@ -327,6 +334,7 @@
 
   (func (export "on_event") (param $ptr i32) (param $len i32) (result i64)
     (local $e i32) (local $p i32) (local $next i32) (local $c i32)
+    (global.set $top (global.get $inend))  ;; the last call's scratch is free again
     (local.set $e (i32.add (local.get $ptr) (local.get $len)))
     (call $set_key (global.get $TOP) (i32.const 64) (i32.const 8))
     (call $set_key (i32.const 1056) (i32.const 80) (i32.const 6))    ;; type

@@ -2,7 +2,8 @@
  *
  * No libc: built with `zig cc -target wasm32-wasi -nostdlib` (see ../build.py). Include this
  * header from exactly one .c file per plugin: it defines the two exports every plugin needs,
- * `nexus_input` and `nexus_alloc`, on top of a bump arena that is reset at each hook call.
+ * `nexus_input` and `nexus_alloc`, on top of a bump arena: the input area at its start
+ * (kept across calls), scratch after it, reset by `nx_begin()`, which every hook calls first.
  *
  * What is here:
  *   - the host imports (module "nexus"); only those a plugin calls end up imported;
@@ -98,10 +99,22 @@ NX_FN void *nx_alloc(u32 n) {
     return (void *)(usize)p;
 }
 
-/* The host calls this before every hook: a new call begins, so the arena starts over. */
+static u32 nx_input_end; /* first byte after the input area: the scratch arena starts here */
+
+/* The host asks for an input buffer when it needs a bigger one than it has, then keeps
+ * writing every hook's input there: it sits at the arena's start, scratch after it. */
 NX_EXPORT("nexus_input") u32 nexus_input(u32 len) {
-    nx_arena_top = nx_arena_start();
-    return (u32)(usize)nx_alloc(len ? len : 1);
+    u32 start = nx_arena_start();
+    if (!nx_arena_reach((u64)start + (len ? len : 1))) return 0;
+    nx_input_end = (nx_arena_top + 15u) & ~15u;
+    nx_arena_top = nx_input_end;
+    return start;
+}
+
+/* Every hook starts with this: the previous call's scratch is free again. */
+NX_FN void nx_begin(void) {
+    if (!nx_input_end) nx_input_end = nx_arena_start();
+    nx_arena_top = nx_input_end;
 }
 
 /* Memory for a host function's answer (kv_get, history) during the current call. */

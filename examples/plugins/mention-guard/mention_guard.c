@@ -44,6 +44,7 @@ static const char *read_limit(nx_span config, const char *name, u32 lo, u32 hi, 
 }
 
 NX_EXPORT("on_load") i64 on_load(const u8 *in, u32 len) {
+    nx_begin();
     nx_span doc = nx_doc(in, len), config, v;
     u32 mm = 5, mmm = 3, wm = 20;
     if (nx_get(doc, "config", &config) && !nx_is_null(config)) {
@@ -126,6 +127,7 @@ static i64 deny(const char *code, u32 a, u32 b, int too_many) {
 }
 
 NX_EXPORT("on_message") i64 on_message(const u8 *in, u32 len) {
+    nx_begin();
     nx_span doc = nx_doc(in, len), body, text, v, t;
     seen++;
     if (!nx_get(doc, "body", &body) || !nx_str(body, &text)) return 0;

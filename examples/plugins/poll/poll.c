@@ -452,6 +452,7 @@ static nx_span read_args(nx_span doc) {
 }
 
 NX_EXPORT("on_command") i64 on_command(const u8 *in, u32 len) {
+    nx_begin();
     nx_span doc = nx_doc(in, len), v, empty = {(const u8 *)"", 0};
     if (!nx_get(doc, "command", &v) || !nx_str(v, &v) || !nx_eq(v.p, v.n, "poll")) return 0;
     sender = (nx_get(doc, "sender", &v) && nx_str(v, &v)) ? v : empty;

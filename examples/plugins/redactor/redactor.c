@@ -87,6 +87,7 @@ static const char *load_words(nx_span list) {
 }
 
 NX_EXPORT("on_load") i64 on_load(const u8 *in, u32 len) {
+    nx_begin();
     nx_span doc = nx_doc(in, len), config, v, s;
     reset_config();
     if (!nx_get(doc, "config", &config) || nx_is_null(config)) return 0;
@@ -235,6 +236,7 @@ static u32 put_stars(u8 *o, const u8 *d, u32 from, u32 to) {
 }
 
 NX_EXPORT("on_message") i64 on_message(const u8 *in, u32 len) {
+    nx_begin();
     nx_span doc = nx_doc(in, len), body, text;
     if (!nx_get(doc, "body", &body) || !nx_str(body, &text) || !text.n) return 0;
     const u8 *d = text.p;

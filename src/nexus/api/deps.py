@@ -19,6 +19,7 @@ from ..core.agent_control import AgentControl
 from ..core.agents import AgentRegistry
 from ..core.directory import UserDirectory
 from ..core.memory import Memory
+from ..core.plugin_control import PluginControl
 from ..core.room_admin import RoomAdmin
 from ..core.rooms import Room, RoomDirectory
 from ..core.sessions import LiveSessions
@@ -52,6 +53,7 @@ class ApiContext:
     started_at: float = field(default_factory=time.time)
     tasks: TaskService | None = None
     memory: Memory | None = None
+    plugins: PluginControl | None = None
 
 
 def context(request: Request) -> ApiContext:

@@ -33,6 +33,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PRINCIPAL_KEY = "nexus.principal"
+UPLOAD_PREFIX = "/v1/plugins/"  # PUT here carries a module: its own body cap
 
 
 async def send_error(
@@ -65,12 +66,15 @@ class RequestGuard:
         app: ASGIApp,
         *,
         max_body: int,
+        upload_max_body: int = 0,
         verifier: TokenVerifier,
         user_limits: UserRateLimits,
         on_auth_failure: Callable[[str], None],
     ) -> None:
         self._app = app
         self._max_body = max_body
+        # Plugin installs carry a module (base64): PUT /v1/plugins/... gets its own cap.
+        self._upload_max = max(upload_max_body, max_body)
         self._verifier = verifier
         self._limits = user_limits
         self._on_auth_failure = on_auth_failure
@@ -86,9 +90,12 @@ class RequestGuard:
                 scope.setdefault("state", {})[PRINCIPAL_KEY] = who
                 if scope["method"] in WRITE_METHODS:
                     self._limits.take((who.tenant, who.user_id))
-            if length is not None and length > self._max_body:
-                raise TooLarge(f"request body exceeds {self._max_body} bytes")
-            body = await self._read_body(receive) if length != 0 else b""
+            limit = self._max_body
+            if scope["method"] == "PUT" and scope["path"].startswith(UPLOAD_PREFIX):
+                limit = self._upload_max
+            if length is not None and length > limit:
+                raise TooLarge(f"request body exceeds {limit} bytes")
+            body = await self._read_body(receive, limit) if length != 0 else b""
         except RateLimited as exc:
             await send_error(send, exc, [retry_after_header(exc)])
             return
@@ -133,7 +140,7 @@ class RequestGuard:
             self._on_auth_failure(exc.message)
             raise
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    async def _read_body(self, receive: Receive, limit: int) -> bytes | None:
         """The whole body (at most ``max_body`` bytes), or None if the client went away."""
         chunks: list[bytes] = []
         size = 0
@@ -143,8 +150,8 @@ class RequestGuard:
                 return None
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self._max_body:
-                raise TooLarge(f"request body exceeds {self._max_body} bytes")
+            if size > limit:
+                raise TooLarge(f"request body exceeds {limit} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break

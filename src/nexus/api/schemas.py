@@ -137,7 +137,7 @@ class Entry(BaseModel):
     id: str
     ts: int
     sender: str | None = None
-    sender_kind: Literal["human", "agent"] | None = None
+    sender_kind: Literal["human", "agent", "plugin"] | None = None
     body: str | None = None
     reply_to: str | None = None
     meta: dict[str, Any] | None = None

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-PrincipalKind = Literal["human", "agent"]
+PrincipalKind = Literal["human", "agent", "plugin"]
 
 # Tenant and user ids go into storage keys: keep them to a safe alphabet.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}$")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-SenderKind = Literal["human", "agent"]
+SenderKind = Literal["human", "agent", "plugin"]
 Role = Literal["system", "user", "assistant", "tool"]
 Section = Literal[
     "system", "pinned", "current", "tools", "summaries", "retrieved", "log", "framing"
