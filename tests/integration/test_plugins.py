@@ -176,8 +176,20 @@ async def test_redactor_masks_before_the_message_is_stored(
     assert "idiot" not in bodies[0] and "call me at" in bodies[0]
     assert bodies[1] == "nothing to hide here"
     assert "darn" not in bodies[2] and '\\" and \u00e9\u00e8 and \U0001f600 stay' in bodies[2]
+    # An edit is checked like a message: it cannot bring back what was masked.
+    clean = (await history(ana, "general"))[1]
+    edited = await ana.request(
+        {
+            "type": "message.edit",
+            "room": "general",
+            "message_id": clean["id"],
+            "body": "reach me at bob@example.org",
+        }
+    )
+    assert edited["type"] == "ack", edited
+    assert "bob@example.org" not in (await history(ana, "general"))[1]["body"]
     view = (await api(server, "GET", "/v1/plugins/redactor")).json()
-    assert view["calls"]["on_message"] == 3 and view["faults"] == {}
+    assert view["calls"]["on_message"] == 4 and view["faults"] == {}
     await ana.close()
 
 
