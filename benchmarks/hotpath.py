@@ -68,8 +68,21 @@ class _WsTransport:
         self.underlying_transport = _Raw()
 
 
-async def _run(rounds: int) -> tuple[float, int]:
+async def _run(rounds: int, plugin: bool = False) -> tuple[float, int]:
     data = tempfile.mkdtemp(prefix="nexus-hotpath-")
+    extra: dict[str, str] = {}
+    if plugin:  # the trivial on_message plugin on every room (benchmarks/targets.py)
+        import wasmtime
+
+        from .targets import TRIVIAL_WAT
+
+        folder = os.path.join(data, "plugins", "trivial")
+        os.makedirs(folder)
+        with open(os.path.join(folder, "trivial.wasm"), "wb") as f:
+            f.write(bytes(wasmtime.wat2wasm(TRIVIAL_WAT)))
+        with open(os.path.join(folder, "manifest.json"), "w") as f:
+            f.write('{"name": "trivial", "version": "1", "hooks": ["on_message"]}')
+        extra["plugins_dir"] = os.path.dirname(folder)
     try:
         settings = load_settings(
             environ={},
@@ -83,6 +96,7 @@ async def _run(rounds: int) -> tuple[float, int]:
                 "rate_conn_burst": RAISED,
                 "rate_user_per_s": RAISED,
                 "rate_user_burst": RAISED,
+                **extra,
             },
         )
         app = build(settings, asyncio.get_running_loop())
@@ -154,6 +168,9 @@ def main() -> int:
     )
     p.add_argument("--rounds", type=int, default=2000)
     p.add_argument(
+        "--plugin", action="store_true", help="with the trivial Wasm plugin on every room"
+    )
+    p.add_argument(
         "--callgrind",
         action="store_true",
         help="count instructions per message under valgrind (a few minutes)",
@@ -167,7 +184,7 @@ def main() -> int:
         per = (high - low) / (100 * CONNS * PER_TICK)
         print(f"{per:,.0f} instructions per message (callgrind, 2 runs)")
         return 0
-    elapsed, sent = uvloop.run(_run(args.rounds))
+    elapsed, sent = uvloop.run(_run(args.rounds, args.plugin))
     print(f"{elapsed / sent * 1e6:.2f} us of CPU per message over {sent:,} messages")
     return 0
 

@@ -174,7 +174,7 @@ def _example(name: str) -> Path:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = NODE_CACHE / "plugins"
-    built: dict[str, Path] = module.build(out, [name])
+    built: dict[str, Path] = module.build(out, [name], log=None)
     return built[name]
 
 

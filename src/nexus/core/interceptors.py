@@ -119,7 +119,7 @@ class InterceptorChain:
             except Exception as exc:
                 self._fault(slot, write, f"raised {exc!r}")
                 continue
-            if inspect.isawaitable(verdict):
+            if not isinstance(verdict, Verdict) and inspect.isawaitable(verdict):
                 return self._finish(slots, i, verdict, write)
             if time.perf_counter() - started > slot.interceptor.deadline:
                 self._fault(slot, write, "over its deadline")

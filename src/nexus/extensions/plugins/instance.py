@@ -251,10 +251,9 @@ class PluginInstance:
     def _invoke(self, name: str, args: Any) -> int:
         ctx = self._ctx
         # Fuel and deadline re-armed before every call (a passed deadline stays passed).
-        error = raw._wasmtime_context_set_fuel(ctx, self._fuel)
-        if error:
-            raise PluginFault("abi", _text(wasmtime.WasmtimeError._from_ptr(error)))
-        raw._wasmtime_context_set_epoch_deadline(ctx, self._ticks)
+        if _set_fuel(ctx, self._fuel):  # an error only when fuel is not enabled
+            raise PluginFault("abi", "fuel could not be set")
+        _set_deadline(ctx, self._ticks)
         trap = self._trap
         error = raw._wasmtime_func_call_unchecked(
             self._ctx, self._func_refs[name], args, 2, self._trap_ref
@@ -354,12 +353,21 @@ class PluginInstance:
         return E_INPUT if not key else self._host.kv_delete(key)
 
 
-# The memory's base as an int: a prototype of our own (wasmtime's binding returns a
-# ctypes pointer that takes a cast per call).
-_memory_base = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(
-    ("wasmtime_memory_data", _wasmtime_dll)
+# Prototypes of our own for the small calls made around every hook call: they return
+# plain integers (no pointer object to cast) and, as PYFUNCTYPE, keep the GIL (wasmtime's
+# bindings let it go and take it back on each call, a hand-over to any busy thread). Only
+# the hook call itself lets the GIL go: the epoch thread must be able to run to stop it.
+_VOID = ctypes.c_void_p
+_set_fuel = ctypes.PYFUNCTYPE(_VOID, _VOID, ctypes.c_uint64)(
+    ("wasmtime_context_set_fuel", _wasmtime_dll)
 )
-_memory_size = raw._wasmtime_memory_data_size
+_set_deadline = ctypes.PYFUNCTYPE(None, _VOID, ctypes.c_uint64)(
+    ("wasmtime_context_set_epoch_deadline", _wasmtime_dll)
+)
+_memory_base = ctypes.PYFUNCTYPE(_VOID, _VOID, _VOID)(("wasmtime_memory_data", _wasmtime_dll))
+_memory_size = ctypes.PYFUNCTYPE(ctypes.c_size_t, _VOID, _VOID)(
+    ("wasmtime_memory_data_size", _wasmtime_dll)
+)
 
 
 def _fault_of(trap: wasmtime.Trap, hook: str) -> PluginFault:

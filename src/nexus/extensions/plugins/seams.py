@@ -57,6 +57,7 @@ class PluginInterceptor:
         body, meta = write.body, write.meta
         changed = False
         principal = write.principal
+        payload = b""  # built once, again only after a plugin changed body or meta
         for installed in plugins:
             if installed.manifest.kinds and write.kind not in installed.manifest.kinds:
                 continue
@@ -65,17 +66,18 @@ class PluginInterceptor:
                 if installed.manifest.failure_policy == "closed":
                     return _unavailable(installed, "quarantined")
                 continue
-            payload = orjson.dumps(
-                {
-                    "tenant": room.tenant,
-                    "room": room.name,
-                    "kind": write.kind,
-                    "sender": principal.user_id,
-                    "sender_kind": principal.kind,
-                    "body": body,
-                    "meta": meta,
-                }
-            )
+            if not payload:
+                payload = orjson.dumps(
+                    {
+                        "tenant": room.tenant,
+                        "room": room.name,
+                        "kind": write.kind,
+                        "sender": principal.user_id,
+                        "sender_kind": principal.kind,
+                        "body": body,
+                        "meta": meta,
+                    }
+                )
             try:
                 verdict = _verdict(runtime.call(state, "on_message", payload), runtime.settings)
             except PluginFault as fault:
@@ -109,6 +111,7 @@ class PluginInterceptor:
                     return _unavailable(installed, "json")
                 continue
             body, meta, changed = new_body, new_meta, True
+            payload = b""
             state.consecutive = 0
         if changed:
             return Replace(body=body, meta=meta)
