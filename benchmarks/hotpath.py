@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -76,13 +77,12 @@ async def _run(rounds: int, plugin: bool = False) -> tuple[float, int]:
 
         from .targets import TRIVIAL_WAT
 
-        folder = os.path.join(data, "plugins", "trivial")
-        os.makedirs(folder)
-        with open(os.path.join(folder, "trivial.wasm"), "wb") as f:
-            f.write(bytes(wasmtime.wat2wasm(TRIVIAL_WAT)))
-        with open(os.path.join(folder, "manifest.json"), "w") as f:
-            f.write('{"name": "trivial", "version": "1", "hooks": ["on_message"]}')
-        extra["plugins_dir"] = os.path.dirname(folder)
+        folder = Path(data) / "plugins" / "trivial"
+        folder.mkdir(parents=True)
+        (folder / "trivial.wasm").write_bytes(bytes(wasmtime.wat2wasm(TRIVIAL_WAT)))
+        manifest = '{"name": "trivial", "version": "1", "hooks": ["on_message"]}'
+        (folder / "manifest.json").write_text(manifest)
+        extra["plugins_dir"] = str(folder.parent)
     try:
         settings = load_settings(
             environ={},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 
 from doubles import Inbox, make_pipeline, new_room, post
+from nexus.core.pipeline import PendingEntry
 from nexus.store import LmdbStore
 from nexus.store.keys import room_key
 
@@ -104,3 +105,20 @@ async def test_entries_of_a_room_that_cannot_be_created_fail_with_it(store: Lmdb
     await pipeline.wait_idle()
     assert ann.events[0]["type"] == "error" and bob.events[0]["type"] == "ack"
     assert bad.seq == 0  # nothing was handed out for it
+
+
+async def test_an_entry_that_cannot_be_encoded_is_refused_alone(store: LmdbStore) -> None:
+    """Fields validation let through but JSON cannot hold (an integer past 64 bits) get a
+    bad_request; the entries around it are stored with gapless seqs."""
+    pipeline, _ = make_pipeline(store)
+    room, ann, bad = new_room(), Inbox("ann"), Inbox("bob")
+    post(pipeline, ann, room, "first")
+    pipeline.submit(
+        PendingEntry(bad, bad.principal, "odd", room, "memory.written", None, fields={"n": 1 << 70})
+    )
+    post(pipeline, ann, room, "second")
+    await pipeline.wait_idle()
+    [refusal] = bad.events
+    assert (refusal["type"], refusal["code"], refusal["id"]) == ("error", "bad_request", "odd")
+    assert [(e["id"], e["seq"]) for e in ann.events] == [("first", 1), ("second", 2)]
+    assert store.last_seq(room.key) == 2

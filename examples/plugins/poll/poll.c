@@ -212,6 +212,20 @@ static void put_failed(nx_buf *b, const char *what, i32 rc) {
     }
 }
 
+/* Poll `id` into *p; 0 (and a reply saying why) when it cannot be read or does not exist. */
+static int load_or_say(nx_buf *b, u64 id, poll_t *p) {
+    int got = load(id, p);
+    if (got < 0) {
+        put_failed(b, "the poll could not be read", -1);
+        return 0;
+    }
+    if (!got) {
+        put_missing(b, id);
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- subcommands (each writes its reply text into b) ------------------------------------ */
 
 static void cmd_new(nx_buf *b, nx_span rest) {
@@ -332,15 +346,7 @@ static void cmd_vote(nx_buf *b, nx_span rest) {
         nx_puts(b, "Usage: /poll vote <id> <option number>");
         return;
     }
-    int got = load(id, &p);
-    if (got < 0) {
-        put_failed(b, "the poll could not be read", -1);
-        return;
-    }
-    if (!got) {
-        put_missing(b, id);
-        return;
-    }
+    if (!load_or_say(b, id, &p)) return;
     if (!p.open) {
         nx_puts(b, "Poll #");
         nx_put_u64(b, id);
@@ -396,15 +402,7 @@ static void cmd_show_or_close(nx_buf *b, nx_span rest, int close) {
         nx_puts(b, close ? "Usage: /poll close <id>" : "Usage: /poll show <id>");
         return;
     }
-    int got = load(id, &p);
-    if (got < 0) {
-        put_failed(b, "the poll could not be read", -1);
-        return;
-    }
-    if (!got) {
-        put_missing(b, id);
-        return;
-    }
+    if (!load_or_say(b, id, &p)) return;
     if (close) {
         if (!p.open) {
             nx_puts(b, "Poll #");

@@ -35,8 +35,10 @@ class MemoryCreate(BaseModel):
     room: str | None = Field(default=None, pattern=ROOM_NAME, description="scope room")
     agent: str | None = Field(default=None, max_length=128, description="scope agent")
     source: Source | None = None
-    valid_from: int | None = Field(default=None, ge=0, description="ms since the epoch")
-    valid_until: int | None = Field(default=None, ge=0, description="ms since the epoch")
+    valid_from: int | None = Field(default=None, ge=0, le=1 << 53, description="ms since the epoch")
+    valid_until: int | None = Field(
+        default=None, ge=0, le=1 << 53, description="ms since the epoch"
+    )
 
 
 class MemoryPatch(BaseModel):
@@ -45,8 +47,8 @@ class MemoryPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str | None = Field(default=None, min_length=1, max_length=4096)
     source: Source | None = None
-    valid_from: int | None = Field(default=None, ge=0)
-    valid_until: int | None = Field(default=None, ge=0)
+    valid_from: int | None = Field(default=None, ge=0, le=1 << 53)
+    valid_until: int | None = Field(default=None, ge=0, le=1 << 53)
 
 
 def _memory(ctx: ApiContext) -> Memory:

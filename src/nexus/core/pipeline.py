@@ -29,7 +29,7 @@ from .._speedups.histogram import Histogram
 from .._speedups.records import EventIds, ack_record, message_record
 from .._speedups.router import Router
 from ..auth import Principal
-from ..errors import Internal, NexusError
+from ..errors import BadRequest, Internal, NexusError
 from ..protocol import events
 from ..protocol.requests import RequestId
 from ..store import GroupCommitWriter, LmdbStore, WriteBatch
@@ -452,14 +452,26 @@ class MessagePipeline:
         next_id = ids.next
         entries = batch.entries
         append = entries.append
+        unbuildable: list[PendingEntry] = []
         for p in taken:
             room = p.room
             seq = room.seq = room.seq + 1
             p.seq = seq
             p.event_id = event_id = next_id()
-            p.record, patch = record, patch = p.build(seq, event_id, now_ms)
+            try:
+                p.record, patch = record, patch = p.build(seq, event_id, now_ms)
+            except Exception:
+                # Something validation let through cannot be encoded (an integer past 64
+                # bits, say): refuse this entry alone, its seq goes to the next one.
+                log.exception("entry of %s could not be encoded; refused", room.key)
+                room.seq -= 1
+                unbuildable.append(p)
+                continue
             # a plain tuple in LogEntry's field order: cheaper to build than the named one
             append((room.key, seq, event_id, record, p.ckey, now_ms, patch))  # type: ignore[arg-type]
+        if unbuildable:
+            taken = [p for p in taken if p not in unbuildable]
+            self._refuse(unbuildable, BadRequest("the entry cannot be stored as given"))
         traced = BatchTrace(self._tracer, taken) if self._tracer is not None else None
         self._inflight = (taken, rooms, metas, traced)
         if self._inline:

@@ -38,6 +38,7 @@ from .store import (
 AUDIT_ROOM = "memory-audit"  # per tenant, private: events of memories that have no room
 SCOPES = ("tenant", "room", "user", "agent")
 TEXT_MAX_BYTES = 4096
+MS_MAX = 1 << 53  # JSON-safe integers
 SEARCH_LIMIT_MAX = 50
 CANDIDATES = 5  # BM25 candidates per wanted hit, re-ranked with recency
 ROOMS_SCANNED_MAX = 10_000  # rooms of a tenant checked for visibility per search
@@ -47,8 +48,8 @@ WRITE_TIMEOUT_S = 10.0
 def _int_or_none(value: Any, name: str) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise BadRequest(f"{name} must be a non-negative integer (ms since the epoch)")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MS_MAX:
+        raise BadRequest(f"{name} must be an integer from 0 to 2^53 (ms since the epoch)")
     return value
 
 

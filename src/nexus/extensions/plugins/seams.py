@@ -225,21 +225,27 @@ class PluginObserver:
     def _call_events(self, tenant: str, state: Any, chunk: list[bytes], last_id: str) -> None:
         payload = b'{"tenant":' + orjson.dumps(tenant) + b',"events":[' + b",".join(chunk) + b"]}"
         out = self._runtime.call(state, "on_event", payload)  # a fault raises: redelivered
-        if out is not None:
-            try:
-                answer = orjson.loads(out)
-            except orjson.JSONDecodeError:
-                answer = None
-            if not isinstance(answer, dict):
-                fault = PluginFault("json", "on_event answered something that is not a JSON object")
-                self._runtime.fault(state, fault)
-                raise fault
-            if answer.get("error"):
-                fault = PluginFault("refused", f"on_event: {str(answer['error'])[:300]}")
-                self._runtime.fault(state, fault)
-                raise fault
+        answer = self._answer(state, "on_event", out)
+        if answer.get("error"):
+            fault = PluginFault("refused", f"on_event: {str(answer['error'])[:300]}")
+            self._runtime.fault(state, fault)
+            raise fault
         state.consecutive = 0
         self._runtime.submit_posts(state, f"ev.{self.installed.name}.{last_id}")
+
+    def _answer(self, state: Any, hook: str, out: bytes | None) -> dict[str, Any]:
+        """A hook's JSON object answer ({} for none); a fault (counted, raised) otherwise."""
+        if out is None:
+            return {}
+        try:
+            answer = orjson.loads(out)
+        except orjson.JSONDecodeError:
+            answer = None
+        if not isinstance(answer, dict):
+            fault = PluginFault("json", f"{hook} answered something that is not a JSON object")
+            self._runtime.fault(state, fault)
+            raise fault
+        return answer
 
     def _run_commands(self, tenant: str, state: Any, group: list[CommittedEntry]) -> None:
         for entry in group:
@@ -264,19 +270,7 @@ class PluginObserver:
                 }
             )
             out = self._runtime.call(state, "on_command", payload)  # a fault raises
-            reply = None
-            if out is not None:
-                try:
-                    answer = orjson.loads(out)
-                except orjson.JSONDecodeError:
-                    answer = None
-                if not isinstance(answer, dict):
-                    fault = PluginFault(
-                        "json", "on_command answered something that is not a JSON object"
-                    )
-                    self._runtime.fault(state, fault)
-                    raise fault
-                reply = answer.get("reply")
+            reply = self._answer(state, "on_command", out).get("reply")
             state.consecutive = 0
             if isinstance(reply, str) and reply:
                 state.api.posts.insert(
