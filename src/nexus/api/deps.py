@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import Depends, Request
@@ -17,6 +16,7 @@ from ..config import Settings
 from ..core.access import AccessRules
 from ..core.agent_control import AgentControl
 from ..core.agents import AgentRegistry
+from ..core.caller import OneWrite
 from ..core.directory import UserDirectory
 from ..core.memory import Memory
 from ..core.plugin_control import PluginControl
@@ -25,7 +25,7 @@ from ..core.rooms import Room, RoomDirectory
 from ..core.sessions import LiveSessions
 from ..core.tasks.service import TaskService
 from ..core.writes import RoomWrites
-from ..errors import BadRequest, Unauthorized, Unavailable, error_for
+from ..errors import BadRequest, Unauthorized
 from ..observability.health import Health
 from ..store import LmdbStore
 from .guard import PRINCIPAL_KEY
@@ -92,26 +92,6 @@ def json_size(value: object, what: str) -> int:
         raise BadRequest(f"{what} is not storable JSON: {exc}") from None
 
 
-class HttpReply:
-    """Receives the pipeline's answer (ack or error) for one HTTP write."""
-
-    def __init__(self, who: Principal) -> None:
-        self._principal = who
-        self.future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-
-    @property
-    def principal(self) -> Principal | None:
-        return self._principal
-
-    def send(self, payload: bytes) -> None:
-        if not self.future.done():
-            self.future.set_result(orjson.loads(payload))
-
-    async def result(self) -> dict[str, Any]:
-        try:
-            event = await asyncio.wait_for(self.future, WRITE_TIMEOUT_S)
-        except TimeoutError:
-            raise Unavailable("the write was not committed in time") from None
-        if event["type"] == "error":
-            raise error_for(event["code"], event["message"])
-        return event
+def http_reply(who: Principal) -> OneWrite:
+    """The caller of one HTTP write: the pipeline's ack or error resolves ``result()``."""
+    return OneWrite(who, WRITE_TIMEOUT_S)

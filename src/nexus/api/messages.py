@@ -14,7 +14,7 @@ from ..protocol import MessageDelete as DeleteReq
 from ..protocol import MessageEdit as EditReq
 from ..protocol import MessageSend
 from ..protocol.decoder import ID_MAX_BYTES
-from .deps import ApiContext, Caller, Ctx, HttpReply, json_size, visible_room
+from .deps import ApiContext, Caller, Ctx, http_reply, json_size, visible_room
 from .schemas import (
     ROOM_NAME,
     Entry,
@@ -112,7 +112,7 @@ async def post_message(ctx: Ctx, who: Caller, room: RoomName, body: MessagePost)
     state = visible_room(ctx, who, room)
     with ctx.tracer.start_as_current_span("nexus.pipeline.validate"):
         _check_sizes(ctx, body.body, body.meta)
-        reply = HttpReply(who)
+        reply = http_reply(who)
         ctx.writes.post(
             reply,
             state,
@@ -134,7 +134,7 @@ async def edit_message(
 ) -> WriteAck:
     state = visible_room(ctx, who, room)
     _check_sizes(ctx, body.body, None)
-    reply = HttpReply(who)
+    reply = http_reply(who)
     ctx.writes.edit(reply, state, EditReq(None, room, message_id, body.body, body.client_msg_id))
     return _ack(await reply.result())
 
@@ -144,7 +144,7 @@ async def delete_message(
     ctx: Ctx, who: Caller, room: RoomName, message_id: MessageId, body: MessageDelete | None = None
 ) -> WriteAck:
     state = visible_room(ctx, who, room)
-    reply = HttpReply(who)
+    reply = http_reply(who)
     ctx.writes.delete(
         reply, state, DeleteReq(None, room, message_id, body.client_msg_id if body else None)
     )

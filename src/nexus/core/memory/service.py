@@ -187,26 +187,9 @@ class Memory:
                 raise BadRequest("agent scope: name the agent (field agent)")
             scope_id = str(agent)
         source = self._source(principal, fields.get("source"))
-        now = self._now()
-        valid_from = _int_or_none(fields.get("valid_from"), "valid_from") or now
-        valid_until = _int_or_none(fields.get("valid_until"), "valid_until")
-        if valid_until is not None and valid_until <= valid_from:
-            raise BadRequest("valid_until must be after valid_from")
-        record: dict[str, Any] = {
-            "id": uuid.uuid4().hex,
-            "tenant": principal.tenant,
-            "scope": scope,
-            "scope_id": scope_id,
-            "text": text,
-            "author": principal.user_id,
-            "author_kind": principal.kind,
-            "created_at": now,
-            "valid_from": valid_from,
-            "valid_until": valid_until,
-            "superseded_by": None,
-            "supersedes": None,
-            "source": source,
-        }
+        record = self._record(
+            principal, (principal.tenant, scope, scope_id), text, fields, None, source, None
+        )
         # Where the event goes: the room the memory belongs to or came from; private
         # memories (user, agent) and tenant ones without a room go to the audit room.
         if scope_room is not None:
@@ -220,6 +203,44 @@ class Memory:
         await asyncio.to_thread(self.store.insert_memory, record)
         return record
 
+    def _record(
+        self,
+        principal: Principal,
+        where: tuple[str, str, str],
+        text: str,
+        fields: dict[str, Any],
+        valid_until_before: int | None,
+        source: dict[str, Any] | None,
+        supersedes: str | None,
+    ) -> dict[str, Any]:
+        """A new record by ``principal`` at ``where`` (tenant, scope, scope id); its
+        validity from ``fields`` (an absent valid_until keeps ``valid_until_before``)."""
+        now = self._now()
+        valid_from = _int_or_none(fields.get("valid_from"), "valid_from") or now
+        valid_until = (
+            _int_or_none(fields.get("valid_until"), "valid_until")
+            if "valid_until" in fields
+            else valid_until_before
+        )
+        if valid_until is not None and valid_until <= valid_from:
+            raise BadRequest("valid_until must be after valid_from")
+        tenant, scope, scope_id = where
+        return {
+            "id": uuid.uuid4().hex,
+            "tenant": tenant,
+            "scope": scope,
+            "scope_id": scope_id,
+            "text": text,
+            "author": principal.user_id,
+            "author_kind": principal.kind,
+            "created_at": now,
+            "valid_from": valid_from,
+            "valid_until": valid_until,
+            "superseded_by": None,
+            "supersedes": supersedes,
+            "source": source,
+        }
+
     async def update(
         self, principal: Principal, memory_id: str, fields: dict[str, Any]
     ) -> dict[str, Any]:
@@ -229,32 +250,19 @@ class Memory:
         old = await self._changeable(principal, memory_id)
         if old["superseded_by"] is not None:
             raise Conflict(f"memory {memory_id} was superseded by {old['superseded_by']}")
-        now = self._now()
         text = self._text(fields["text"]) if "text" in fields else old["text"]
-        valid_from = _int_or_none(fields.get("valid_from"), "valid_from") or now
-        valid_until = (
-            _int_or_none(fields.get("valid_until"), "valid_until")
-            if "valid_until" in fields
-            else old["valid_until"]
-        )
-        if valid_until is not None and valid_until <= valid_from:
-            raise BadRequest("valid_until must be after valid_from")
         source = (
             self._source(principal, fields.get("source")) if "source" in fields else old["source"]
         )
-        record = {
-            **{k: old[k] for k in ("tenant", "scope", "scope_id")},
-            "id": uuid.uuid4().hex,
-            "text": text,
-            "author": principal.user_id,
-            "author_kind": principal.kind,
-            "created_at": now,
-            "valid_from": valid_from,
-            "valid_until": valid_until,
-            "superseded_by": None,
-            "supersedes": memory_id,
-            "source": source,
-        }
+        record = self._record(
+            principal,
+            (old["tenant"], old["scope"], old["scope_id"]),
+            text,
+            fields,
+            old["valid_until"],
+            source,
+            memory_id,
+        )
         room = self._event_room(principal, old)
         ack = await self._append(
             principal, room, MEMORY_SUPERSEDED, {"memory": record, "superseded": memory_id}

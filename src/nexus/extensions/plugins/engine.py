@@ -12,7 +12,6 @@ import hashlib
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 
 import wasmtime
@@ -90,9 +89,6 @@ class PluginEngine:
         self._modules[digest] = module
         return module
 
-    def forget(self, digest: str) -> None:
-        self._modules.pop(digest, None)
-
     def _cached_path(self, digest: str) -> Path | None:
         if self._cache_dir is None:
             return None
@@ -117,7 +113,3 @@ def wasmtime_version() -> str:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

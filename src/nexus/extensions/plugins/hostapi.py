@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
-
 from ...core.extension_host import ExtensionHost
 from ...store.keys import room_key
 from .instance import E_DENIED, E_INPUT, E_QUOTA, KEY_MAX, VALUE_MAX
@@ -138,21 +136,3 @@ class PluginHostApi:
                 del self._overlay[full]
 
         self._host.pipeline.submit_meta([("plugin_kv", full, value)], committed)
-
-    def kv_items(self) -> dict[str, str]:
-        """Every key and value of this (tenant, plugin), for the admin view and tests."""
-        out = {
-            k[len(self._prefix) :].decode("utf-8", "replace"): v.decode("utf-8", "replace")
-            for k, v in self._host.store.records("plugin_kv", self._prefix)
-        }
-        for full, value in self._overlay.items():
-            key = full[len(self._prefix) :].decode("utf-8", "replace")
-            if value is None:
-                out.pop(key, None)
-            else:
-                out[key] = value.decode("utf-8", "replace")
-        return out
-
-
-def json_bytes(value: Any) -> bytes:
-    return orjson.dumps(value)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
@@ -390,6 +389,3 @@ def _trap_text(trap: wasmtime.Trap) -> str:
 def _text(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-HostFunction = Callable[..., Any]

@@ -20,7 +20,6 @@ from ...errors import BadRequest
 
 NAME = r"^[a-z0-9][a-z0-9-]{0,63}$"
 COMMAND = r"^[a-z][a-z0-9_-]{0,31}$"
-HOOKS = ("on_load", "on_message", "on_event", "on_command", "on_tick")
 # on_load is called whenever it is exported; listing it makes the export required.
 Hook = Literal["on_load", "on_message", "on_event", "on_command", "on_tick"]
 Capability = Literal["log", "kv", "post", "history", "wasi"]

@@ -662,9 +662,6 @@ class PluginRuntime:
         self._schedule_tick(state)
 
     # -- figures -----------------------------------------------------------------------
-    def states(self) -> list[PluginState]:
-        return list(self._states.values())
-
     def collect(self) -> Iterator[object]:
         calls = CounterMetricFamily(
             "nexus_plugin_calls", "Plugin hook calls", labels=["tenant", "plugin", "hook"]
