@@ -87,6 +87,7 @@ def prepare(
     tool_results: Sequence[ToolResult] = (),
     room: str = "",
     retrieved: Sequence[RetrievedItem] = (),
+    pinned: Sequence[str] = (),
 ) -> Assembly:
     """The assembled prompt for ``agent`` answering ``current``, given the room's recent
     ``log`` (oldest first), its rolling summaries and this turn's tool results."""
@@ -101,6 +102,7 @@ def prepare(
             tool_results=tuple(tool_results),
             room=room,
             retrieved=tuple(retrieved),
+            pinned=tuple(pinned),
         ),
         counter,
     )

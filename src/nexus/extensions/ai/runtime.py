@@ -84,6 +84,8 @@ TurnListener = Callable[[str, dict[str, Any]], None]
 
 # (agent principal, room, trigger text) -> memories for the turn's context
 Retriever = Callable[[Principal, Room, str], Awaitable[tuple[RetrievedItem, ...]]]
+# (agent, room) -> pinned blocks of the turn's context (e.g. the skills catalog)
+PinnedSource = Callable[[AgentConfig, Room], Sequence[str]]
 
 
 @dataclass
@@ -185,6 +187,7 @@ class AgentRuntime:
         self._mention: dict[str, re.Pattern[str]] = {}
         self._counters: dict[str, TokenCounter] = {}
         self.summaries = RoomSummaries(host, horizon=self.settings.agent_history_max)
+        self.pinned: list[PinnedSource] = []  # extensions add theirs (skills: the catalog)
         agents.providers = set(providers)
         agents.tools = tools.names()
 
@@ -489,7 +492,9 @@ class AgentRuntime:
             ]
             summaries = self.summaries.of(agent, room)
             retrieved = await self._retrieve(agent, room, turn.trigger)
-        specs = self.tool_registry.specs(agent.tools)
+        turn_tools = self.tool_registry.for_turn(agent, room)
+        specs = turn_tools.specs
+        pinned = tuple(block for source in self.pinned for block in source(agent, room))
         caller = self.caller(agent)
         results: list[ToolResult] = []
         for round_no in range(MAX_TOOL_ROUNDS + 1):
@@ -505,6 +510,7 @@ class AgentRuntime:
                     tool_results=results,
                     room=room.name,
                     retrieved=retrieved,
+                    pinned=pinned,
                 )
                 span.set_attribute("nexus.context.tokens", assembly.trace.used)
             request = ChatRequest(
@@ -572,8 +578,10 @@ class AgentRuntime:
                 ToolCall(c[0] or f"call_{round_no}_{i}", c[1], c[2])
                 for i, c in sorted(calls.items())
             )
-            ctx = ToolContext(self.host, caller.principal, caller, room)
             for call in tool_calls:
+                ctx = ToolContext(
+                    self.host, caller.principal, caller, room, agent, turn.message_id, call.id
+                )
                 with tracer.start_as_current_span(
                     "nexus.agent.tool", attributes={"nexus.tool": call.name}
                 ) as span:
@@ -588,7 +596,7 @@ class AgentRuntime:
                         },
                     )
                     result, ok = await self.tool_registry.call(
-                        ctx, call.name, call.arguments, agent.tools
+                        ctx, call.name, call.arguments, turn_tools
                     )
                     span.set_attribute("nexus.tool.ok", ok)
                     self.metrics.tool_calls[(call.name, "ok" if ok else "error")] += 1
@@ -887,6 +895,7 @@ class AgentRuntime:
             summaries=self.summaries.of(config, room),
             room=room.name,
             retrieved=await self._retrieve(config, room, current),
+            pinned=tuple(block for source in self.pinned for block in source(config, room)),
         )
         return {
             "agent": agent,

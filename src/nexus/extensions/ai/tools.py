@@ -1,5 +1,6 @@
-"""The tools agents may call, in one registry: built-ins here; MCP servers' tools and
-skills join the same registry later.
+"""The tools agents may call, in one registry: built-ins here, the memory and task tools,
+and per-agent sources (MCP servers' tools, skills) that say which tools an agent has in a
+room when its turn starts.
 
 Every call is visible in the room: the runtime writes ``tool.call`` before running it and
 ``tool.result`` after (arguments and results capped in size). A tool answers with text
@@ -9,13 +10,14 @@ exception that ends the turn.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from ...auth import Principal
+from ...core.agents import AgentConfig
 from ...core.extension_host import ExtensionHost
 from ...core.rooms import Room
 from ...errors import NexusError
@@ -33,6 +35,9 @@ class ToolContext:
     principal: Principal  # the agent
     caller: AgentCaller
     room: Room  # where the turn runs
+    agent: AgentConfig | None = None
+    message_id: str = ""  # the reply this turn writes (tool events point at it)
+    call_id: str = ""  # the model's id of the call being run
 
 
 Run = Callable[[ToolContext, dict[str, Any]], Awaitable[str]]
@@ -46,6 +51,21 @@ class Tool:
 
 class ToolError(Exception):
     """A tool could not do what was asked: the message goes back to the model."""
+
+
+class ToolSource(Protocol):
+    """Tools that depend on the agent and the room (an agent's MCP servers, the skills in
+    scope): asked once per turn, before the first round."""
+
+    def tools_for(self, agent: AgentConfig, room: Room) -> Sequence[Tool]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TurnTools:
+    """The tools of one turn: what the model is offered and what may run."""
+
+    specs: tuple[ToolSpec, ...]
+    tools: dict[str, Tool]
 
 
 def _line(record: dict[str, Any]) -> str:
@@ -157,6 +177,10 @@ BUILT_INS: tuple[Tool, ...] = (
 class ToolRegistry:
     def __init__(self, tools: tuple[Tool, ...] = BUILT_INS) -> None:
         self._tools = {t.spec.name: t for t in tools}
+        self._sources: list[ToolSource] = []
+
+    def add_source(self, source: ToolSource) -> None:
+        self._sources.append(source)
 
     def add(self, tool: Tool) -> None:
         if tool.spec.name in self._tools:
@@ -175,11 +199,21 @@ class ToolRegistry:
     def specs(self, allowed: tuple[str, ...]) -> tuple[ToolSpec, ...]:
         return tuple(self._tools[n].spec for n in allowed if n in self._tools)
 
+    def for_turn(self, agent: AgentConfig, room: Room) -> TurnTools:
+        """The agent's listed tools, then what each source gives it in ``room`` (a name
+        taken already is not offered twice)."""
+        tools = {n: self._tools[n] for n in agent.tools if n in self._tools}
+        for source in self._sources:
+            for tool in source.tools_for(agent, room):
+                tools.setdefault(tool.spec.name, tool)
+        return TurnTools(tuple(t.spec for t in tools.values()), tools)
+
     async def call(
-        self, ctx: ToolContext, name: str, arguments: str, allowed: tuple[str, ...]
+        self, ctx: ToolContext, name: str, arguments: str, turn: TurnTools
     ) -> tuple[str, bool]:
         """Run tool ``name``; (result text, ok). Never raises for the tool's failures."""
-        if name not in allowed or name not in self._tools:
+        tool = turn.tools.get(name)
+        if tool is None:
             return f"error: no tool named {name} is available", False
         try:
             args = orjson.loads(arguments or "{}")
@@ -188,7 +222,7 @@ class ToolRegistry:
         if not isinstance(args, dict):
             return "error: the arguments must be a JSON object", False
         try:
-            result = await self._tools[name].run(ctx, args)
+            result = await tool.run(ctx, args)
         except ToolError as exc:
             return f"error: {exc}", False
         return result[:RESULT_MAX_CHARS], True
