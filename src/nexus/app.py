@@ -22,6 +22,7 @@ from opentelemetry.trace import NoOpTracer
 from ._speedups.router import Router
 from .api import create_api
 from .api.deps import ApiContext
+from .api.mcp import McpServer
 from .api.server import HttpServer
 from .auth import TokenVerifier, mint_token, resolve_hmac_secret
 from .config import HMAC_ALGORITHMS, Settings
@@ -238,29 +239,41 @@ def build(
             extra=(agent_runtime.metrics.collect, plugins.collect),
         )
     )
+    api_context = ApiContext(
+        settings,
+        store,
+        rooms,
+        access,
+        writes,
+        room_admin,
+        directory,
+        gateway,
+        health,
+        agent_registry,
+        agent_runtime,
+        tracer or NoOpTracer(),
+        tasks=tasks,
+        memory=memory,
+        plugins=PluginAdmin(plugins),
+    )
+    # Nexus as an MCP server on the HTTP port: its sessions' task group is a service
+    mcp = (
+        McpServer(
+            api_context,
+            observers.tap,
+            session_idle_timeout=settings.mcp_session_idle_timeout,
+        )
+        if settings.mcp_enabled
+        else None
+    )
     api = create_api(
-        ApiContext(
-            settings,
-            store,
-            rooms,
-            access,
-            writes,
-            room_admin,
-            directory,
-            gateway,
-            health,
-            agent_registry,
-            agent_runtime,
-            tracer or NoOpTracer(),
-            tasks=tasks,
-            memory=memory,
-            plugins=PluginAdmin(plugins),
-        ),
+        api_context,
         verifier=verifier,
         user_limits=user_limits,
         on_auth_failure=gateway.stats.auth_failed,
         registry=registry,
         http_metrics=http_metrics,
+        mcp=mcp,
     )
     http = HttpServer(api, settings.http_host, settings.http_port)
     services = [
@@ -278,6 +291,8 @@ def build(
         Service("loop-lag", _sync(loop_lag.start), _sync(loop_lag.stop)),
         Service("retention", _sync(sweeper.start), _sync(sweeper.stop)),
         Service("http", http.start, http.stop),
+        # After http: stops before it, ending MCP streams so the listener closes at once.
+        *([Service("mcp", mcp.start, mcp.stop)] if mcp is not None else []),
         # Stops first: closes the listener, lets pending commits finish, closes clients.
         Service("gateway", gateway.start, gateway.stop, timeout=2 * settings.shutdown_timeout + 5),
     ]

@@ -54,6 +54,10 @@ class Settings:
     http_max_body_bytes: int = _setting(
         65536, "largest HTTP request body (413 beyond it; checked before reading)"
     )
+    mcp_enabled: bool = _setting(True, "serve the Model Context Protocol at /mcp (docs/mcp.md)")
+    mcp_session_idle_timeout: float = _setting(
+        1800.0, "seconds an idle MCP session (protocol 2025-11-25) is kept"
+    )
 
     auth_algorithms: tuple[str, ...] = _setting(("HS256",), "JWT algorithms accepted (pinned)")
     auth_secret: str | None = _setting(None, "HMAC secret for HS*, 32+ characters")
@@ -336,6 +340,7 @@ def validate(s: Settings) -> None:
         "idempotency_window",
         "retention_interval",
         "plugin_deadline_ms_max",
+        "mcp_session_idle_timeout",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")

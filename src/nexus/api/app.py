@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from .. import __version__
 from ..auth import TokenVerifier
@@ -24,7 +25,8 @@ from ..errors import NexusError, RateLimited
 from ..observability.metrics import HttpMetrics
 from . import agents, directory, memory, messages, plugins, rooms, tasks
 from .deps import ApiContext
-from .guard import RequestGuard, retry_after_header
+from .guard import MCP_PATH, RequestGuard, retry_after_header
+from .mcp import McpServer
 from .schemas import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ def create_api(
     on_auth_failure: Callable[[str], None],
     registry: CollectorRegistry,
     http_metrics: HttpMetrics,
+    mcp: McpServer | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Nexus HTTP API",
@@ -85,6 +88,11 @@ def create_api(
     app.include_router(tasks.router, responses=ERROR_RESPONSES)
     app.include_router(memory.router, responses=ERROR_RESPONSES)
     app.include_router(plugins.router, responses=ERROR_RESPONSES)
+    if mcp is not None:
+        # An ASGI endpoint (the SDK's Streamable HTTP transports), behind the same guard.
+        app.router.routes.append(
+            Route(MCP_PATH, endpoint=mcp, methods=["GET", "POST", "DELETE"], name="mcp")
+        )
     # Added before the observing middleware below, so it runs inside it (its refusals are
     # counted and traced like any response).
     app.add_middleware(

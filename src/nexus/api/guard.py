@@ -5,10 +5,11 @@ check comes after an attacker's 200 MB upload has been buffered. This layer runs
 
 - a ``Content-Length`` above ``http_max_body_bytes`` is answered 413 at once; a chunked
   body is read only up to that many bytes (413 past it), then replayed to the app;
-- ``/v1/`` requests must carry a valid bearer token (401 otherwise) before any body byte
-  is read; the principal is handed to the routes in ``scope["state"]``;
-- writes (POST, PUT, PATCH, DELETE under ``/v1/``) draw from the same per-user bucket as
-  the user's WebSocket requests (429 with ``Retry-After``).
+- ``/v1/`` and ``/mcp`` requests must carry a valid bearer token (401 otherwise) before
+  any body byte is read; the principal is handed to the routes in ``scope["state"]``;
+- writes (POST, PUT, PATCH, DELETE under ``/v1/``, and every MCP message: a POST to
+  ``/mcp``) draw from the same per-user bucket as the user's WebSocket requests (429 with
+  ``Retry-After``).
 
 Errors are the API's usual ``{"error": {"code", "message"}}`` bodies.
 """
@@ -34,6 +35,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PRINCIPAL_KEY = "nexus.principal"
 UPLOAD_PREFIX = "/v1/plugins/"  # PUT here carries a module: its own body cap
+MCP_PATH = "/mcp"
 
 
 async def send_error(
@@ -85,7 +87,8 @@ class RequestGuard:
             return
         try:
             length = self._content_length(scope)
-            if scope["path"].startswith("/v1/"):
+            path = scope["path"]
+            if path.startswith("/v1/") or path == MCP_PATH:
                 who = self._authenticate(scope)
                 scope.setdefault("state", {})[PRINCIPAL_KEY] = who
                 if scope["method"] in WRITE_METHODS:

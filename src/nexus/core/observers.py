@@ -322,13 +322,23 @@ class ObserverRunner:
         return None
 
 
+# (room key, newest committed seq) -> None; called on the loop, must not raise or block
+Tap = Callable[[str, int], None]
+
+
 class Observers:
-    """Every registered observer; the pipeline's one call after each fan-out."""
+    """Every registered observer; the pipeline's one call after each fan-out.
+
+    Besides the durable observers, *taps* hear that a room moved (its newest seq, once per
+    commit batch), live only: nothing is stored, nothing is replayed. A tapper that needs
+    the entries reads them from the log after the seq it has seen (MCP subscriptions).
+    """
 
     def __init__(self) -> None:
         self.runners: list[ObserverRunner] = []
-        self.active = False  # any observer registered (read by the pipeline per batch)
+        self.active = False  # any observer or tap (read by the pipeline per batch)
         self.started = False  # runners added later (a plugin installed) start at once
+        self._taps: dict[str, dict[object, Tap]] = {}
 
     def __bool__(self) -> bool:
         return self.active
@@ -339,11 +349,44 @@ class Observers:
         self.runners.append(runner)
         self.active = True
 
+    def tap(self, rkey: str, tap: Tap) -> Callable[[], None]:
+        """Call ``tap`` after each commit that moves room ``rkey``; returns the untap."""
+        token = object()
+        self._taps.setdefault(rkey, {})[token] = tap
+        self.active = True
+
+        def untap() -> None:
+            taps = self._taps.get(rkey)
+            if taps is not None:
+                taps.pop(token, None)
+                if not taps:
+                    del self._taps[rkey]
+            self.active = bool(self.runners or self._taps)
+
+        return untap
+
     def committed(self, taken: Sequence[Any]) -> None:
         """Entries of one commit, in seq order per room (``PendingEntry`` objects)."""
-        entries = [CommittedEntry(p.room.key, p.seq, p.kind, p.record) for p in taken]
-        for runner in self.runners:
-            runner.offer(entries)
+        if self.runners:
+            entries = [CommittedEntry(p.room.key, p.seq, p.kind, p.record) for p in taken]
+            for runner in self.runners:
+                runner.offer(entries)
+        if self._taps:
+            self._tell_taps(taken)
+
+    def _tell_taps(self, taken: Sequence[Any]) -> None:
+        heads: dict[str, int] = {}
+        taps = self._taps
+        for p in taken:
+            rkey = p.room.key
+            if rkey in taps:
+                heads[rkey] = p.seq
+        for rkey, seq in heads.items():
+            for tap in list(taps.get(rkey, {}).values()):
+                try:
+                    tap(rkey, seq)
+                except Exception:
+                    log.exception("room tap failed")
 
     def trimmed(self, rkey: str, first_seq: int) -> None:
         for runner in self.runners:
@@ -355,7 +398,7 @@ class Observers:
         if runner is None:
             return
         self.runners = [r for r in self.runners if r is not runner]
-        self.active = bool(self.runners)
+        self.active = bool(self.runners or self._taps)
         await runner.stop()
 
     def start(self) -> None:
