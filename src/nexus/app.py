@@ -226,19 +226,6 @@ def build(
         idempotency_window=settings.idempotency_window,
         on_trim=observers.trimmed,
     )
-    loop_lag = LoopLag(loop)
-    registry, http_metrics = make_registry(
-        MetricSources(
-            stats=gateway.stats,
-            connections=gateway.connection_count,
-            sessions=lambda: len(handlers.sessions),
-            pipeline=pipeline,
-            router=router,
-            flush_queue=gateway.flush_queue,
-            loop_lag=loop_lag,
-            extra=(agent_runtime.metrics.collect, plugins.collect),
-        )
-    )
     api_context = ApiContext(
         settings,
         store,
@@ -265,6 +252,23 @@ def build(
         )
         if settings.mcp_enabled
         else None
+    )
+    loop_lag = LoopLag(loop)
+    registry, http_metrics = make_registry(
+        MetricSources(
+            stats=gateway.stats,
+            connections=gateway.connection_count,
+            sessions=lambda: len(handlers.sessions),
+            pipeline=pipeline,
+            router=router,
+            flush_queue=gateway.flush_queue,
+            loop_lag=loop_lag,
+            extra=(
+                agent_runtime.metrics.collect,
+                plugins.collect,
+                *([mcp.collect] if mcp is not None else []),
+            ),
+        )
     )
     api = create_api(
         api_context,

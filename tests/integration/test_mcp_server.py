@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from .harness import Client as WsClient
-from .harness import ServerProcess, module_server, token
+from .harness import ServerProcess, module_server, start_server, token
 
 mcp_server = module_server()
 
@@ -193,6 +195,8 @@ async def test_listen_resumes_from_seq_without_gap(mcp_server: ServerProcess) ->
     assert seen == list(range(2, 23))  # no gap, no duplicate
 
 
+# resources/subscribe is the 2025-11-25 way (deprecated by the SDK for new revisions)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 async def test_handshake_subscribe_notifies_with_head_seq(mcp_server: ServerProcess) -> None:
     room = await new_room(mcp_server)
     updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -300,3 +304,46 @@ async def test_no_token_bad_token_and_stolen_session(mcp_server: ServerProcess) 
             headers={**headers, **auth(MEMBER), "mcp-protocol-version": "2026-07-28"},
         )
         assert r.status_code == 413
+
+
+async def test_metrics_count_mcp_requests(mcp_server: ServerProcess) -> None:
+    room = await new_room(mcp_server)
+    async with mcp_client(mcp_server, MEMBER, "2026-07-28") as client:
+        await client.call_tool("post_message", {"room": room, "body": "counted"})
+        await client.call_tool("read_history", {"room": room, "limit": 0})  # a tool error
+    async with httpx.AsyncClient(base_url=mcp_server.api, timeout=10) as http:
+        text = (await http.get("/metrics")).text
+    assert 'nexus_mcp_requests_total{method="tools/call",outcome="ok"}' in text
+    assert 'nexus_mcp_requests_total{method="tools/call",outcome="tool_error"}' in text
+    assert 'nexus_mcp_subscriptions{kind="listen"}' in text
+
+
+async def test_shutdown_ends_open_streams_and_exits_cleanly(tmp_path: Path) -> None:
+    """SIGTERM with a listen stream open: the stream ends and the server exits 0 (the
+    MCP service stops before the HTTP listener, so no stream holds the shutdown)."""
+    server = start_server(tmp_path)
+    ended = False
+    try:
+        room = await new_room(server)
+        async with (
+            mcp_client(server, MEMBER, "2026-07-28") as client,
+            client.listen(resource_subscriptions=[f"nexus://rooms/{room}"]) as sub,
+        ):
+            server.proc.send_signal(signal.SIGTERM)
+            async for _ in sub:
+                pass
+            ended = True
+    except Exception:  # an abrupt end of the stream or the connection is an end too
+        ended = True
+    assert ended
+    assert server.proc.wait(20) == 0, "".join(server.output)
+
+
+async def test_mcp_can_be_turned_off(tmp_path: Path) -> None:
+    server = start_server(tmp_path, mcp_enabled="false")
+    try:
+        async with httpx.AsyncClient(base_url=server.api, headers=auth(MEMBER), timeout=10) as http:
+            r = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            assert r.status_code == 404
+    finally:
+        assert server.stop() == 0

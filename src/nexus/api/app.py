@@ -141,7 +141,9 @@ def create_api(
             attributes={"http.request.method": request.method, "nexus.request_id": request_id},
         ) as span:
             response = await call_next(request)
-            route = getattr(request.scope.get("route"), "path", "unmatched")
+            route = getattr(request.scope.get("route"), "path", None) or (
+                MCP_PATH if request.url.path == MCP_PATH else "unmatched"
+            )
             span.update_name(f"HTTP {request.method} {route}")
             span.set_attribute("http.route", route)
             span.set_attribute("http.response.status_code", response.status_code)

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -44,6 +46,7 @@ from mcp_types import (
     Tool,
     ToolAnnotations,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import Receive, Scope, Send
 
 from ... import __version__
@@ -106,8 +109,7 @@ class McpServer:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self.running = False
-        self.calls = 0
-        self.errors = 0
+        self.requests: Counter[tuple[str, str]] = Counter()  # (method, outcome)
 
     # -- lifecycle: the session manager's task group lives in one task of its own -------
     async def start(self) -> None:
@@ -159,8 +161,8 @@ class McpServer:
         outcome = "ok"
         try:
             result = await call_next(ctx)
-            if isinstance(result, CallToolResult) and result.is_error:
-                outcome = "tool-error"
+            if isinstance(result, dict) and result.get("isError"):  # the wire form
+                outcome = "tool_error"
             return result
         except MCPError as exc:
             outcome = f"error {exc.error.code}"
@@ -170,8 +172,9 @@ class McpServer:
             raise
         finally:
             if ctx.request_id is not None:
-                self.calls += 1
-                self.errors += outcome != "ok"
+                # Labels from a known set: a client's made-up method is "other".
+                method = ctx.method if ctx.method in self.server._request_handlers else "other"
+                self.requests[(method, outcome.partition(" ")[0])] += 1
                 log.info(
                     "mcp %s%s by %s/%s (%s): %s in %.1f ms",
                     ctx.method,
@@ -182,6 +185,25 @@ class McpServer:
                     outcome,
                     (time.perf_counter() - started) * 1000,
                 )
+
+    def collect(self) -> Iterator[object]:
+        requests = CounterMetricFamily(
+            "nexus_mcp_requests",
+            "MCP requests at /mcp by method and outcome (ok, tool_error, error)",
+            labels=["method", "outcome"],
+        )
+        for (method, outcome), n in sorted(self.requests.items()):
+            requests.add_metric([method, outcome], n)
+        yield requests
+        streams, subscriptions = self.watch.counts()
+        watching = GaugeMetricFamily(
+            "nexus_mcp_subscriptions",
+            "Open MCP room subscriptions: listen streams and 2025-11-25 resources/subscribe",
+            labels=["kind"],
+        )
+        watching.add_metric(["listen"], streams)
+        watching.add_metric(["subscribe"], subscriptions)
+        yield watching
 
     # -- tools ---------------------------------------------------------------------
     async def _list_tools(
