@@ -135,7 +135,8 @@ def _unzip(data: bytes, out: _Collector) -> None:
                 raise BadRequest(f"{path}: symbolic links are not allowed in a skill")
             if info.is_dir():
                 continue
-            if mode and not stat.S_ISREG(mode):
+            kind = stat.S_IFMT(mode)  # 0: made by a tool that records no file type
+            if kind and kind != stat.S_IFREG:
                 raise BadRequest(f"{path}: only regular files are allowed in a skill")
             if info.flag_bits & 0x1:
                 raise BadRequest(f"{path}: encrypted entries are not allowed")
