@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nexus.core.context import counter_for
 from nexus.extensions.skills.catalog import HEAD, catalog_block, estimate_tokens
 
 
@@ -57,3 +58,13 @@ def test_the_budget_is_never_exceeded_and_the_order_is_stable(
     if block:
         names = [line[2:].split(":", 1)[0] for line in block.splitlines() if line.startswith("- ")]
         assert names == sorted(n for n, _ in skills)[: len(names)]
+
+
+def test_a_models_counter_bounds_the_whole_block() -> None:
+    count = counter_for("offline-extractive").count  # the calibrated estimate
+    skills = [(f"s-{i}", f"Does {i}-th thing: a, b; c/d -- e.") for i in range(60)]
+    assert catalog_block(skills, 20, count) == ""  # not even the heading fits
+    for budget in (150, 250, 400):
+        block = catalog_block(skills, budget, count)
+        assert block and count(block) <= budget
+        assert block.endswith(f"the catalog is limited to {budget} tokens)")

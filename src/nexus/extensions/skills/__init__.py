@@ -4,6 +4,7 @@ as a catalog, loaded by a tool call or a ``/skill-name`` message (docs/skills.md
 from __future__ import annotations
 
 from ...core.agents import AgentConfig
+from ...core.context import counter_for
 from ...core.rooms import Room
 from ..ai.runtime import AgentRuntime
 from .admin import SkillAdmin
@@ -27,7 +28,11 @@ def install_skills(runtime: AgentRuntime) -> SkillAdmin:
         if not registry.has_any(agent.tenant):
             return []
         skills = registry.effective(agent.tenant, room.name, agent.name)
-        block = catalog_block([(v.name, v.doc.description) for v in skills], budget)
+        # The turn has loaded its model's counter before it asks for pinned blocks: this
+        # is the cached one, counting as context assembly will.
+        model = runtime.model_of(agent, runtime.providers.get(agent.provider))
+        count = counter_for(model).count
+        block = catalog_block([(v.name, v.doc.description) for v in skills], budget, count)
         return [block] if block else []
 
     runtime.pinned.append(catalog)

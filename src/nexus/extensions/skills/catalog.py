@@ -1,45 +1,60 @@
 """The skills catalog: the pinned block that tells an agent which skills it may activate.
 
 Only names and descriptions (progressive disclosure: a skill's instructions load when the
-agent activates it). Skills are listed by name, as many as fit ``budget`` tokens with the
-closing note; the note says how many were left out. Tokens are estimated at one per three
-UTF-8 bytes, an over-estimate for prose with any common tokenizer, so the real count stays
-within the budget and the block is the same for every model.
+agent activates it). Skills are listed by name, as many as fit ``budget`` tokens together
+with the closing note, which says how many were left out. Tokens are counted with the
+agent's model's counter (``core.context.counter_for``, the one context assembly uses), so
+the block's count in the context trace is within the budget.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 HEAD = (
     "Skills you can use. When a request matches one, call activate_skill with its name to "
     "load its instructions, then follow them:"
 )
 MORE = "({left} more skill(s) not listed: the catalog is limited to {budget} tokens)"
+Count = Callable[[str], int]
 
 
 def estimate_tokens(text: str) -> int:
+    """One token per three UTF-8 bytes: a rough count for tests and tools without a model."""
     return (len(text.encode()) + 2) // 3
 
 
-def catalog_block(skills: Sequence[tuple[str, str]], budget: int) -> str:
-    """The catalog of ``skills`` ((name, description) pairs) within ``budget`` tokens; an
-    empty string when there are none or not even the heading fits."""
+def _block(entries: list[str], total: int, budget: int) -> str:
+    lines = [HEAD, *entries]
+    if len(entries) < total:
+        lines.append(MORE.format(left=total - len(entries), budget=budget))
+    return "\n".join(lines)
+
+
+def catalog_block(
+    skills: Sequence[tuple[str, str]], budget: int, count: Count = estimate_tokens
+) -> str:
+    """The catalog of ``skills`` ((name, description) pairs) within ``budget`` tokens as
+    ``count`` counts them; an empty string when there are none or not even the heading
+    and the note fit."""
     if not skills:
         return ""
-    entries = sorted(skills)
-    lines = [HEAD]
-    used = estimate_tokens(HEAD)
-    worst_note = estimate_tokens(MORE.format(left=len(entries), budget=budget)) + 1
-    if used + worst_note > budget:
+    lines = [f"- {name}: {' '.join(description.split())}" for name, description in sorted(skills)]
+    total = len(lines)
+    note = count(MORE.format(left=total, budget=budget)) + 1
+    used = count(HEAD)
+    if used + note > budget:
         return ""
-    for i, (name, description) in enumerate(entries):
-        line = f"- {name}: {' '.join(description.split())}"
-        cost = estimate_tokens(line) + 1  # the newline
-        note = 0 if i == len(entries) - 1 else worst_note
-        if used + cost + note > budget:
-            lines.append(MORE.format(left=len(entries) - i, budget=budget))
+    kept = 0
+    for i, line in enumerate(lines):
+        cost = count(line) + 1  # its newline
+        if used + cost + (0 if i == total - 1 else note) > budget:
             break
-        lines.append(line)
         used += cost
-    return "\n".join(lines)
+        kept += 1
+    # Counts of joined text are not exactly the sum of the parts: check the whole, back off.
+    block = _block(lines[:kept], total, budget)
+    while kept and count(block) > budget:
+        kept -= 1
+        block = _block(lines[:kept], total, budget)
+    return block
