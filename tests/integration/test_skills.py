@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from fakes.provider_server import ProviderServer, openai_frames, stream_script
+from nexus.store import LmdbStore
 
 from .harness import Client, ServerProcess, module_server, start_server, token
 from .test_agents import reply_of, streamed_text
@@ -425,3 +426,62 @@ async def test_slash_skill_without_an_agent_is_a_notice(
     await ann.say(room, "/not-a-skill hello")
     assert not [e for e in await ann.barrier() if e["type"].startswith("skill.")]
     await ann.close()
+
+
+async def test_an_agent_scoped_skill_runs_with_its_agent(
+    skills_server: ServerProcess, admin: httpx.AsyncClient
+) -> None:
+    room = await new_room(admin, agent="ay")
+    r = await admin.post("/v1/agents", json={"name": "bee"})
+    assert r.status_code in (201, 409)
+    assert (await admin.put(f"/v1/rooms/{room}/members/bee", json={"role": "member"})).is_success
+    r = await put(
+        admin, "bees-only", zip_of({"SKILL.md": skill_md("bees-only")}), scope="agent:bee"
+    )
+    assert r.status_code == 201, r.text
+    ann = await Client.connect(skills_server.url, ADMIN)
+    await ann.join(room)
+    ack = await ann.say(room, "/bees-only now")
+    activated = await ann.next("skill.activated", timeout=20)
+    assert activated["agent"] == "bee" and activated["scope"] == "agent:bee"
+    seen = await reply_of(ann)
+    assert seen["started"]["sender"] == "bee" and seen["started"]["reply_to"] == ack["message_id"]
+    await ann.close()
+
+
+async def test_installs_survive_a_restart(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    files = {"SKILL.md": skill_md("kept"), "references/r.md": b"reference text"}
+    try:
+        async with httpx.AsyncClient(base_url=server.api, headers=auth(ADMIN)) as http:
+            first = (await put(http, "kept", zip_of(files))).json()
+            changed = {**files, "references/r.md": b"reference text, revised"}
+            second = (await put(http, "kept", zip_of(changed))).json()
+    finally:
+        assert server.stop() == 0
+    server = start_server(tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=server.api, headers=auth(ADMIN)) as http:
+            got = (await http.get("/v1/skills/kept")).json()
+            assert [(v["version"], v["digest"]) for v in got["versions"]] == [
+                (2, second["digest"]),
+                (1, first["digest"]),
+            ]
+            r = await http.get(f"/v1/skills/kept/versions/{first['digest']}/files/references/r.md")
+            assert r.status_code == 200 and r.text == "reference text"
+            r = await http.get(f"/v1/skills/kept/versions/{second['digest']}/files/nope.md")
+            assert r.status_code == 404
+            assert (await http.delete("/v1/skills/kept")).status_code == 204
+    finally:
+        assert server.stop() == 0
+    store = LmdbStore(tmp_path / "lmdb", map_size=1 << 30)
+    try:
+        assert store.records("skill") == []  # the records and the file blobs went
+    finally:
+        store.close()
+    server = start_server(tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=server.api, headers=auth(ADMIN)) as http:
+            assert (await http.get("/v1/skills/kept")).status_code == 404
+    finally:
+        assert server.stop() == 0

@@ -88,6 +88,24 @@ async def get_version(
     return _control(ctx).version(who.tenant, name, scope, digest)
 
 
+@router.get(
+    "/skills/{name}/versions/{digest}/files/{path:path}",
+    summary="One file of a kept version (its bytes)",
+    response_class=Response,
+)
+async def get_file(
+    ctx: Ctx, who: Caller, name: SkillName, digest: str, path: str, scope: Scope = "tenant"
+) -> Response:
+    _readable(ctx, who, scope)
+    data = _control(ctx).read_file(who.tenant, name, scope, digest, path)
+    try:
+        data.decode("utf-8")
+        kind = "text/plain; charset=utf-8"
+    except UnicodeDecodeError:
+        kind = "application/octet-stream"
+    return Response(data, media_type=kind)
+
+
 @router.put(
     "/skills/{name}",
     summary="Install a skill from a zip or tar.gz archive (tenant admin)",
