@@ -92,6 +92,12 @@ async def get_version(
     "/skills/{name}/versions/{digest}/files/{path:path}",
     summary="One file of a kept version (its bytes)",
     response_class=Response,
+    responses={
+        200: {
+            "description": "the file: text/plain when it is UTF-8",
+            "content": {"text/plain": {}, "application/octet-stream": {}},
+        }
+    },
 )
 async def get_file(
     ctx: Ctx, who: Caller, name: SkillName, digest: str, path: str, scope: Scope = "tenant"
@@ -112,6 +118,17 @@ async def get_file(
     responses={
         201: {"description": "a new version, now active"},
         200: {"description": "this content was kept already: it is the active version"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            # Sent as application/zip or application/gzip; documented as octet-stream (also
+            # accepted), the binary type OpenAPI tools know how to send.
+            "description": "the skill's zip or tar.gz archive (application/zip, application/gzip)",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
     },
 )
 async def install_skill(
