@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import wasmtime
 
 from fakes.provider_server import ProviderServer, openai_frames, stream_script
 from nexus.store import LmdbStore
@@ -185,7 +186,13 @@ async def test_install_keeps_versions_by_digest(admin: httpx.AsyncClient) -> Non
             "bad-a",
             zip_of({"SKILL.md": skill_md("bad-a"), "scripts/x.py": b"print(1)"}),
             400,
-            "scripts/x.py: skill scripts are not supported on this server",
+            "scripts/x.py: only WebAssembly modules (.wasm) may be skill scripts here",
+        ),
+        (
+            "bad-a",
+            zip_of({"SKILL.md": skill_md("bad-a"), "scripts/x.wasm": b"not wasm"}),
+            400,
+            "scripts/x.wasm: not a valid WebAssembly module",
         ),
         ("bad-a", zip_of({"README.md": b"x"}), 400, "no SKILL.md"),
         ("bad-a", b"plain text", 400, "neither a zip nor a tar.gz"),
@@ -367,6 +374,7 @@ async def test_an_agent_activates_a_skill_by_tool_call(tmp_path: Path) -> None:
             first = fake.requests[0].json
             offered = {t["function"]["name"] for t in first["tools"]}
             assert {"activate_skill", "read_skill_reference"} <= offered
+            assert "run_skill_script" not in offered  # no skill here has scripts
             system = first["messages"][0]["content"]
             assert "- meeting-notes: Turn the room's recent discussion" in system
             assert "# Meeting notes" not in system  # only the catalog until activated
@@ -485,3 +493,72 @@ async def test_installs_survive_a_restart(tmp_path: Path) -> None:
             assert (await http.get("/v1/skills/kept")).status_code == 404
     finally:
         assert server.stop() == 0
+
+
+ECHO_WAT = """(module
+  (memory (export "memory") 1)
+  (func (export "nexus_input") (param i32) (result i32) (i32.const 1024))
+  (func (export "run") (param $p i32) (param $n i32) (result i64)
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32))
+            (i64.extend_i32_u (local.get $n)))))"""
+LOOP_WAT = """(module
+  (memory (export "memory") 1)
+  (func (export "nexus_input") (param i32) (result i32) (i32.const 1024))
+  (func (export "run") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0)))"""
+
+
+async def test_an_agent_runs_a_skill_script_in_the_wasm_sandbox(tmp_path: Path) -> None:
+    async with ProviderServer() as fake:
+
+        def tool_round(call_id: str, name: str, arguments: dict[str, Any]) -> object:
+            frames = openai_frames(
+                text=(),
+                tool_calls=[(call_id, name, [json.dumps(arguments)])],
+                finish="tool_calls",
+                usage=(10, 2),
+            )
+            return stream_script(frames)
+
+        fake.push(
+            tool_round(
+                "c1", "run_skill_script", {"name": "wordy", "script": "echo", "input": {"n": 1}}
+            ),
+            tool_round("c2", "run_skill_script", {"name": "wordy", "script": "scripts/loop.wasm"}),
+            stream_script(openai_frames(text=("Done.",), usage=(10, 2))),
+        )
+        provider = {"type": "openai", "base_url": f"{fake.url}/v1", "api_key": "k", "retries": 0}
+        server = start_server(
+            tmp_path,
+            ai_providers=json.dumps({"hosted": provider}),
+            agent_delta_interval=0,
+            plugin_fuel_max=5_000_000,
+        )
+        try:
+            files = {
+                "SKILL.md": skill_md("wordy", body="Run scripts/echo.wasm on the input."),
+                "scripts/echo.wasm": bytes(wasmtime.wat2wasm(ECHO_WAT)),
+                "scripts/loop.wasm": bytes(wasmtime.wat2wasm(LOOP_WAT)),
+            }
+            async with httpx.AsyncClient(base_url=server.api, headers=auth(ADMIN)) as http:
+                r = await put(http, "wordy", zip_of(files))
+                assert r.status_code == 201, r.text
+                view = r.json()
+                assert view["scripts"] == ["scripts/echo.wasm", "scripts/loop.wasm"]
+                room = await new_room(http, agent="runner", provider="hosted")
+            ann = await Client.connect(server.url, ADMIN)
+            await ann.join(room)
+            await ann.say(room, "@runner count it")
+            echoed, looped = [await ann.next("tool.result", timeout=20) for _ in range(2)]
+            await reply_of(ann)
+            assert echoed["ok"] and json.loads(echoed["result"]) == {
+                "skill": "wordy",
+                "digest": view["digest"],
+                "input": {"n": 1},
+            }
+            assert not looped["ok"]
+            assert looped["result"].startswith("error: scripts/loop.wasm failed (")
+            offered = {t["function"]["name"] for t in fake.requests[0].json["tools"]}
+            assert "run_skill_script" in offered
+            await ann.close()
+        finally:
+            server.stop()

@@ -79,11 +79,14 @@ def test_the_name_must_be_the_folder_name() -> None:
     assert err.value.message == "SKILL.md names the skill 'other' but its folder is 'mine'"
 
 
-def test_scripts_are_refused_at_install() -> None:
+def test_only_wasm_scripts_are_accepted() -> None:
     files = {"SKILL.md": skill_md("name: s\ndescription: d"), "scripts/run.wasm": b"\0asm"}
+    assert build_bundle(Unpacked(files), "s").files == files  # the module is checked later
     with pytest.raises(BadRequest) as err:
-        build_bundle(Unpacked(files), "s")
-    assert "scripts/run.wasm: skill scripts are not supported on this server" in err.value.message
+        build_bundle(Unpacked({**files, "scripts/run.sh": b"rm -rf /"}), "s")
+    assert err.value.message.startswith(
+        "scripts/run.sh: only WebAssembly modules (.wasm) may be skill scripts here"
+    )
 
 
 def test_a_bundle_needs_skill_md_and_matching_names() -> None:

@@ -39,5 +39,6 @@ def install_skills(runtime: AgentRuntime) -> SkillAdmin:
     runtime.tool_registry.add_source(SkillTools(registry))
     commands = SkillCommands(registry, runtime)
     host.add_observer(commands)
+    host.add_service("skill-scripts", lambda: None, registry.scripts.stop)
     runtime.claims.append(commands.claims)
     return SkillAdmin(registry, host.rooms, runtime.agents)

@@ -64,6 +64,7 @@ class SkillAdmin:
             **self.registry.describe(version),
             "body": version.doc.body,
             "references": references(version.sizes),
+            "scripts": version.scripts,
         }
 
     # -- changes -----------------------------------------------------------------------
@@ -99,6 +100,7 @@ class SkillAdmin:
         # Decompressing and hashing up to the caps takes a while: off the loop.
         unpacked = await asyncio.to_thread(unpack, archive, self.registry.limits)
         bundle = await asyncio.to_thread(build_bundle, unpacked, name)
+        await asyncio.to_thread(self.registry.check_scripts, bundle)  # compiles the modules
         version, created = await self.registry.install(who.tenant, scope, bundle, who.user_id)
         return self.registry.describe(version), created
 

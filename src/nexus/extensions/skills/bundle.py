@@ -5,10 +5,11 @@ The digest is ``sha256:`` + the SHA-256 of a canonical listing of the files: one
 bytes. It names the content, not the archive: the same files zipped or tarred, in any
 order, with any timestamps, have the same digest.
 
-Scripts: a skill's ``scripts/`` folder would hold code for the agent to run. This server
-does not run skill scripts yet (they are to run only as Wasm in the plugins sandbox), so
-a skill with any file under ``scripts/`` is refused at install, with a message saying so,
-rather than installed with scripts that silently never run.
+Scripts: a skill's ``scripts/`` folder holds code for the agent to run. Here a script
+runs only as WebAssembly in the plugins' sandbox (``scripts.py``), so every file under
+``scripts/`` must be a ``.wasm`` module; anything else is refused at install, rather than
+installed as a script that would never run. (The modules themselves are checked against
+the script ABI by ``scripts.SkillScripts.check``.)
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def references(paths: list[str] | dict[str, int]) -> list[str]:
     return sorted(p for p in paths if p.startswith(REFERENCES))
 
 
+def script_paths(paths: list[str] | dict[str, int] | dict[str, bytes]) -> list[str]:
+    """The files under ``scripts/``, sorted."""
+    return sorted(p for p in paths if p.startswith(SCRIPTS))
+
+
 def build_bundle(unpacked: Unpacked, name: str | None = None) -> SkillBundle:
     """Check the files of one skill; ``name`` is the name it is installed under (the
     archive's folder, when it has one, must be that name too).
@@ -72,11 +78,11 @@ def build_bundle(unpacked: Unpacked, name: str | None = None) -> SkillBundle:
     if SKILL_FILE not in files:
         listed = ", ".join(sorted(files)[:5]) or "nothing"
         raise BadRequest(f"the skill has no SKILL.md at its top (it holds {listed})")
-    scripts = sorted(p for p in files if p.startswith(SCRIPTS))
-    if scripts:
-        raise BadRequest(
-            f"{scripts[0]}: skill scripts are not supported on this server (scripts/ holds"
-            f" {len(scripts)} file(s)); remove scripts/ to install the skill's instructions"
-        )
+    for path in script_paths(files):
+        if not path.endswith(".wasm"):
+            raise BadRequest(
+                f"{path}: only WebAssembly modules (.wasm) may be skill scripts here: scripts"
+                " run in the Wasm sandbox, never as Python, shell or native code"
+            )
     doc = parse_skill_md(files[SKILL_FILE], folder)
     return SkillBundle(doc, dict(files), content_digest(files))

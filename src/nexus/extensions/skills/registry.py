@@ -30,7 +30,8 @@ import orjson
 from ...core.extension_host import ExtensionHost
 from ...errors import NexusError, NotFound
 from .archive import Limits, read_folder
-from .bundle import SkillBundle, build_bundle
+from .bundle import SkillBundle, build_bundle, script_paths
+from .scripts import SkillScripts
 from .skillfile import SkillDoc
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,10 @@ class SkillVersion:
     @property
     def name(self) -> str:
         return self.doc.name
+
+    @property
+    def scripts(self) -> list[str]:
+        return script_paths(self.sizes)
 
     def record(self) -> bytes:
         doc = self.doc
@@ -118,6 +123,7 @@ class SkillRegistry:
         self.limits = Limits(
             settings.skill_files_max, settings.skill_file_max_bytes, settings.skill_total_max_bytes
         )
+        self.scripts = SkillScripts(settings)
         # (tenant, scope, name) -> versions, oldest first (the last is active)
         self._versions: dict[tuple[str, str, str], list[SkillVersion]] = {}
         self._lock = asyncio.Lock()  # one install or removal at a time: version numbers
@@ -148,6 +154,7 @@ class SkillRegistry:
         for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()):
             try:
                 bundle = build_bundle(read_folder(sub, self.limits))
+                self.check_scripts(bundle)
             except (NexusError, OSError) as exc:
                 message = exc.message if isinstance(exc, NexusError) else str(exc)
                 log.error("skill folder %s not loaded: %s", sub, message)
@@ -163,6 +170,11 @@ class SkillRegistry:
                 installed_at=int(time.time() * 1000),
                 files=bundle.files,
             )
+
+    def check_scripts(self, bundle: SkillBundle) -> None:
+        """BadRequest naming the first script that is not a runnable Wasm module."""
+        for path in script_paths(bundle.files):
+            self.scripts.check(path, bundle.files[path])
 
     # -- lookups ----------------------------------------------------------------------
     @staticmethod
@@ -306,6 +318,7 @@ class SkillRegistry:
             "metadata": doc.metadata,
             "allowed_tools": list(doc.allowed_tools),
             "files": version.sizes,
+            "scripts": version.scripts,
             "installed_at": version.installed_at,
             "installed_by": version.installed_by,
         }

@@ -6,6 +6,9 @@ least one skill in the room):
   ``tool.result`` entry records exactly which content the agent was given.
 - ``read_skill_reference {name, path, offset?}``: one file of the skill as text, at most
   ``PAGE_CHARS`` characters from ``offset``, with a note saying where the rest starts.
+- ``run_skill_script {name, script, input?}`` (offered only when a skill the agent sees has
+  scripts): runs ``scripts/<script>`` in the Wasm sandbox (``scripts.py``) on
+  ``{"skill", "digest", "input"}`` as JSON and answers its output as text.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from ...core.agents import AgentConfig
 from ...core.rooms import Room
 from ...errors import NotFound
 from ..ai.parts import ToolSpec
 from ..ai.tools import Tool, ToolContext, ToolError
-from .bundle import SKILL_FILE, references
+from ..plugins.instance import PluginFault
+from .bundle import SCRIPTS, SKILL_FILE, references
 from .registry import SkillRegistry, SkillVersion
 
 PAGE_CHARS = 7_000  # below the tool result cap (ai.tools.RESULT_MAX_CHARS), with the notes
@@ -39,10 +45,16 @@ def page(text: str, offset: int, path: str) -> str:
 def activation_text(version: SkillVersion) -> str:
     refs = references(version.sizes)
     listed = ", ".join(refs) if refs else "none"
+    scripts = (
+        f"Scripts (run one with run_skill_script when the instructions say so):"
+        f" {', '.join(version.scripts)}\n"
+        if version.scripts
+        else ""
+    )
     head = (
         f"Skill {version.name} (digest {version.digest}, version {version.version},"
         f" scope {version.scope})\nReference files (read one with read_skill_reference"
-        f" only when the instructions ask for it): {listed}\n\nInstructions:\n"
+        f" only when the instructions ask for it): {listed}\n{scripts}\nInstructions:\n"
     )
     return head + page(version.doc.body, 0, SKILL_FILE)
 
@@ -83,9 +95,28 @@ class SkillTools:
                 self.read_reference,
             ),
         )
+        self._script_tool = Tool(
+            ToolSpec(
+                "run_skill_script",
+                "Run one of an activated skill's scripts (sandboxed WebAssembly) on an input.",
+                {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "script": {"type": "string", "description": "e.g. scripts/count.wasm"},
+                        "input": {"description": "any JSON value the script expects"},
+                    },
+                    "required": ["name", "script"],
+                },
+            ),
+            self.run_script,
+        )
 
     def tools_for(self, agent: AgentConfig, room: Room) -> Sequence[Tool]:
-        return self._tools if self.registry.has_any(agent.tenant) else ()
+        if not self.registry.has_any(agent.tenant):
+            return ()
+        seen = self.registry.effective(agent.tenant, room.name, agent.name)
+        return (*self._tools, self._script_tool) if any(v.scripts for v in seen) else self._tools
 
     def _skill(self, ctx: ToolContext, args: dict[str, Any]) -> SkillVersion:
         name = args.get("name")
@@ -123,3 +154,33 @@ class SkillTools:
         if offset > len(text):
             raise ToolError(f"offset {offset} is past the end ({len(text)} characters)")
         return f"[{version.name}/{path}, digest {version.digest}]\n" + page(text, offset, path)
+
+    async def run_script(self, ctx: ToolContext, args: dict[str, Any]) -> str:
+        version = self._skill(ctx, args)
+        script = args.get("script")
+        if not isinstance(script, str) or not script:
+            raise ToolError("script must be one of the skill's scripts, e.g. scripts/x.wasm")
+        path = script if script.startswith(SCRIPTS) else SCRIPTS + script
+        if path not in version.scripts and path + ".wasm" in version.scripts:
+            path += ".wasm"
+        if path not in version.scripts:
+            listed = ", ".join(version.scripts) or "none"
+            raise ToolError(
+                f"skill {version.name} has no script {script[:200]} (scripts: {listed})"
+            )
+        payload = orjson.dumps(
+            {"skill": version.name, "digest": version.digest, "input": args.get("input")}
+        )
+        try:
+            output = await self.registry.scripts.run(self.registry.read(version, path), payload)
+        except PluginFault as fault:
+            raise ToolError(f"{path} failed ({fault.kind}): {fault.message}") from None
+        if output is None:
+            return f"[{path} answered nothing]"
+        try:
+            text = output.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ToolError(f"{path} answered {len(output)} bytes that are not text") from None
+        if len(text) > PAGE_CHARS:
+            text = text[:PAGE_CHARS] + f"\n[output cut at {PAGE_CHARS} characters]"
+        return text
