@@ -25,6 +25,18 @@ class SkillControl(Protocol):
         """The skill ``name`` as ``visible`` resolves it, with ``body`` (the SKILL.md
         instructions) and ``references`` (paths under references/); NotFound if none."""
 
+    def prompt(
+        self,
+        tenant: str,
+        name: str,
+        args: str = "",
+        room: str | None = None,
+        agent: str | None = None,
+        sender: str = "someone",
+    ) -> str:
+        """The text a ``/name args`` invocation gives the agent (the skill's instructions
+        with the arguments), for an MCP prompt; NotFound if no such skill."""
+
     def installed(self, tenant: str) -> list[dict[str, Any]]:
         """The active version of every skill of the tenant in every scope, and the server's."""
 

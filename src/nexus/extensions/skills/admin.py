@@ -12,6 +12,7 @@ from ...core.rooms import RoomDirectory
 from ...errors import BadRequest, Conflict, NotFound, TooLarge
 from .archive import unpack
 from .bundle import build_bundle, references
+from .commands import prompt
 from .registry import SERVER_SCOPE, TENANT_SCOPE, SkillRegistry, SkillVersion
 
 
@@ -36,6 +37,20 @@ class SkillAdmin:
         if found is None:
             raise NotFound(f"no skill {name}")
         return self._full(found)
+
+    def prompt(
+        self,
+        tenant: str,
+        name: str,
+        args: str = "",
+        room: str | None = None,
+        agent: str | None = None,
+        sender: str = "someone",
+    ) -> str:
+        found = self.registry.resolve(tenant, name, room, agent)
+        if found is None:
+            raise NotFound(f"no skill {name}")
+        return prompt(sender, found, args)
 
     def installed(self, tenant: str) -> list[dict[str, Any]]:
         return [self.registry.describe(v) for v in self.registry.installed(tenant)]
