@@ -47,6 +47,7 @@ from .extensions.ai.setup import build_runtime
 from .extensions.loader import load_extensions
 from .extensions.plugins import install_plugins
 from .extensions.plugins.admin import PluginAdmin
+from .extensions.skills import install_skills
 from .gateway.handlers import RequestHandlers
 from .gateway.server import Gateway
 from .observability.health import Health
@@ -191,6 +192,9 @@ def build(
     install_runs(agent_runtime, tasks)
     # Wasm plugins: the API's installs and the plugins folder's (seams only while needed)
     plugins = install_plugins(host)
+    # -- skills (docs/skills.md): registry, catalog and tools for agents, /skill-name --
+    skills = install_skills(agent_runtime)
+    # -- end skills --
     load_extensions(settings.extensions, host)
 
     handlers = RequestHandlers(
@@ -242,6 +246,7 @@ def build(
         tasks=tasks,
         memory=memory,
         plugins=PluginAdmin(plugins),
+        skills=skills,
     )
     # Nexus as an MCP server on the HTTP port: its sessions' task group is a service
     mcp = (

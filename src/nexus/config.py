@@ -157,6 +157,18 @@ class Settings:
     plugin_module_max_bytes: int = _setting(4 << 20, "largest plugin module, bytes")
     plugin_quarantine_after: int = _setting(5, "plugin faults in a row that quarantine it")
 
+    # skills
+    skills_dir: str | None = _setting(
+        None, "folder of skill folders installed for every tenant at start (docs/skills.md)"
+    )
+    skills_catalog_tokens: int = _setting(
+        400, "tokens the skills catalog (names and descriptions) may take in an agent's context"
+    )
+    skill_archive_max_bytes: int = _setting(2 << 20, "largest skill archive upload, bytes")
+    skill_file_max_bytes: int = _setting(512 << 10, "largest file of a skill, bytes (unpacked)")
+    skill_files_max: int = _setting(200, "most files a skill may hold")
+    skill_total_max_bytes: int = _setting(8 << 20, "largest skill in all, bytes (unpacked)")
+
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
@@ -325,6 +337,11 @@ def validate(s: Settings) -> None:
         "plugin_memory_pages_max",
         "plugin_module_max_bytes",
         "plugin_quarantine_after",
+        "skills_catalog_tokens",
+        "skill_archive_max_bytes",
+        "skill_file_max_bytes",
+        "skill_files_max",
+        "skill_total_max_bytes",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")

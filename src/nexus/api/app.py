@@ -23,7 +23,7 @@ from ..auth import TokenVerifier
 from ..core.rate_limits import UserRateLimits
 from ..errors import NexusError, RateLimited
 from ..observability.metrics import HttpMetrics
-from . import agents, directory, memory, messages, plugins, rooms, tasks
+from . import agents, directory, memory, messages, plugins, rooms, skills, tasks
 from .deps import ApiContext
 from .guard import MCP_PATH, RequestGuard, retry_after_header
 from .mcp import McpServer
@@ -88,6 +88,7 @@ def create_api(
     app.include_router(tasks.router, responses=ERROR_RESPONSES)
     app.include_router(memory.router, responses=ERROR_RESPONSES)
     app.include_router(plugins.router, responses=ERROR_RESPONSES)
+    app.include_router(skills.router, responses=ERROR_RESPONSES)
     if mcp is not None:
         # An ASGI endpoint (the SDK's Streamable HTTP transports), behind the same guard.
         app.router.routes.append(
@@ -98,7 +99,10 @@ def create_api(
     app.add_middleware(
         RequestGuard,
         max_body=ctx.settings.http_max_body_bytes,
-        upload_max_body=ctx.settings.plugin_module_max_bytes * 4 // 3 + 256 * 1024,
+        upload_max_body=max(
+            ctx.settings.plugin_module_max_bytes * 4 // 3 + 256 * 1024,
+            ctx.settings.skill_archive_max_bytes,
+        ),
         verifier=verifier,
         user_limits=user_limits,
         on_auth_failure=on_auth_failure,

@@ -23,6 +23,7 @@ from ..core.plugin_control import PluginControl
 from ..core.room_admin import RoomAdmin
 from ..core.rooms import Room, RoomDirectory
 from ..core.sessions import LiveSessions
+from ..core.skill_control import SkillControl
 from ..core.tasks.service import TaskService
 from ..core.writes import RoomWrites
 from ..errors import BadRequest, Unauthorized
@@ -54,6 +55,7 @@ class ApiContext:
     tasks: TaskService | None = None
     memory: Memory | None = None
     plugins: PluginControl | None = None
+    skills: SkillControl | None = None
 
 
 def context(request: Request) -> ApiContext:

@@ -34,7 +34,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PRINCIPAL_KEY = "nexus.principal"
-UPLOAD_PREFIX = "/v1/plugins/"  # PUT here carries a module: its own body cap
+# PUT under these carries a plugin module or a skill archive: their own body cap
+UPLOAD_PREFIXES = ("/v1/plugins/", "/v1/skills/")
 MCP_PATH = "/mcp"
 
 
@@ -75,7 +76,8 @@ class RequestGuard:
     ) -> None:
         self._app = app
         self._max_body = max_body
-        # Plugin installs carry a module (base64): PUT /v1/plugins/... gets its own cap.
+        # Plugin installs carry a module (base64), skill installs an archive: PUT
+        # /v1/plugins/... and /v1/skills/... get their own cap (each route checks its own).
         self._upload_max = max(upload_max_body, max_body)
         self._verifier = verifier
         self._limits = user_limits
@@ -94,7 +96,7 @@ class RequestGuard:
                 if scope["method"] in WRITE_METHODS:
                     self._limits.take((who.tenant, who.user_id))
             limit = self._max_body
-            if scope["method"] == "PUT" and scope["path"].startswith(UPLOAD_PREFIX):
+            if scope["method"] == "PUT" and scope["path"].startswith(UPLOAD_PREFIXES):
                 limit = self._upload_max
             if length is not None and length > limit:
                 raise TooLarge(f"request body exceeds {limit} bytes")

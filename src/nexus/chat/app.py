@@ -7,11 +7,12 @@ headless test driver (``App.run_test``) so the UI is tested by pressing keys.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, Input, Label, ListItem, ListView, Static
 
@@ -41,7 +42,7 @@ class ChatApp(App[None]):
     .system { color: $text-muted; }
     .reply { color: $success; }
     """
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit"),
         Binding("ctrl+u", "older", "Older"),
         Binding("ctrl+n", "next_room", "Next room"),
@@ -199,10 +200,9 @@ class ChatApp(App[None]):
         now = time.monotonic()
         if message.value and self.current and now - self._typing_sent > TYPING_EVERY_S:
             self._typing_sent = now
-            try:
+            # Typing is a courtesy, never an error.
+            with contextlib.suppress(ConnectionClosed, ConnectionError, TimeoutError):
                 await self.client.typing(self.current)
-            except (ConnectionClosed, ConnectionError, TimeoutError):
-                pass  # typing is a courtesy, never an error
 
     async def on_list_view_selected(self, message: ListView.Selected) -> None:
         if message.item.name:

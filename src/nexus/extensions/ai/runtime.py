@@ -86,6 +86,9 @@ TurnListener = Callable[[str, dict[str, Any]], None]
 Retriever = Callable[[Principal, Room, str], Awaitable[tuple[RetrievedItem, ...]]]
 # (agent, room) -> pinned blocks of the turn's context (e.g. the skills catalog)
 PinnedSource = Callable[[AgentConfig, Room], Sequence[str]]
+# (room key, human message record) -> True when another extension answers the message
+# (a /skill invocation): the runtime does not also answer it as a mention
+Claim = Callable[[str, dict[str, Any]], bool]
 
 
 @dataclass
@@ -188,6 +191,7 @@ class AgentRuntime:
         self._counters: dict[str, TokenCounter] = {}
         self.summaries = RoomSummaries(host, horizon=self.settings.agent_history_max)
         self.pinned: list[PinnedSource] = []  # extensions add theirs (skills: the catalog)
+        self.claims: list[Claim] = []  # extensions add theirs (skills: /skill-name)
         agents.providers = set(providers)
         agents.tools = tools.names()
 
@@ -247,6 +251,8 @@ class AgentRuntime:
             record = entry.event()
             if record.get("sender_kind") != "human":
                 continue  # agents do not trigger agents: no loops
+            if self.claims and any(claim(rkey, record) for claim in self.claims):
+                continue
             for agent in present:
                 if self._triggered(agent, rkey, record):
                     self._enqueue(agent, rkey, record)
