@@ -73,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
         "events retention removed are lost)",
     )
     _add_setting_flags(reindex)
+
+    chat = sub.add_parser("chat", help="chat in a terminal (rooms, agents' replies, /commands)")
+    chat.add_argument("--config", "-c", help="TOML config file (or NEXUS_CONFIG)")
+    chat.add_argument("--url", help="WebSocket URL (default: ws://<host>:<port>/ws)")
+    chat.add_argument("--token", help="JWT (or NEXUS_TOKEN); default: a development token")
+    chat.add_argument("--token-file", help="file holding the JWT")
+    chat.add_argument("--user", default="dev", help="user of the development token (dev)")
+    chat.add_argument("--tenant", default="dev", help="tenant of the development token (dev)")
+    chat.add_argument("--room", action="append", help="room to join (repeatable; general)")
+    _add_setting_flags(chat)
     return p
 
 
@@ -158,6 +168,46 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _chat_token(args: argparse.Namespace, settings: Settings) -> str | None:
+    import os
+
+    from .auth import mint_token, resolve_hmac_secret
+
+    if args.token or os.environ.get("NEXUS_TOKEN"):
+        return str(args.token or os.environ["NEXUS_TOKEN"])
+    if args.token_file:
+        return Path(args.token_file).read_text("utf-8").strip()
+    if set(settings.auth_algorithms) & HMAC_ALGORITHMS:
+        secret = resolve_hmac_secret(settings)  # the running server's (make run) secret
+        if secret is not None:
+            return mint_token(
+                secret,
+                user=args.user,
+                tenant=args.tenant,
+                roles=["admin", "member"],
+                ttl=24 * 3600,
+                issuer=settings.auth_issuer,
+                audience=settings.auth_audience,
+                algorithm=settings.auth_algorithms[0],
+            )
+    return None
+
+
+def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    from .chat import run_chat
+
+    token = _chat_token(args, settings)
+    if token is None:
+        print(
+            "nexus chat: no token. Pass --token (or NEXUS_TOKEN, --token-file), or run it "
+            "beside a development server (make run) so its secret can sign one.",
+            file=sys.stderr,
+        )
+        return 2
+    url = args.url or f"ws://{settings.host}:{settings.port}/ws"
+    return run_chat(url, token, args.room or ["general"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -169,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         return _token(args, settings)
     if args.command == "reindex":
         return _reindex(args, settings)
+    if args.command == "chat":
+        return _chat(args, settings)
     from .app import run
     from .observability.logging import setup_logging
 

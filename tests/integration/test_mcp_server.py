@@ -5,9 +5,11 @@ real HTTP on loopback, in both protocol revisions the SDK speaks (2026-07-28 sta
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import signal
+import zipfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -347,3 +349,47 @@ async def test_mcp_can_be_turned_off(tmp_path: Path) -> None:
             assert r.status_code == 404
     finally:
         assert server.stop() == 0
+
+
+def skill_zip(name: str, description: str, body: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("SKILL.md", f"---\nname: {name}\ndescription: {description}\n---\n{body}\n")
+        zf.writestr("references/style.md", "Short sentences.")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_skills_are_prompts(mcp_server: ServerProcess, mode: str) -> None:
+    suffix = mode.replace("-", "")[-4:]
+    name, room_skill = f"standup-{suffix}", f"triage-{suffix}"
+    room = await new_room(mcp_server, private=True, members=("mia",))
+    async with httpx.AsyncClient(base_url=mcp_server.api, headers=auth(ADMIN), timeout=10) as http:
+        for skill, scope in ((name, "tenant"), (room_skill, f"room:{room}")):
+            r = await http.put(
+                f"/v1/skills/{skill}",
+                content=skill_zip(skill, f"The {skill} skill", f"Steps of {skill}."),
+                headers={"content-type": "application/zip"},
+                params={"scope": scope},
+            )
+            assert r.status_code in (200, 201), r.text
+    async with mcp_client(mcp_server, MEMBER, mode) as client:
+        prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+        assert name in prompts and room_skill not in prompts  # room scope: ask with room
+        assert prompts[name].description == f"The {name} skill"
+        got = await client.get_prompt(name, {"args": "the payments team"})
+        text = got.messages[0].content.text  # type: ignore[union-attr]
+        assert f"Steps of {name}." in text and "the payments team" in text
+        assert "references/style.md" in text
+        assert str(got.meta["nexus/digest"]).startswith("sha256:")  # type: ignore[index]
+        scoped = await client.get_prompt(room_skill, {"room": room})
+        assert f"Steps of {room_skill}." in scoped.messages[0].content.text  # type: ignore[union-attr]
+        with pytest.raises(MCPError):
+            await client.get_prompt("no-such-skill", {})
+    async with mcp_client(mcp_server, OUTSIDER, mode) as client:
+        with pytest.raises(MCPError):  # not a member of the private room: no room skills
+            await client.get_prompt(room_skill, {"room": room})
+    async with mcp_client(mcp_server, OTHER_TENANT, mode) as client:
+        assert name not in {p.name for p in (await client.list_prompts()).prompts}
+        with pytest.raises(MCPError):
+            await client.get_prompt(name, {})

@@ -44,7 +44,7 @@ class ChatApp(App[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit"),
-        Binding("ctrl+u", "older", "Older"),
+        Binding("pageup", "older", "Older"),
         Binding("ctrl+n", "next_room", "Next room"),
     ]
 
@@ -76,7 +76,7 @@ class ChatApp(App[None]):
         try:
             session = await self.client.connect()
         except (ConnectionClosed, OSError) as exc:
-            self.exit(message=f"nexus chat: cannot connect: {exc}")
+            self.exit(return_code=1, message=f"nexus chat: cannot connect: {exc}")
             return
         self.model.me = str(session.get("user_id", ""))
         self.sub_title = f"{self.model.me}@{session.get('tenant', '')}"
