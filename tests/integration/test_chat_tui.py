@@ -17,7 +17,7 @@ from nexus.client import NexusClient
 
 from .harness import ServerProcess, module_server, token
 
-chat_server = module_server(ai_providers='{"offline": {"type": "offline", "part_delay": 0.05}}')
+chat_server = module_server(ai_providers='{"offline": {"type": "offline", "part_delay": 0.1}}')
 ADA = token("ada", roles=("admin", "member"))
 BOB = token("bob", roles=("member",))
 _rooms = itertools.count()
@@ -27,7 +27,7 @@ def auth(tok: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tok}"}
 
 
-async def until(pilot: object, check: Callable[[], bool], timeout: float = 10.0) -> None:
+async def until(pilot: object, check: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
         if asyncio.get_running_loop().time() > deadline:

@@ -27,8 +27,10 @@ class LineView(Static):
     def __init__(self, line: Line) -> None:
         super().__init__(line.render(), markup=False, classes=line.kind)
         self.line = line
+        self.redraws = 0  # times redrawn in place (a streamed reply: once per delta)
 
     def redraw(self) -> None:
+        self.redraws += 1
         self.update(self.line.render())
 
 
@@ -250,3 +252,6 @@ class ChatApp(App[None]):
     def shown(self) -> list[str]:
         """The lines on screen, in order."""
         return [v.line.render() for v in self._views.values()]
+
+    def line_view(self, key: str) -> LineView | None:
+        return self._views.get(key)
