@@ -153,6 +153,17 @@ class Settings:
     plugin_module_max_bytes: int = _setting(4 << 20, "largest plugin module, bytes")
     plugin_quarantine_after: int = _setting(5, "plugin faults in a row that quarantine it")
 
+    # MCP client: the servers agents may use (docs/mcp.md)
+    mcp_servers: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata={
+            "doc": "MCP servers agents may use, by name ([mcp.servers.NAME] tables; env: JSON)"
+        },
+    )
+    mcp_approval_timeout: float = _setting(
+        300.0, "seconds a destructive MCP tool call waits for a room member's approval"
+    )
+
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
@@ -172,6 +183,10 @@ class Settings:
             if isinstance(provider.get("headers"), dict):
                 # extra headers often carry credentials (an org key, a gateway token)
                 provider["headers"] = dict.fromkeys(provider["headers"], "***")
+        for server in out.get("mcp_servers", {}).values():
+            for key in ("headers", "env"):  # credentials as often as not
+                if isinstance(server.get(key), dict):
+                    server[key] = dict.fromkeys(server[key], "***")
         return out
 
 
@@ -236,7 +251,7 @@ def _fail() -> Any:
 
 
 # Settings that are tables themselves: their TOML table is kept whole, not flattened.
-TABLE_SETTINGS = ("ai_providers",)
+TABLE_SETTINGS = ("ai_providers", "mcp_servers")
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -336,6 +351,7 @@ def validate(s: Settings) -> None:
         "idempotency_window",
         "retention_interval",
         "plugin_deadline_ms_max",
+        "mcp_approval_timeout",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
