@@ -22,7 +22,7 @@ from ..auth import TokenVerifier
 from ..core.rate_limits import UserRateLimits
 from ..errors import NexusError, RateLimited
 from ..observability.metrics import HttpMetrics
-from . import agents, directory, memory, messages, plugins, rooms, tasks
+from . import agents, approvals, directory, memory, messages, plugins, rooms, tasks
 from .deps import ApiContext
 from .guard import RequestGuard, retry_after_header
 from .schemas import ErrorBody
@@ -85,6 +85,7 @@ def create_api(
     app.include_router(tasks.router, responses=ERROR_RESPONSES)
     app.include_router(memory.router, responses=ERROR_RESPONSES)
     app.include_router(plugins.router, responses=ERROR_RESPONSES)
+    app.include_router(approvals.router, responses=ERROR_RESPONSES)
     # Added before the observing middleware below, so it runs inside it (its refusals are
     # counted and traced like any response).
     app.add_middleware(
