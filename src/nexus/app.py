@@ -27,6 +27,7 @@ from .auth import TokenVerifier, mint_token, resolve_hmac_secret
 from .config import HMAC_ALGORITHMS, Settings
 from .core.access import AccessRules
 from .core.agents import AgentRegistry
+from .core.approvals import Approvals
 from .core.directory import UserDirectory
 from .core.extension_host import ExtensionHost
 from .core.interceptors import InterceptorChain
@@ -44,6 +45,7 @@ from .errors import ConfigError
 from .extensions.ai.runs import install_runs
 from .extensions.ai.setup import build_runtime
 from .extensions.loader import load_extensions
+from .extensions.mcp.setup import install_mcp
 from .extensions.plugins import install_plugins
 from .extensions.plugins.admin import PluginAdmin
 from .gateway.handlers import RequestHandlers
@@ -190,6 +192,10 @@ def build(
     install_runs(agent_runtime, tasks)
     # Wasm plugins: the API's installs and the plugins folder's (seams only while needed)
     plugins = install_plugins(host)
+    # MCP client: the operator's MCP servers give agents tools; a room member approves
+    # the destructive ones (core/approvals, decided over WebSocket and HTTP)
+    approvals = Approvals(writes, access, store)
+    mcp_metrics = install_mcp(host, agent_runtime, agent_registry, approvals)
     load_extensions(settings.extensions, host)
 
     handlers = RequestHandlers(
@@ -206,6 +212,7 @@ def build(
         memory=memory,
     )
     handlers.tasks = tasks
+    handlers.approvals = approvals
     tasks.notify = handlers.send_to_user
     gateway = Gateway(settings, handlers, verifier, pipeline, health, loop)
 
@@ -235,7 +242,7 @@ def build(
             router=router,
             flush_queue=gateway.flush_queue,
             loop_lag=loop_lag,
-            extra=(agent_runtime.metrics.collect, plugins.collect),
+            extra=(agent_runtime.metrics.collect, plugins.collect, mcp_metrics.collect),
         )
     )
     api = create_api(
@@ -255,6 +262,7 @@ def build(
             tasks=tasks,
             memory=memory,
             plugins=PluginAdmin(plugins),
+            approvals=approvals,
         ),
         verifier=verifier,
         user_limits=user_limits,

@@ -1,0 +1,234 @@
+"""One MCP server's client session: opened on first need, shared by every agent that may
+use the server, restarted after a failure with jittered exponential backoff.
+
+The session lives in one owner task (the SDK's transports are anyio context managers:
+entered and left in the same task); calls from turns go through it concurrently. While
+the server is down the circuit is open: a call fails at once with ``ServerUnavailable``
+until the backoff has passed, then the next need starts one reconnect. The owner pings
+an idle session, so a server that died between calls is noticed and restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+from mcp import Client
+from mcp.client.session import IncomingMessage
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from .config import ServerConfig
+
+log = logging.getLogger(__name__)
+
+PING_INTERVAL_S = 10.0  # an idle session is pinged this often
+LIST_PAGES_MAX = 20  # tools/list pages read (a server that pages forever is cut off)
+CLOSE_TIMEOUT_S = 8.0  # the SDK gives a stdio server 2 s, then SIGTERM, then SIGKILL
+
+
+class ServerUnavailable(Exception):
+    """The server cannot be reached now (not started, died, or backing off)."""
+
+
+class CallTimedOut(Exception):
+    """The server did not answer a call in time."""
+
+
+class CallRefused(Exception):
+    """The server answered a call with an MCP error (e.g. invalid arguments)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteTool:
+    """A tool as the server lists it."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+class ServerConnection:
+    def __init__(
+        self,
+        config: ServerConfig,
+        monotonic: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.state = "idle"  # idle, connecting, up, down, closed
+        self.tools: dict[str, RemoteTool] | None = None  # the last listing (kept while down)
+        self.failures = 0  # in a row; reset by a session that came up
+        self.last_error = ""
+        self.retry_at = 0.0  # monotonic time before which no reconnect is tried
+        self._monotonic = monotonic
+        self._jitter = jitter
+        self._client: Client | None = None
+        self._owner: asyncio.Task[None] | None = None
+        self._settled = asyncio.Event()  # the current attempt came up or failed
+        self._broken = asyncio.Event()  # the owner should leave the session
+        self._relist = False
+
+    # -- use ------------------------------------------------------------------------
+    def warm(self) -> None:
+        """Start connecting if not up, not connecting and not backing off (never waits)."""
+        if self.state in ("connecting", "up", "closed") or self._monotonic() < self.retry_at:
+            return
+        self.state = "connecting"
+        self._settled = asyncio.Event()
+        self._broken = asyncio.Event()
+        self._owner = asyncio.get_running_loop().create_task(
+            self._own(), name=f"mcp server {self.config.name}"
+        )
+
+    async def client(self) -> Client:
+        """The live session, connecting first if needed; ServerUnavailable otherwise."""
+        self.warm()
+        if self.state == "connecting":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), self.config.connect_timeout + 1)
+        if self.state != "up" or self._client is None:
+            raise ServerUnavailable(self._why())
+        return self._client
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        """Call tool ``name``. Raises ServerUnavailable (down, or died during the call),
+        CallTimedOut (no answer within the server's timeout) or CallRefused."""
+        client = await self.client()
+        timeout = self.config.timeout
+        try:
+            # The SDK's own timeout cancels the request on the server; ours bounds the rest.
+            async with asyncio.timeout(timeout + 1):
+                return await client.call_tool(name, arguments, read_timeout_seconds=timeout)
+        except TimeoutError:
+            raise CallTimedOut(f"no answer within {timeout:g} s") from None
+        except MCPError as exc:
+            if exc.code == types.REQUEST_TIMEOUT:
+                raise CallTimedOut(f"no answer within {timeout:g} s") from None
+            if exc.code == types.CONNECTION_CLOSED:
+                self._fail(client, "the connection closed")
+                raise ServerUnavailable(self._why()) from None
+            raise CallRefused(exc.error.message or f"MCP error {exc.code}") from None
+        except Exception as exc:  # the transport failed (a reset, a broken stream...)
+            self._fail(client, f"{exc.__class__.__name__}: {exc}"[:200])
+            raise ServerUnavailable(self._why()) from None
+
+    async def close(self) -> None:
+        self.state = "closed"
+        self._broken.set()
+        owner = self._owner
+        if owner is not None and not owner.done():
+            try:
+                await asyncio.wait_for(owner, CLOSE_TIMEOUT_S)
+            except (TimeoutError, asyncio.CancelledError):
+                owner.cancel()
+
+    # -- the owner task ---------------------------------------------------------------
+    async def _own(self) -> None:
+        error = "closed"
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                client = await self._new_client(stack)
+                async with asyncio.timeout(self.config.connect_timeout):
+                    await stack.enter_async_context(client)
+                    self.tools = await self._list(client)
+                self._client, self.state = client, "up"
+                self.failures, self.last_error = 0, ""
+                self._settled.set()
+                log.info("MCP server %s is up (%d tools)", self.config.name, len(self.tools))
+                error = await self._serve(client)
+        except TimeoutError:
+            error = f"did not start within {self.config.connect_timeout:g} s"
+        except asyncio.CancelledError:
+            error = "closed"
+        except BaseException as exc:  # an ExceptionGroup from the SDK's task groups, OSError...
+            error = _describe(exc)
+        finally:
+            self._client = None
+            if self.state != "closed":
+                self._down(error)
+            self._settled.set()
+
+    async def _serve(self, client: Client) -> str:
+        """Keep the session until it breaks or is closed; the reason it ended."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._broken.wait(), PING_INTERVAL_S)
+            if self._broken.is_set():
+                return self.last_error or "closed"
+            try:
+                async with asyncio.timeout(self.config.connect_timeout):
+                    await client.send_ping()
+                    if self._relist:
+                        self._relist = False
+                        self.tools = await self._list(client, refresh=True)
+            except Exception as exc:
+                return f"ping failed: {_describe(exc)}"
+
+    def _down(self, error: str) -> None:
+        self.state = "down"
+        self.failures += 1
+        self.last_error = error
+        delay = min(self.config.backoff_max, self.config.backoff * 2 ** (self.failures - 1))
+        delay *= 0.5 + self._jitter() / 2  # full delay at most, half at least
+        self.retry_at = self._monotonic() + delay
+        log.warning(
+            "MCP server %s is unavailable (%s); retry in %.1f s", self.config.name, error, delay
+        )
+
+    def _fail(self, client: Client, error: str) -> None:
+        if client is self._client and not self._broken.is_set():
+            self.last_error = error
+            self._broken.set()
+
+    def _why(self) -> str:
+        why = f"server {self.config.name} is unavailable"
+        return f"{why}: {self.last_error}" if self.last_error else why
+
+    async def _new_client(self, stack: contextlib.AsyncExitStack) -> Client:
+        config = self.config
+        server: Any
+        if config.transport == "stdio":
+            server = StdioServerParameters(
+                command=config.command, args=list(config.args), env=config.env, cwd=config.cwd
+            )
+        else:
+            # Ours to close (the transport leaves a client it was given open).
+            http = await stack.enter_async_context(create_mcp_http_client(headers=config.headers))
+            server = streamable_http_client(config.url, http_client=http)
+        return Client(server, message_handler=self._on_message)
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self._relist = True  # read again by the owner at its next beat
+
+    async def _list(self, client: Client, refresh: bool = False) -> dict[str, RemoteTool]:
+        tools: dict[str, RemoteTool] = {}
+        cursor: str | None = None
+        for _ in range(LIST_PAGES_MAX):
+            page = await client.list_tools(
+                cursor=cursor, cache_mode="refresh" if refresh else "use"
+            )
+            for tool in page.tools:
+                tools[tool.name] = RemoteTool(tool.name, tool.description or "", tool.input_schema)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return tools
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason (the first leaf of an exception group), without secrets: exceptions
+    name hosts and commands, never header values."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{exc.__class__.__name__}: {exc}"[:200]
