@@ -106,6 +106,7 @@ async def serve_http(port: int, header: str | None) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
+    sock.listen(128)  # connections made as soon as the URL is printed wait, not fail
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     http = uvicorn.Server(config)
     print(f"mcp fixture on http://127.0.0.1:{sock.getsockname()[1]}/mcp", flush=True)
