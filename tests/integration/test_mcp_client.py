@@ -215,7 +215,7 @@ async def test_http_server_killed_then_back_on_its_port() -> None:
             await asyncio.sleep(0.3)
             http.kill()
             started = time.monotonic()
-            with pytest.raises(ToolError, match="unavailable|no answer"):
+            with pytest.raises(ToolError, match=r"unavailable|no answer"):
                 await call
             assert time.monotonic() - started < 4
             with pytest.raises(ToolError):

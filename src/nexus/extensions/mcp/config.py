@@ -154,13 +154,13 @@ def _server(name: str, table: dict[str, Any]) -> ServerConfig:
         if not HEADER_NAME.fullmatch(key) or any(c in value for c in "\r\n\0"):
             raise ConfigError(f"{where}.headers.{key}", "not a valid HTTP header")
     # A header's value, and its credential alone ("Bearer <credential>").
-    secrets = {part for v in headers.values() for part in (v, v.split()[-1] if v.split() else v)}
+    credentials = {v for value in headers.values() for v in (value, *value.split()[-1:])}
     return ServerConfig(
         name,
         "http",
         url=str(url),
         headers=headers,
-        secrets=tuple(sorted(secrets, key=len, reverse=True)),  # the longest first
+        secrets=tuple(sorted(credentials, key=len, reverse=True)),  # the longest first
         **values,
     )
 
