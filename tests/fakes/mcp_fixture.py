@@ -49,6 +49,11 @@ class HttpFixture:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def __enter__(self) -> HttpFixture:
         self.start()
@@ -61,3 +66,4 @@ class HttpFixture:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._close_pipe()

@@ -253,3 +253,34 @@ async def test_an_agent_names_only_configured_servers(
             assert r.status_code == 200 and r.json()["mcp"] == {"web": ["echo"]}
     finally:
         server.stop()
+
+
+async def test_cancelling_the_reply_withdraws_its_approval(
+    tmp_path: Path, fake: ProviderServer, http_fixture: HttpFixture
+) -> None:
+    script_tool_call(fake, "fx__delete_item", {"name": "x"})
+    server = serve(tmp_path, fake, http_fixture)
+    try:
+        room, ann = await ask(server, "janitor", {"fx": ["delete_item"]})
+        asked = await ann.next("tool.approval", timeout=20)
+        reply = await ann.request(
+            {"type": "message.cancel", "room": room, "message_id": asked["message_id"]}
+        )
+        assert reply["type"] == "cancel.ok", reply
+        decided = await ann.next("tool.approval.decided", timeout=20)
+        assert decided["approval_id"] == asked["approval_id"]
+        assert decided["reason"] == "cancelled" and decided["approved"] is False
+        end = await ann.next("message.completed", "message.failed", timeout=20)
+        assert end["finish_reason"] == "cancelled"
+        late = await ann.request(
+            {
+                "type": "tool.approve",
+                "room": room,
+                "approval_id": asked["approval_id"],
+                "approve": True,
+            }
+        )
+        assert late["code"] == "conflict" and "cancelled" in late["message"]
+        await ann.close()
+    finally:
+        server.stop()

@@ -20,6 +20,7 @@ from fakes.mcp_fixture import HttpFixture, stdio_table
 from nexus.auth import Principal
 from nexus.core.agents import AgentConfig
 from nexus.extensions.ai.tools import ToolContext, ToolError, ToolRegistry
+from nexus.extensions.mcp import connection as connection_module
 from nexus.extensions.mcp.config import parse_servers
 from nexus.extensions.mcp.metrics import McpMetrics
 from nexus.extensions.mcp.pool import ConnectionPool
@@ -146,9 +147,21 @@ async def test_a_server_killed_mid_call_is_a_tool_error_then_it_is_restarted(
     assert connection.state == "up" and connection.failures == 0
 
 
-async def test_a_server_that_dies_idle_is_noticed_and_restarted(stdio: Harness) -> None:
+async def test_a_server_that_dies_idle_is_noticed_and_restarted(
+    stdio: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection_module, "PROBE_INTERVAL_S", 0.2)
     first = int(await stdio.run("fx", "pid", {}))
+    connection = stdio.pool.get("fx")
+    assert connection is not None
+    await asyncio.sleep(0.3)  # the owner probes with the short interval
     os.kill(first, signal.SIGKILL)
+
+    async def noticed() -> bool:  # by the probe alone: no call is made
+        return connection.state == "down"
+
+    await eventually(noticed)
+    assert "connection closed" in connection.last_error and connection.tools is not None
 
     async def back() -> bool:
         try:

@@ -4,8 +4,8 @@ use the server, restarted after a failure with jittered exponential backoff.
 The session lives in one owner task (the SDK's transports are anyio context managers:
 entered and left in the same task); calls from turns go through it concurrently. While
 the server is down the circuit is open: a call fails at once with ``ServerUnavailable``
-until the backoff has passed, then the next need starts one reconnect. The owner pings
-an idle session, so a server that died between calls is noticed and restarted.
+until the backoff has passed, then the next need starts one reconnect. The owner lists
+the tools again now and then, so a server that died between calls is noticed.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .config import ServerConfig
 
 log = logging.getLogger(__name__)
 
-PING_INTERVAL_S = 10.0  # an idle session is pinged this often
+PROBE_INTERVAL_S = 15.0  # an open session's tools are listed again this often
 LIST_PAGES_MAX = 20  # tools/list pages read (a server that pages forever is cut off)
 CLOSE_TIMEOUT_S = 8.0  # the SDK gives a stdio server 2 s, then SIGTERM, then SIGKILL
 
@@ -76,7 +76,7 @@ class ServerConnection:
         self._owner: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()  # the current attempt came up or failed
         self._broken = asyncio.Event()  # the owner should leave the session
-        self._relist = False
+        self._wake = asyncio.Event()  # the owner should look now (broken, list changed)
 
     # -- use ------------------------------------------------------------------------
     def warm(self) -> None:
@@ -86,6 +86,7 @@ class ServerConnection:
         self.state = "connecting"
         self._settled = asyncio.Event()
         self._broken = asyncio.Event()
+        self._wake = asyncio.Event()
         self._owner = asyncio.get_running_loop().create_task(
             self._own(), name=f"mcp server {self.config.name}"
         )
@@ -125,6 +126,7 @@ class ServerConnection:
     async def close(self) -> None:
         self.state = "closed"
         self._broken.set()
+        self._wake.set()
         owner = self._owner
         if owner is not None and not owner.done():
             try:
@@ -159,20 +161,28 @@ class ServerConnection:
             self._settled.set()
 
     async def _serve(self, client: Client) -> str:
-        """Keep the session until it breaks or is closed; the reason it ended."""
+        """Keep the session until it breaks or is closed; the reason it ended.
+
+        Every PROBE_INTERVAL_S (or at once after a ``tools/list_changed``) the tools are
+        listed again: that keeps the listing fresh and proves the server alive (``ping``
+        is gone from the 2026-07-28 revision). Any answer, even an error, is a live
+        server; no answer in time, or a closed connection, is a dead one."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._broken.wait(), PING_INTERVAL_S)
+                await asyncio.wait_for(self._wake.wait(), PROBE_INTERVAL_S)
             if self._broken.is_set():
                 return self.last_error or "closed"
+            self._wake.clear()
             try:
                 async with asyncio.timeout(self.config.connect_timeout):
-                    await client.send_ping()
-                    if self._relist:
-                        self._relist = False
-                        self.tools = await self._list(client, refresh=True)
+                    self.tools = await self._list(client, refresh=True)
+            except MCPError as exc:
+                if exc.code == types.CONNECTION_CLOSED:
+                    return "the connection closed"
+            except TimeoutError:
+                return f"no answer to tools/list within {self.config.connect_timeout:g} s"
             except Exception as exc:
-                return f"ping failed: {_describe(exc)}"
+                return f"tools/list failed: {_describe(exc)}"
 
     def _down(self, error: str) -> None:
         self.state = "down"
@@ -189,6 +199,7 @@ class ServerConnection:
         if client is self._client and not self._broken.is_set():
             self.last_error = error
             self._broken.set()
+            self._wake.set()
 
     def _why(self) -> str:
         why = f"server {self.config.name} is unavailable"
@@ -209,7 +220,7 @@ class ServerConnection:
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, types.ToolListChangedNotification):
-            self._relist = True  # read again by the owner at its next beat
+            self._wake.set()  # the owner lists the tools again
 
     async def _list(self, client: Client, refresh: bool = False) -> dict[str, RemoteTool]:
         tools: dict[str, RemoteTool] = {}
