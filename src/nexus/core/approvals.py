@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..auth import Principal
-from ..errors import Conflict, Forbidden, NexusError, NotFound
+from ..errors import Conflict, Forbidden, NexusError, NotFound, Unavailable, error_for
 from .access import AccessRules, MemberSource
 from .caller import OneWrite
 from .rooms import Room
@@ -159,7 +159,15 @@ class Approvals:
     ) -> dict[str, Any]:
         reply = OneWrite(who, WRITE_TIMEOUT_S, f"the {kind} entry")
         self._writes.append(reply, room, kind, fields, rid=kind)
-        return await reply.result()
+        # asyncio.wait, not wait_for: on Python 3.11 wait_for swallows a cancel that comes
+        # as the ack does, and a cancelled turn would then wait for its approval anyway.
+        done, _ = await asyncio.wait({reply.future}, timeout=WRITE_TIMEOUT_S)
+        if not done:
+            raise Unavailable(f"the {kind} entry was not committed in time")
+        event = reply.future.result()
+        if event.get("type") == "error":
+            raise error_for(event.get("code", "internal"), event.get("message", ""))
+        return event
 
     async def _decided_by_nobody(
         self, agent: Principal, room: Room, approval_id: str, why: str

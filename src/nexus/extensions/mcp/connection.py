@@ -95,8 +95,11 @@ class ServerConnection:
         """The live session, connecting first if needed; ServerUnavailable otherwise."""
         self.warm()
         if self.state == "connecting":
+            # asyncio.timeout, not wait_for, here and below: wait_for (Python 3.11) can
+            # swallow the cancel of a turn that comes as the awaited event does.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._settled.wait(), self.config.connect_timeout + 1)
+                async with asyncio.timeout(self.config.connect_timeout + 1):
+                    await self._settled.wait()
         if self.state != "up" or self._client is None:
             raise ServerUnavailable(self._why())
         return self._client
@@ -129,10 +132,8 @@ class ServerConnection:
         self._wake.set()
         owner = self._owner
         if owner is not None and not owner.done():
-            try:
-                await asyncio.wait_for(owner, CLOSE_TIMEOUT_S)
-            except (TimeoutError, asyncio.CancelledError):
-                owner.cancel()
+            await asyncio.wait({owner}, timeout=CLOSE_TIMEOUT_S)
+            owner.cancel()  # no-op if it ended
 
     # -- the owner task ---------------------------------------------------------------
     async def _own(self) -> None:
@@ -169,7 +170,8 @@ class ServerConnection:
         server; no answer in time, or a closed connection, is a dead one."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), PROBE_INTERVAL_S)
+                async with asyncio.timeout(PROBE_INTERVAL_S):
+                    await self._wake.wait()
             if self._broken.is_set():
                 return self.last_error or "closed"
             self._wake.clear()
