@@ -284,3 +284,22 @@ async def test_cancelling_the_reply_withdraws_its_approval(
         await ann.close()
     finally:
         server.stop()
+
+
+async def test_cancelling_a_reply_during_a_slow_mcp_call_ends_it_at_once(
+    tmp_path: Path, fake: ProviderServer, http_fixture: HttpFixture
+) -> None:
+    script_tool_call(fake, "web__slow", {"seconds": 30})
+    server = serve(tmp_path, fake, http_fixture)
+    try:
+        room, ann = await ask(server, "sloth", {"web": ["slow"]})
+        call = await ann.next("tool.call", timeout=20)
+        reply = await ann.request(
+            {"type": "message.cancel", "room": room, "message_id": call["message_id"]}
+        )
+        assert reply["type"] == "cancel.ok", reply
+        end = await ann.next("message.completed", "message.failed", timeout=5)
+        assert end["finish_reason"] == "cancelled" and end["cancelled_by"] == "ada"
+        await ann.close()
+    finally:
+        server.stop()
