@@ -45,7 +45,6 @@ class Decision:
 @dataclass(slots=True)
 class _Pending:
     room_key: str
-    agent: str
     future: asyncio.Future[Decision] = field(repr=False)
     deciding: bool = False
 
@@ -68,9 +67,6 @@ class Approvals:
         self._done: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> (room key, why)
         self._background: set[asyncio.Task[None]] = set()
 
-    def pending(self) -> int:
-        return len(self._pending)
-
     async def ask(
         self, agent: Principal, room: Room, fields: dict[str, Any], timeout: float
     ) -> Decision:
@@ -82,7 +78,7 @@ class Approvals:
         approval_id = "ap_" + secrets.token_hex(10)
         expires_at = int((self._clock() + timeout) * 1000)
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        pending = _Pending(room.key, agent.user_id, future)
+        pending = _Pending(room.key, future)
         self._pending[approval_id] = pending
         try:
             await self._write(

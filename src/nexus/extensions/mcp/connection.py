@@ -26,6 +26,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError
 
 from .config import ServerConfig
 
@@ -110,7 +111,7 @@ class ServerConnection:
         client = await self.client()
         timeout = self.config.timeout
         try:
-            # The SDK's own timeout cancels the request on the server; ours bounds the rest.
+            # The SDK's timeout answers REQUEST_TIMEOUT; ours bounds anything beyond it.
             async with asyncio.timeout(timeout + 1):
                 return await client.call_tool(name, arguments, read_timeout_seconds=timeout)
         except TimeoutError:
@@ -122,6 +123,8 @@ class ServerConnection:
                 self._fail(client, "the connection closed")
                 raise ServerUnavailable(self._why()) from None
             raise CallRefused(exc.error.message or f"MCP error {exc.code}") from None
+        except ValidationError:
+            raise CallRefused("the server's answer is not a valid tool result") from None
         except Exception as exc:  # the transport failed (a reset, a broken stream...)
             self._fail(client, f"{exc.__class__.__name__}: {exc}"[:200])
             raise ServerUnavailable(self._why()) from None
