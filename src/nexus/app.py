@@ -28,6 +28,7 @@ from .auth import TokenVerifier, mint_token, resolve_hmac_secret
 from .config import HMAC_ALGORITHMS, Settings
 from .core.access import AccessRules
 from .core.agents import AgentRegistry
+from .core.approvals import Approvals
 from .core.directory import UserDirectory
 from .core.extension_host import ExtensionHost
 from .core.interceptors import InterceptorChain
@@ -45,6 +46,7 @@ from .errors import ConfigError
 from .extensions.ai.runs import install_runs
 from .extensions.ai.setup import build_runtime
 from .extensions.loader import load_extensions
+from .extensions.mcp.setup import install_mcp
 from .extensions.plugins import install_plugins
 from .extensions.plugins.admin import PluginAdmin
 from .extensions.skills import install_skills
@@ -192,9 +194,12 @@ def build(
     install_runs(agent_runtime, tasks)
     # Wasm plugins: the API's installs and the plugins folder's (seams only while needed)
     plugins = install_plugins(host)
-    # -- skills (docs/skills.md): registry, catalog and tools for agents, /skill-name --
+    # skills (docs/skills.md): registry, catalog and tools for agents, /skill-name
     skills = install_skills(agent_runtime)
-    # -- end skills --
+    # MCP client: the operator's MCP servers give agents tools; a room member approves
+    # the destructive ones (core/approvals, decided over WebSocket and HTTP)
+    approvals = Approvals(writes, access, store)
+    mcp_metrics = install_mcp(host, agent_runtime, agent_registry, approvals)
     load_extensions(settings.extensions, host)
 
     handlers = RequestHandlers(
@@ -211,6 +216,7 @@ def build(
         memory=memory,
     )
     handlers.tasks = tasks
+    handlers.approvals = approvals
     tasks.notify = handlers.send_to_user
     gateway = Gateway(settings, handlers, verifier, pipeline, health, loop)
 
@@ -247,6 +253,7 @@ def build(
         memory=memory,
         plugins=PluginAdmin(plugins),
         skills=skills,
+        approvals=approvals,
     )
     # Nexus as an MCP server on the HTTP port: its sessions' task group is a service
     mcp = (
@@ -271,6 +278,7 @@ def build(
             extra=(
                 agent_runtime.metrics.collect,
                 plugins.collect,
+                mcp_metrics.collect,
                 *([mcp.collect] if mcp is not None else []),
             ),
         )

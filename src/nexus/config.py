@@ -168,6 +168,16 @@ class Settings:
     skill_file_max_bytes: int = _setting(512 << 10, "largest file of a skill, bytes (unpacked)")
     skill_files_max: int = _setting(200, "most files a skill may hold")
     skill_total_max_bytes: int = _setting(8 << 20, "largest skill in all, bytes (unpacked)")
+    # MCP client: the servers agents may use (docs/mcp.md)
+    mcp_servers: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata={
+            "doc": "MCP servers agents may use, by name ([mcp.servers.NAME] tables; env: JSON)"
+        },
+    )
+    mcp_approval_timeout: float = _setting(
+        300.0, "seconds a destructive MCP tool call waits for a room member's approval"
+    )
 
     @property
     def data_path(self) -> Path:
@@ -188,6 +198,10 @@ class Settings:
             if isinstance(provider.get("headers"), dict):
                 # extra headers often carry credentials (an org key, a gateway token)
                 provider["headers"] = dict.fromkeys(provider["headers"], "***")
+        for server in out.get("mcp_servers", {}).values():
+            for key in ("headers", "env"):  # credentials as often as not
+                if isinstance(server.get(key), dict):
+                    server[key] = dict.fromkeys(server[key], "***")
         return out
 
 
@@ -252,7 +266,7 @@ def _fail() -> Any:
 
 
 # Settings that are tables themselves: their TOML table is kept whole, not flattened.
-TABLE_SETTINGS = ("ai_providers",)
+TABLE_SETTINGS = ("ai_providers", "mcp_servers")
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -358,6 +372,7 @@ def validate(s: Settings) -> None:
         "retention_interval",
         "plugin_deadline_ms_max",
         "mcp_session_idle_timeout",
+        "mcp_approval_timeout",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(name, f"must be positive, got {getattr(s, name)}")

@@ -15,6 +15,10 @@ from .deps import Caller, Ctx, visible_room
 from .schemas import ROOM_NAME, USER_ID, KeyId, Strict
 
 router = APIRouter(prefix="/v1", tags=["agents"])
+McpServerName = Annotated[str, Field(min_length=1, max_length=64)]
+McpAllowlist = dict[McpServerName, list[Annotated[str, Field(min_length=1, max_length=128)]]]
+MCP_DOC = 'MCP server -> the tool names the agent may call there (["*"]: all); docs/mcp.md'
+
 AgentName = Annotated[str, Path(pattern=USER_ID)]
 RoomName = Annotated[str, Path(pattern=ROOM_NAME)]
 
@@ -37,6 +41,7 @@ class AgentCreate(Strict):
     daily_token_budget: int = Field(0, ge=0, le=10**12)
     tools: list[str] = Field(default_factory=list, max_length=64)
     context_window: int = Field(16_000, ge=256, le=10_000_000)
+    mcp: McpAllowlist = Field(default_factory=dict, max_length=16, description=MCP_DOC)
 
 
 class AgentUpdate(Strict):
@@ -48,6 +53,7 @@ class AgentUpdate(Strict):
     daily_token_budget: int | None = Field(None, ge=0, le=10**12)
     tools: list[str] | None = Field(None, max_length=64)
     context_window: int | None = Field(None, ge=256, le=10_000_000)
+    mcp: McpAllowlist | None = Field(None, max_length=16, description=MCP_DOC)
 
 
 class TriggersOut(BaseModel):
@@ -67,6 +73,7 @@ class Agent(BaseModel):
     daily_token_budget: int
     tools: list[str]
     context_window: int
+    mcp: dict[str, list[str]]
     created_by: str
     created_at: int
     updated_at: int
@@ -142,6 +149,7 @@ async def create_agent(ctx: Ctx, who: Caller, body: AgentCreate) -> Agent:
         data["triggers"]["mention"], data["triggers"]["direct"], tuple(data["triggers"]["rooms"])
     )
     data["tools"] = tuple(data["tools"])
+    data["mcp"] = {server: tuple(names) for server, names in data["mcp"].items()}
     config = AgentConfig(tenant=who.tenant, created_by=who.user_id, **data)
     created = await ctx.agents.create(config)
     # In the user directory from now on, as a principal of kind agent.
@@ -160,6 +168,8 @@ async def update_agent(ctx: Ctx, who: Caller, name: AgentName, body: AgentUpdate
     changes = body.model_dump(exclude_unset=True)
     if changes.get("tools") is not None:
         changes["tools"] = tuple(changes["tools"])
+    if changes.get("mcp") is not None:
+        changes["mcp"] = {server: tuple(names) for server, names in changes["mcp"].items()}
     if changes.get("triggers") is not None:
         triggers = changes["triggers"]
         changes["triggers"] = {**triggers, "rooms": tuple(triggers.get("rooms", ()))}

@@ -23,7 +23,7 @@ from ..auth import TokenVerifier
 from ..core.rate_limits import UserRateLimits
 from ..errors import NexusError, RateLimited
 from ..observability.metrics import HttpMetrics
-from . import agents, directory, memory, messages, plugins, rooms, skills, tasks
+from . import agents, approvals, directory, memory, messages, plugins, rooms, skills, tasks
 from .deps import ApiContext
 from .guard import MCP_PATH, RequestGuard, retry_after_header
 from .mcp import McpServer
@@ -94,6 +94,7 @@ def create_api(
         app.router.routes.append(
             Route(MCP_PATH, endpoint=mcp, methods=["GET", "POST", "DELETE"], name="mcp")
         )
+    app.include_router(approvals.router, responses=ERROR_RESPONSES)
     # Added before the observing middleware below, so it runs inside it (its refusals are
     # counted and traced like any response).
     app.add_middleware(

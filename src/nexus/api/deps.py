@@ -16,6 +16,7 @@ from ..config import Settings
 from ..core.access import AccessRules
 from ..core.agent_control import AgentControl
 from ..core.agents import AgentRegistry
+from ..core.approvals import Approvals
 from ..core.caller import OneWrite
 from ..core.directory import UserDirectory
 from ..core.memory import Memory
@@ -56,6 +57,7 @@ class ApiContext:
     memory: Memory | None = None
     plugins: PluginControl | None = None
     skills: SkillControl | None = None
+    approvals: Approvals | None = None  # agents' destructive tool calls waiting for a member
 
 
 def context(request: Request) -> ApiContext:

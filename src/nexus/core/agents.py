@@ -9,7 +9,7 @@ listens for changes here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -22,6 +22,9 @@ from .pipeline import MessagePipeline
 
 MAX_PROMPT_CHARS = 32_000
 MAX_TOOLS = 64
+MAX_MCP_SERVERS = 16
+MCP_TOOL_NAME_MAX = 128
+MCP_ALL = "*"  # every tool the server lists
 TRIGGER_MODES = ("mention", "direct", "rooms")
 
 
@@ -47,6 +50,9 @@ class AgentConfig:
     daily_token_budget: int = 0  # input + output tokens per UTC day; 0 = no budget
     tools: tuple[str, ...] = ()  # tool names the agent may call
     context_window: int = 16_000  # tokens of prompt + reply the model accepts
+    # MCP server -> the tools of it the agent may call (["*"]: all it lists); the servers
+    # are the operator's (setting mcp_servers), docs/mcp.md
+    mcp: dict[str, tuple[str, ...]] = field(default_factory=dict)
     created_by: str = ""
     created_at: int = 0
     updated_at: int = 0
@@ -65,12 +71,14 @@ class AgentConfig:
             }
         )
         data["tools"] = tuple(data.get("tools", ()))
+        data["mcp"] = {k: tuple(v) for k, v in data.get("mcp", {}).items()}
         return cls(**data)
 
     def public(self) -> dict[str, Any]:
         out = asdict(self)
         out["triggers"]["rooms"] = list(self.triggers.rooms)
         out["tools"] = list(self.tools)
+        out["mcp"] = {k: list(v) for k, v in self.mcp.items()}
         return out
 
 
@@ -78,8 +86,16 @@ def agent_key(tenant: str, name: str) -> bytes:
     return user_key(tenant, name)
 
 
-def check(config: AgentConfig, providers: set[str], tools: set[str]) -> None:
-    """Refuse a definition that cannot work, naming the field (BadRequest)."""
+def check(
+    config: AgentConfig,
+    providers: set[str],
+    tools: set[str],
+    mcp_servers: Mapping[str, frozenset[str] | None] | None = None,
+) -> None:
+    """Refuse a definition that cannot work, naming the field (BadRequest).
+
+    ``mcp_servers``: the configured MCP servers, each with the tenants that may use it
+    (None: all)."""
     if not ID_PATTERN.fullmatch(config.name):
         raise BadRequest("name must be 1-128 characters of A-Z a-z 0-9 _ . @ : + -")
     if config.provider not in providers:
@@ -104,6 +120,30 @@ def check(config: AgentConfig, providers: set[str], tools: set[str]) -> None:
         )
     if len(config.tools) > MAX_TOOLS:
         raise BadRequest(f"at most {MAX_TOOLS} tools")
+    _check_mcp(config, mcp_servers or {})
+
+
+def _check_mcp(config: AgentConfig, servers: Mapping[str, frozenset[str] | None]) -> None:
+    if len(config.mcp) > MAX_MCP_SERVERS:
+        raise BadRequest(f"mcp: at most {MAX_MCP_SERVERS} servers")
+    usable = sorted(
+        n for n, tenants in servers.items() if tenants is None or config.tenant in tenants
+    )
+    for server, names in config.mcp.items():
+        # A server of another tenant is reported like an absent one: the operator's
+        # settings are not every tenant's to read.
+        if server not in usable:
+            raise BadRequest(
+                f"mcp: no MCP server named {server[:64]!r} "
+                f"(configured: {', '.join(usable) or 'none'})"
+            )
+        if not 1 <= len(names) <= MAX_TOOLS:
+            raise BadRequest(f'mcp.{server}: list 1-{MAX_TOOLS} tool names (or ["*"])')
+        if MCP_ALL in names and len(names) > 1:
+            raise BadRequest(f'mcp.{server}: "*" stands alone (it allows every tool)')
+        for name in names:
+            if not isinstance(name, str) or not 1 <= len(name) <= MCP_TOOL_NAME_MAX:
+                raise BadRequest(f"mcp.{server}: tool names are 1-{MCP_TOOL_NAME_MAX} characters")
 
 
 Listener = Callable[[str, str, AgentConfig | None], None]  # (tenant, name, config or None)
@@ -124,6 +164,7 @@ class AgentRegistry:
         self._listeners: list[Listener] = []
         self.providers: set[str] = {"offline"}
         self.tools: set[str] = set()
+        self.mcp_servers: dict[str, frozenset[str] | None] = {}  # set by the MCP extension
         for raw in store.agents():
             config = AgentConfig.from_json(raw)
             self._agents[(config.tenant, config.name)] = config
@@ -159,7 +200,7 @@ class AgentRegistry:
             raise Conflict(f"{config.name} is already a user of the tenant")
         now = int(self._clock() * 1000)
         config = replace(config, created_at=now, updated_at=now)
-        check(config, self.providers, self.tools)
+        check(config, self.providers, self.tools, self.mcp_servers)
         await self._write(config)
         return config
 
@@ -168,7 +209,7 @@ class AgentRegistry:
         if "triggers" in changes and isinstance(changes["triggers"], dict):
             changes["triggers"] = Triggers(**{**asdict(current.triggers), **changes["triggers"]})
         config = replace(current, **changes, updated_at=int(self._clock() * 1000))
-        check(config, self.providers, self.tools)
+        check(config, self.providers, self.tools, self.mcp_servers)
         await self._write(config)
         return config
 

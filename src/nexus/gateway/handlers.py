@@ -20,6 +20,7 @@ from ..auth import Principal
 from ..config import Settings
 from ..core.access import AccessRules
 from ..core.agent_control import AgentControl
+from ..core.approvals import Approvals
 from ..core.directory import UserDirectory
 from ..core.memory import Memory
 from ..core.rate_limits import UserRateLimits
@@ -46,6 +47,7 @@ from ..protocol import (
     RoomLeave,
     Search,
     TaskRequest,
+    ToolApprove,
     Typing,
     events,
 )
@@ -83,6 +85,7 @@ class RequestHandlers:
         self.streams = streams if streams is not None else LiveStreams()
         self.agents = agents  # set in app.py once the agent runtime exists
         self.tasks: TaskService | None = None  # set in app.py
+        self.approvals: Approvals | None = None  # set in app.py (agents' destructive tools)
         self._monotonic = monotonic
         self.memory = memory  # search and memory records (core/memory)
         self._answering: set[asyncio.Task[None]] = set()  # requests answered from a task
@@ -103,6 +106,7 @@ class RequestHandlers:
             MemorySearch: self._memory_search,  # type: ignore[dict-item]
             MemoryUpdate: self._memory_update,  # type: ignore[dict-item]
             MemoryForget: self._memory_forget,  # type: ignore[dict-item]
+            ToolApprove: self._tool_approve,  # type: ignore[dict-item]
         }
 
     # -- session lifecycle ---------------------------------------------------
@@ -338,6 +342,23 @@ class RequestHandlers:
         async def work() -> bytes:
             body = await tasks.request(principal, req.type, dict(req.params))
             return reply_event("task.list" if "tasks" in body else "task", req.id, body)
+
+        self._answer_later(session, req.id, work())
+
+    # -- approvals of agents' tool calls (core/approvals) -------------------------
+    def _tool_approve(self, session: Session, req: ToolApprove) -> None:
+        principal = session.principal
+        assert principal is not None
+        room = self.access.require_visible(
+            principal, self.rooms.find(principal.tenant, req.room), req.room
+        )
+        if self.approvals is None:
+            raise NotFound(f"no approval {req.approval_id[:64]} waits in room {room.name}")
+        approvals = self.approvals
+
+        async def work() -> bytes:
+            decision = await approvals.decide(principal, room, req.approval_id, req.approve)
+            return events.approval_decided(req.id, decision)
 
         self._answer_later(session, req.id, work())
 

@@ -22,6 +22,7 @@ from .requests import (
     RoomLeave,
     Search,
     TaskRequest,
+    ToolApprove,
     Typing,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "RoomLeave",
     "Search",
     "TaskRequest",
+    "ToolApprove",
     "Typing",
     "events",
 ]

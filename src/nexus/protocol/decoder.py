@@ -28,6 +28,7 @@ from .requests import (
     RoomLeave,
     Search,
     TaskRequest,
+    ToolApprove,
     Typing,
 )
 
@@ -76,6 +77,7 @@ class Decoder:
             "memory.search": self._memory_search,
             "memory.update": self._memory_update,
             "memory.forget": self._memory_forget,
+            "tool.approve": self._approve,
         }
 
     def decode(self, payload: bytes | bytearray | memoryview | str) -> Request:
@@ -255,6 +257,15 @@ class Decoder:
             reply_to=self._opt_id(obj, "reply_to"),
             meta=meta,
         )
+
+    def _approve(self, obj: dict[str, Any], rid: RequestId) -> ToolApprove:
+        approval_id = self._opt_id(obj, "approval_id")
+        if approval_id is None:
+            raise BadRequest("missing field: approval_id")
+        approve = obj.get("approve")
+        if not isinstance(approve, bool):
+            raise BadRequest("approve must be a boolean")
+        return ToolApprove(rid, self._room(obj), approval_id, approve)
 
     def _typing(self, obj: dict[str, Any], rid: RequestId) -> Typing:
         active = obj.get("active", True)

@@ -186,6 +186,11 @@ def cancel_ok(rid: RequestId, room: str, message_id: str) -> bytes:
     return _dumps({"type": "cancel.ok", "id": rid, "room": room, "message_id": message_id})
 
 
+def approval_decided(rid: RequestId, decision: dict[str, Any]) -> bytes:
+    """A ``tool.approve`` was committed: ``decision`` has room, approval_id, approved, seq."""
+    return _dumps({"type": "tool.approve.ok", "id": rid, **decision})
+
+
 def presence(room: str, user_id: str, kind: str, action: str) -> bytes:
     return _dumps(
         {"type": "presence", "room": room, "user_id": user_id, "kind": kind, "action": action}

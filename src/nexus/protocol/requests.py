@@ -137,6 +137,16 @@ class MemoryForget:
     memory_id: str
 
 
+@dataclass(slots=True)
+class ToolApprove:
+    """A room member's decision on an agent's destructive tool call (a ``tool.approval``)."""
+
+    id: RequestId
+    room: str
+    approval_id: str
+    approve: bool
+
+
 Request = (
     Auth
     | Ping
@@ -154,4 +164,5 @@ Request = (
     | MemorySearch
     | MemoryUpdate
     | MemoryForget
+    | ToolApprove
 )

@@ -43,7 +43,13 @@ class AgentCaller:
         self._pending[rid] = future
         try:
             submit(rid)
-            event = await asyncio.wait_for(future, WRITE_TIMEOUT_S)
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # comes as the ack does (a member's message.cancel sent on seeing this very
+            # entry), and the turn would go on.
+            done, _ = await asyncio.wait({future}, timeout=WRITE_TIMEOUT_S)
+            if not done:
+                raise TimeoutError
+            event = future.result()
         except NexusError:
             raise
         finally:

@@ -1,0 +1,1 @@
+"""Agents as MCP clients: the operator's MCP servers, their tools in agents' turns."""
