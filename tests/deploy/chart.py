@@ -42,9 +42,7 @@ class Helm:
     def template(
         self, values: dict[str, Any] | None = None, chart: Path = CHART
     ) -> list[dict[str, Any]]:
-        out = self.run(
-            "template", RELEASE, chart, "--namespace", NAMESPACE, values=values or {}
-        )
+        out = self.run("template", RELEASE, chart, "--namespace", NAMESPACE, values=values or {})
         return [doc for doc in yaml.safe_load_all(out) if doc]
 
     def lint(self, values: dict[str, Any] | None = None) -> str:

@@ -64,9 +64,11 @@ class Dockerfile:
 
 
 def _lines(text: str) -> list[str]:
-    joined = re.sub(r"\\\n", " ", "\n".join(
-        line for line in text.splitlines() if not line.lstrip().startswith("#")
-    ))
+    joined = re.sub(
+        r"\\\n",
+        " ",
+        "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")),
+    )
     return [line.strip() for line in joined.splitlines() if line.strip()]
 
 

@@ -74,8 +74,7 @@ def materialize(docs: list[dict[str, Any]], image_env: dict[str, str], root: Pat
             (cm,) = [
                 d
                 for d in docs
-                if d["kind"] == "ConfigMap"
-                and d["metadata"]["name"] == volume["configMap"]["name"]
+                if d["kind"] == "ConfigMap" and d["metadata"]["name"] == volume["configMap"]["name"]
             ]
             for key, text in cm["data"].items():
                 (where / key).write_text(text)

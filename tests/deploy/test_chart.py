@@ -180,8 +180,7 @@ def test_services_ingress_and_monitor_point_at_the_named_ports(
     ingress = one(docs, "Ingress")
     assert "nginx.ingress.kubernetes.io/proxy-read-timeout" in ingress["metadata"]["annotations"]
     paths = {
-        p["path"]: p["backend"]["service"]
-        for p in ingress["spec"]["rules"][0]["http"]["paths"]
+        p["path"]: p["backend"]["service"] for p in ingress["spec"]["rules"][0]["http"]["paths"]
     }
     assert paths["/ws"] == {"name": ws["metadata"]["name"], "port": {"name": "ws"}}
     assert paths["/"] == {"name": http["metadata"]["name"], "port": {"name": "http"}}
@@ -237,10 +236,10 @@ def _notes(helm: Helm, values: dict[str, Any], tmp_path: Path) -> str:
     return str(one(docs, "ConfigMap", "notes")["data"]["notes"])
 
 
-@pytest.mark.parametrize("name", ["standalone-defaults", "standalone-everything", "cluster-defaults"])
-def test_notes_tell_how_to_get_a_token_and_connect(
-    helm: Helm, name: str, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize(
+    "name", ["standalone-defaults", "standalone-everything", "cluster-defaults"]
+)
+def test_notes_tell_how_to_get_a_token_and_connect(helm: Helm, name: str, tmp_path: Path) -> None:
     notes = _notes(helm, ALL[name], tmp_path)
     target = "deploy/nx-nexus" if name.startswith("cluster") else "nx-nexus-0"
     assert f"exec {target} -c nexus -- \\\n     nexus token --user alice" in notes

@@ -63,7 +63,7 @@ def test_ports_and_probes_are_the_servers(helm: Helm, name: str, tmp_path: Path)
 
 @pytest.mark.parametrize("name", STANDALONE)
 def test_data_dir_is_the_writable_volume(helm: Helm, name: str, tmp_path: Path) -> None:
-    docs, pod = _pod(helm, name, tmp_path)
+    _, pod = _pod(helm, name, tmp_path)
     s = _settings(pod)
     data = pod.unroot(Path(s.data_dir))
     assert data == IMAGE_ENV["NEXUS_DATA_DIR"]  # the image's VOLUME
@@ -71,13 +71,13 @@ def test_data_dir_is_the_writable_volume(helm: Helm, name: str, tmp_path: Path) 
     persistent = ALL[name].get("persistence", {}).get("enabled", True)
     assert ("persistentVolumeClaim" in volume) == persistent
     assert ("emptyDir" in volume) == (not persistent)
-    mount = [m for m in pod.container["volumeMounts"] if m["mountPath"] == data][0]
+    mount = next(m for m in pod.container["volumeMounts"] if m["mountPath"] == data)
     assert not mount.get("readOnly")
 
 
 @pytest.mark.parametrize("name", STANDALONE)
 def test_the_key_files_come_from_secrets(helm: Helm, name: str, tmp_path: Path) -> None:
-    docs, pod = _pod(helm, name, tmp_path)
+    _, pod = _pod(helm, name, tmp_path)
     s = _settings(pod)
     kind = ALL[name].get("auth", {}).get("type", "hmac")
     held = {

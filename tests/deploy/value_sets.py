@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 HMAC = "chart-test-hmac-secret-0123456789abcdef"
-PEM = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n"
+PEM = (
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n"
+    "-----END PUBLIC KEY-----\n"
+)
 
 STANDALONE: dict[str, dict[str, Any]] = {
     "standalone-defaults": {},
