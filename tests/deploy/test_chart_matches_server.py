@@ -21,6 +21,10 @@ from .pod import Pod, materialize, stand_in
 from .settings_schema import config_schema
 from .value_sets import ALL, CLUSTER, STANDALONE
 
+# The first test of a fresh machine fetches helm and the validators with npm.
+pytestmark = pytest.mark.timeout(600)
+
+
 IMAGE_ENV = parse().stage("runtime").env()
 
 

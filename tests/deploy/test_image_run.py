@@ -42,6 +42,8 @@ RUNTIME = parse().stage("runtime")
 UID, GID = (int(x) for x in RUNTIME.last("USER").split(":"))
 TINI = RUNTIME.exec_form("ENTRYPOINT")[0]
 START_TIMEOUT = 60.0
+# The first run builds the wheels and the venv (about 1.5 min on 2 cores, more under load).
+pytestmark = pytest.mark.timeout(900)
 
 
 def as_image_user(*cmd: str | Path) -> list[str]:
@@ -58,6 +60,9 @@ def as_image_user(*cmd: str | Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def venv() -> Path:
+    # switching to the image's user, chown and namespaces need root (as CI and these
+    # machines run): fail loudly rather than test less
+    assert os.geteuid() == 0, "tests/deploy/test_image_run.py must run as root"
     for tool in (TINI, "unshare", "nsenter", "setpriv"):
         assert shutil.which(tool), f"{tool} is required (Debian: tini, util-linux)"
     return image_venv()
