@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from nexus.config import Settings, load_settings
 from nexus.errors import ConfigError
 from nexus.extensions.ai.config import parse_providers
 
-from .chart import CHART, Helm, one
+from .chart import CHART, Helm, one, workload
 from .dockerfile import parse
 from .pod import Pod, materialize, stand_in
 from .settings_schema import config_schema
@@ -158,3 +159,16 @@ def test_cluster_settings_wait_for_the_scale_out_engine(
     with pytest.raises(ConfigError) as refused:
         _settings(pod)
     assert "invalid setting cluster_engine: unknown setting" in str(refused.value)
+
+
+def test_no_service_links_to_collide_with_the_servers_variables(helm: Helm) -> None:
+    """A release named "nexus" makes Services nexus-ws and nexus-http; with service links
+    the kubelet would inject NEXUS_WS_PORT=tcp://..., which the server refuses."""
+    docs = helm.run("template", "nexus", CHART, values={})
+    names = [
+        d["metadata"]["name"] for d in yaml.safe_load_all(docs) if d and d["kind"] == "Service"
+    ]
+    assert "nexus-ws" in names and "nexus-http" in names
+    for values in ALL.values():
+        pod = workload(helm.template(values))["spec"]["template"]["spec"]
+        assert pod["enableServiceLinks"] is False

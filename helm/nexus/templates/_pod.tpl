@@ -17,6 +17,10 @@ metadata:
 spec:
   serviceAccountName: {{ include "nexus.serviceAccountName" . }}
   automountServiceAccountToken: false
+  # Service links would add NEXUS_WS_PORT=tcp://... and the like for a release named
+  # "nexus" (or any nexus-* Service in the namespace), and the server refuses unknown
+  # NEXUS_* variables.
+  enableServiceLinks: false
   {{- with .Values.imagePullSecrets }}
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}
