@@ -119,6 +119,8 @@ def test_provider_keys_reach_the_server(helm: Helm, tmp_path: Path) -> None:
     assert claude.api_key == stand_in("ai-keys", "anthropic")
     assert (claude.retries, claude.total_timeout, claude.fallback) == (3, 120.0, "openai")
     assert claude.headers == {"X-Org": "o"}
+    assert providers["local"].type == "offline" and providers["local"].api_key == ""
+    assert "api_key_file" not in s.ai_providers["local"]
 
 
 @pytest.mark.parametrize("name", STANDALONE)

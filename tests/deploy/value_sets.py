@@ -38,6 +38,7 @@ STANDALONE: dict[str, dict[str, Any]] = {
                 "fallback": "openai",
                 "settings": {"retries": 3, "total_timeout": 120, "headers": {"X-Org": "o"}},
             },
+            "local": {"type": "offline"},  # keyless
         },
         "persistence": {"storageClass": "fast-ssd", "size": "50Gi"},
         "ingress": {
