@@ -3,7 +3,7 @@
 venv that installs only those wheels, with --no-index).
 
 Built once per build-context digest into the test cache, where the image's non-root user
-can read it; older builds are removed.
+can read it; builds older than a day are removed.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -70,7 +71,8 @@ def image_venv() -> Path:
         if (where / "complete").is_file():
             return venv
         for old in where.parent.glob("image-*"):
-            if old.is_dir() and old != where:
+            # a day old: another checkout's run may still be using a recent one
+            if old.is_dir() and old != where and time.time() - old.stat().st_mtime > 86400:
                 shutil.rmtree(old, ignore_errors=True)
         shutil.rmtree(where, ignore_errors=True)
         context, wheels = where / "context", where / "wheels"
