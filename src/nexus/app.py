@@ -12,9 +12,11 @@ import inspect
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import lmdb
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import NoOpTracer
@@ -104,6 +106,19 @@ class App:
     tracer_provider: TracerProvider | None
     services: list[Service] = field(default_factory=list)
     _started: list[Service] = field(default_factory=list)
+    _drain_started: float | None = None
+
+    def begin_drain(self) -> None:
+        """Answer /readyz with 503 and refuse new WebSocket upgrades, serving the rest.
+
+        SIGUSR1 calls it (the Helm chart's preStop hook), so load balancers stop routing
+        here while the pod still serves; the SIGTERM that follows waits only what is left
+        of ``drain_delay``.
+        """
+        if self._drain_started is None:
+            self._drain_started = time.monotonic()
+            log.info("draining: /readyz answers 503")
+        self.health.draining = True
 
     async def start(self) -> tuple[int, int]:
         """Start every service; returns (WebSocket port, HTTP port)."""
@@ -116,10 +131,12 @@ class App:
         """Graceful drain: unready, wait ``drain_delay``, stop the services in reverse order
         (the gateway finishes pending commits and closes clients with 1001), then the
         writer and the store."""
-        self.health.draining = True  # /readyz answers 503 from here on
-        if self.settings.drain_delay:
+        self.begin_drain()  # /readyz answers 503 from here on
+        assert self._drain_started is not None
+        remaining = self.settings.drain_delay - (time.monotonic() - self._drain_started)
+        if remaining > 0:
             # Give load balancers time to notice /readyz before the listener goes.
-            await asyncio.sleep(self.settings.drain_delay)
+            await asyncio.sleep(remaining)
         while self._started:
             service = self._started.pop()
             try:
@@ -151,6 +168,7 @@ def build(
     provider = make_tracer_provider(settings, span_exporter)
     tracer = tracer_from(provider)
     health = Health()
+    health.add_check("store", _store_open(store))
 
     # core
     interceptors = InterceptorChain(
@@ -318,6 +336,17 @@ def build(
     )
 
 
+def _store_open(store: LmdbStore) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            store.env.stat()  # under a microsecond; raises once the environment is closed
+        except lmdb.Error:
+            return False
+        return True
+
+    return check
+
+
 def dev_token(settings: Settings) -> str | None:
     """A 24h admin token for user 'dev' of tenant 'dev', when the dev HMAC secret is in use."""
     if (
@@ -353,6 +382,7 @@ async def serve(settings: Settings) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, app.begin_drain)
     url = f"ws://{settings.host}:{port}/ws"
     # stdout lines are the start contract: tests and scripts read the URL from here.
     print(f"nexus listening on {url}", flush=True)
