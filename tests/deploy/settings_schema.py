@@ -75,6 +75,8 @@ def _type(name: str, hint: Any) -> dict[str, Any]:
         if name in ITEM_CHOICES:
             items["enum"] = list(ITEM_CHOICES[name])
         return {"type": "array", "items": items}
+    if hint == dict[str, dict[str, Any]]:  # tables by name (mcp_servers): checked by the server
+        return {"type": "object", "additionalProperties": {"type": "object"}}
     raise TypeError(f"setting {name}: no schema for {hint!r}; teach settings_schema.py")
 
 
