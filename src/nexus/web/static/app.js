@@ -246,6 +246,7 @@ function renderRoomList() {
         onclick: () => openRoom(name),
       }, h("span", {}, `# ${name}`), info.unread ? h("span", { class: "badge", "aria-label": `${info.unread} unread` }, info.unread) : null)));
   $("room-list").replaceChildren(...items);
+  $("room-list").querySelector('[aria-current="true"]')?.scrollIntoView({ block: "nearest", inline: "nearest" });
 }
 
 async function openRoom(name) {
@@ -813,11 +814,16 @@ function renderCharts() {
     svg.setAttribute("role", "img");
     svg.setAttribute("aria-label", `${chart.label}: ${shown}, last ${series.length} samples`);
     if (series.length > 1) {
+      // The samples span the width (newest at the right); y runs from 0 to the maximum.
       const max = Math.max(...series, 1e-9);
-      const offset = METRICS_POINTS - series.length;
+      const step = (METRICS_POINTS - 1) / (series.length - 1);
+      const points = series.map((v, i) => `${(i * step).toFixed(2)},${(100 - (v / max) * 94 - 3).toFixed(1)}`);
+      const area = document.createElementNS(svgNS, "polygon");
+      area.setAttribute("class", "area");
+      area.setAttribute("points", `0,100 ${points.join(" ")} ${METRICS_POINTS - 1},100`);
       const line = document.createElementNS(svgNS, "polyline");
-      line.setAttribute("points", series.map((v, i) => `${offset + i},${(100 - (v / max) * 96 - 2).toFixed(1)}`).join(" "));
-      svg.append(line);
+      line.setAttribute("points", points.join(" "));
+      svg.append(area, line);
     }
     return h("figure", { class: "chart", dataset: { metric: chart.key } },
       h("figcaption", {}, h("span", {}, chart.label), h("span", { class: "value" }, shown)), svg);
