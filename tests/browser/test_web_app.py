@@ -31,9 +31,7 @@ def fresh_room(prefix: str) -> str:
 
 
 def http(server: ServerProcess, tok: str = ADMIN) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.api, headers={"Authorization": f"Bearer {tok}"}, timeout=10
-    )
+    return httpx.Client(base_url=server.api, headers={"Authorization": f"Bearer {tok}"}, timeout=10)
 
 
 @contextmanager
@@ -125,9 +123,7 @@ def test_two_people_chat_with_edits_deletes_presence_and_typing(
         alice.wait_for_selector("#presence li:has-text('bob')", state="detached")
 
 
-def test_offline_then_back_sees_every_message_in_order(
-    browser: Any, server: ServerProcess
-) -> None:
+def test_offline_then_back_sees_every_message_in_order(browser: Any, server: ServerProcess) -> None:
     room = fresh_room("offline")
     with signed_in(browser, server, ALICE) as alice:
         alice.fill("#room-input", room)
@@ -225,8 +221,10 @@ def test_tasks_panel_and_search(browser: Any, server: ServerProcess) -> None:
         page.get_by_label("State of Rotate the keys").select_option("in_progress")
         with http(server, ALICE) as api:
             wait_until(
-                lambda: api.get("/v1/tasks", params={"room": room}).json()["tasks"][0]["state"]
-                == "in_progress"
+                lambda: (
+                    api.get("/v1/tasks", params={"room": room}).json()["tasks"][0]["state"]
+                    == "in_progress"
+                )
             )
         # a task made elsewhere shows up live
         with http(server, BOB) as api:
@@ -280,12 +278,14 @@ def test_admin_view_connections_forced_disconnect_agents_and_charts(
                 admin.wait_for_timeout(700)
         # (page.wait_for_function evaluates a string: the app's CSP forbids that)
         wait_until(
-            lambda: admin.evaluate(
-                "() => document.querySelector("
-                "'figure[data-metric=nexus_messages_stored_total] polyline')"
-                "?.getAttribute('points').split(' ').length ?? 0"
+            lambda: (
+                admin.evaluate(
+                    "() => document.querySelector("
+                    "'figure[data-metric=nexus_messages_stored_total] polyline')"
+                    "?.getAttribute('points').split(' ').length ?? 0"
+                )
+                >= 2
             )
-            >= 2
         )
         assert admin.locator("#charts figure").count() == 8
         admin.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)

@@ -61,4 +61,4 @@ def mount_web_app(app: FastAPI, *, ws_port: Callable[[], int], ws_path: str = "/
         return JSONResponse(body, headers={"cache-control": "no-store"})
 
     static = StaticFiles(directory=STATIC_DIR, html=True)
-    app.mount(APP_PATH, _WithHeaders(static), name="web")  # type: ignore[arg-type]
+    app.mount(APP_PATH, _WithHeaders(static), name="web")
