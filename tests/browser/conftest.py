@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,13 @@ CHROMIUM_ARGS = [
 SLOW_OFFLINE = json.dumps({"offline": {"type": "offline", "part_delay": 0.2}})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session; each test opens its own contexts."""
+    """One headless Chromium per module (there is one); each test opens its own contexts.
+
+    Module scope, not session: Playwright's sync API keeps its event loop marked as
+    running in this thread until it stops, and the asyncio tests of later modules need
+    it gone."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -49,7 +52,6 @@ def browser() -> Iterator[Any]:
             f"no Chromium at {CHROMIUM}: apt-get install chromium (or set NEXUS_CHROMIUM); "
             "never `playwright install`"
         )
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     pw = sync_playwright().start()
     # launch() gives every run a fresh temporary profile (user data dir).

@@ -424,6 +424,34 @@ test("offline/online events drop the socket at once and reconnect without waitin
   assert.equal(client.state, State.OPEN);
 });
 
+test("while the browser says offline, retries wait for 'online' instead of backing off", async () => {
+  const network = new EventTarget();
+  const saved = Object.getOwnPropertyDescriptor(globalThis, "navigator");
+  Object.defineProperty(globalThis, "navigator", { value: { onLine: false }, configurable: true });
+  try {
+    const { client, clock, sockets } = setup({ network });
+    client.connect();
+    await accept(sockets);
+    network.dispatchEvent(new Event("offline"));
+    await clock.advance(20000);
+    assert.equal(sockets.length, 1, "no attempts while offline");
+    assert.equal(client._attempt, 0);
+    // an attempt in flight when the network returns is replaced at once
+    await clock.advance(10000); // the fallback timer (backoff.max) fires once
+    assert.equal(sockets.length, 2);
+    globalThis.navigator.onLine = true;
+    network.dispatchEvent(new Event("online"));
+    await settle();
+    assert.equal(sockets.length, 3);
+    assert.equal(sockets[1].closedWith.code, 4000);
+    await accept(sockets);
+    assert.equal(client.state, State.OPEN);
+  } finally {
+    if (saved) Object.defineProperty(globalThis, "navigator", saved);
+    else delete globalThis.navigator;
+  }
+});
+
 test("close() stops for good and rejects the outbox", async () => {
   const { client, clock, sockets } = setup();
   client.connect();

@@ -384,11 +384,22 @@ export class NexusClient {
     this._scheduleRetry();
   }
 
+  _offline() {
+    // Only trusted when we listen for `online` too (a browser window): then waiting for
+    // that event is better than spending backoff attempts on a network known to be down.
+    return Boolean(this.network?.addEventListener) && globalThis.navigator?.onLine === false;
+  }
+
   _scheduleRetry() {
     if (this.state === State.CLOSED) return;
     this._setState(State.RECONNECTING);
-    const delay = backoffDelay(this._attempt, { ...this.backoff, random: this.random });
-    this._attempt += 1;
+    let delay;
+    if (this._offline()) {
+      delay = this.backoff.max; // a fallback only: the `online` event comes first
+    } else {
+      delay = backoffDelay(this._attempt, { ...this.backoff, random: this.random });
+      this._attempt += 1;
+    }
     this.clearTimeout(this._retryTimer);
     this._retryTimer = this.setTimeout(() => {
       this._retryTimer = null;
@@ -398,10 +409,20 @@ export class NexusClient {
 
   /** The network came back: retry now instead of at the end of the backoff. */
   _wake() {
-    if (this.state !== State.RECONNECTING || this._ws || this._retryTimer === null) return;
+    if (this.state !== State.RECONNECTING && this.state !== State.CONNECTING) return;
+    this._attempt = 0;
+    if (this._ws && !this.session) {
+      // An attempt made while the network was down: do not wait for it to fail.
+      const ws = this._detach();
+      try {
+        ws.close(4000, "network back");
+      } catch {
+        // still connecting: detached anyway
+      }
+    }
+    if (this._ws) return;
     this.clearTimeout(this._retryTimer);
     this._retryTimer = null;
-    this._attempt = 0;
     this._open();
   }
 
