@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from integration.harness import ServerProcess
+from integration.harness import ServerProcess, start_server
 
 from .conftest import ARTIFACTS, app_url, token
 
@@ -344,3 +344,56 @@ def test_phone_viewport_and_labels(browser: Any, server: ServerProcess) -> None:
 @pytest.fixture(autouse=True)
 def _artifacts_dir() -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+
+def test_the_printed_url_opens_a_working_chat(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """As after `make run`: development defaults (the dev secret, the dev token printed);
+    the URL `nexus serve` prints signs in at once and chats."""
+    srv = start_server(
+        tmp_path_factory.mktemp("devdata"),
+        auth_secret=None,
+        auth_issuer=None,
+        auth_audience=None,
+        print_dev_token="true",
+    )
+    try:
+        wait_until(lambda: any(line.startswith("nexus web app on ") for line in srv.output))
+        line = next(line for line in srv.output if line.startswith("nexus web app on "))
+        url = line.removeprefix("nexus web app on ").strip()
+        assert url.startswith(f"{srv.api}/app/#token=ey"), url
+        ctx = browser.new_context()
+        ctx.set_default_timeout(TIMEOUT_MS)
+        page = ctx.new_page()
+        page.goto(url)
+        page.wait_for_selector("#conn[data-state=open]")
+        assert "#token" not in page.url  # taken out of the address bar
+        assert page.inner_text("#whoami").startswith("dev · dev")
+        page.fill("#room-input", "general")
+        page.press("#room-input", "Enter")
+        send(page, "hello from the printed URL")
+        page.wait_for_selector("#messages li.mine:has-text('hello from the printed URL')")
+        # a reload keeps the session (token in sessionStorage) and shows the history
+        page.reload()
+        page.wait_for_selector("#conn[data-state=open]")
+        page.wait_for_selector("#messages li.mine:has-text('hello from the printed URL')")
+        ctx.close()
+    finally:
+        assert srv.stop() == 0, "".join(srv.output)
+
+
+def test_static_files_need_no_token_and_carry_security_headers(server: ServerProcess) -> None:
+    with httpx.Client(base_url=server.api, timeout=10) as anon:
+        r = anon.get("/")
+        assert r.status_code == 307 and r.headers["location"] == "/app/"
+        r = anon.get("/app/")
+        assert r.status_code == 200 and "<title>Nexus</title>" in r.text
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+        r = anon.get("/app/nexus.js")
+        assert r.status_code == 200 and "javascript" in r.headers["content-type"]
+        assert anon.get("/app/config.json").json() == {"ws_port": server.port, "ws_path": "/ws"}
+        r = anon.get("/app/no-such-file.js")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+        assert anon.get("/v1/rooms").status_code == 401  # the API still needs a token

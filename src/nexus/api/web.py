@@ -33,6 +33,13 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 
 
+class _StaticRoute:
+    """What ``scope["route"]`` holds for a static file, as FastAPI's routes put themselves
+    there: the HTTP metrics label it ``/app/{path}`` instead of ``unmatched``."""
+
+    path = f"{APP_PATH}/{{path}}"
+
+
 class _WithHeaders:
     """Adds the security headers to every response of the wrapped ASGI app."""
 
@@ -40,6 +47,8 @@ class _WithHeaders:
         self._app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = _StaticRoute
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
