@@ -298,6 +298,10 @@ def test_admin_view_connections_forced_disconnect_agents_and_charts(
         bob.wait_for_selector("#alerts .alert:has-text('disconnected by an administrator')")
         time.sleep(1.0)
         assert bob.get_attribute("#conn", "data-state") == "closed"
+        # reconnecting is bob's own decision
+        bob.get_by_role("button", name="Reconnect").click()
+        bob.wait_for_selector("#conn[data-state=open]")
+        assert bob.is_hidden("#reconnect")
 
 
 def test_members_cannot_see_admin_and_sign_in_form_errors(

@@ -36,9 +36,12 @@ function timeOf(ms) {
 // ---- alerts
 
 function showError(what, err) {
-  const text = `${what}: ${err?.message ?? err}${err?.code ? ` (${err.code})` : ""}`;
+  notify(`${what}: ${err?.message ?? err}${err?.code ? ` (${err.code})` : ""}`, "alert");
+}
+
+function notify(text, kind = "alert info") {
   const close = h("button", { type: "button", class: "link", "aria-label": "Dismiss" }, "×");
-  const box = h("div", { class: "alert" }, h("p", {}, text), close);
+  const box = h("div", { class: kind }, h("p", {}, text), close);
   close.addEventListener("click", () => box.remove());
   $("alerts").append(box);
   setTimeout(() => box.remove(), 12000);
@@ -137,8 +140,10 @@ async function signIn(token) {
 }
 
 function signOut(clearToken = true) {
-  app.client?.close(1000, "signed out");
+  const client = app.client;
   app.client = null;
+  client?.close(1000, "signed out");
+  $("reconnect").hidden = true;
   app.session = null;
   if (clearToken) sessionStorage.removeItem(TOKEN_KEY);
   stopMetrics();
@@ -165,6 +170,8 @@ function wireClient(client) {
   client.on("state", ({ state }) => {
     const label = { connecting: "Connecting…", open: "Connected", reconnecting: "Reconnecting…", closed: "Disconnected", idle: "Not connected" };
     setConn(state, label[state] ?? state);
+    // Closed for good (forced disconnect, refused token): reconnecting is the user's call.
+    $("reconnect").hidden = !(state === State.CLOSED && app.session);
   });
   client.on("open", (ok) => {
     const first = !app.session;
@@ -334,10 +341,12 @@ function systemItem(room, seq, key, text) {
 
 function onEvent(ev, fromHistory = false) {
   const room = ev.room;
-  if (!room) {
-    if (ev.type === "task.notice") showError("Task reminder", new Error(ev.task?.title ?? "a task is due"));
+  if (ev.type === "task.notice") {
+    // Sent to the assignees' sessions only, not logged: a reminder or a due time fired.
+    notify(`Task ${ev.reason === "due" ? "due" : "reminder"}: “${ev.task?.title ?? "a task"}” in #${room}`);
     return;
   }
+  if (!room) return;
   switch (ev.type) {
     case "message":
       place(room, ev.id, messageItem(ev));
@@ -851,6 +860,11 @@ function start() {
     if (token) signIn(token);
   });
   $("signout").addEventListener("click", () => signOut());
+  $("reconnect").addEventListener("click", () => {
+    const token = app.token;
+    signOut(false);
+    signIn(token);
+  });
   for (const button of document.querySelectorAll("nav [data-view]")) {
     button.addEventListener("click", () => showView(button.dataset.view));
   }
