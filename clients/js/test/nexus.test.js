@@ -452,6 +452,32 @@ test("while the browser says offline, retries wait for 'online' instead of backi
   }
 });
 
+test("'online' while the token hook is still running does not open a second socket", async () => {
+  const network = new EventTarget();
+  let release;
+  let calls = 0;
+  const { client, sockets } = setup({
+    network,
+    token: () => {
+      calls += 1;
+      return calls === 1 ? "tok-1" : new Promise((resolve) => { release = resolve; });
+    },
+  });
+  client.connect();
+  await accept(sockets);
+  sockets[0].drop(1006);
+  network.dispatchEvent(new Event("online")); // retry now: the hook is called and waits
+  await settle();
+  network.dispatchEvent(new Event("online"));
+  await settle();
+  assert.equal(calls, 2);
+  release("tok-2");
+  await settle();
+  assert.equal(sockets.length, 2);
+  const ws = await accept(sockets);
+  assert.equal(ws.sent[0].token, "tok-2");
+});
+
 test("close() stops for good and rejects the outbox", async () => {
   const { client, clock, sockets } = setup();
   client.connect();

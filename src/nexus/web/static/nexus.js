@@ -236,6 +236,7 @@ export class NexusClient {
 
     this._listeners = new Map();
     this._ws = null;
+    this._opening = false;
     this._attempt = 0;
     this._nextId = 1;
     this._pending = new Map(); // request id -> {resolve, reject, timer}
@@ -306,6 +307,8 @@ export class NexusClient {
   }
 
   async _open() {
+    if (this._opening) return; // the token hook of an earlier attempt is still running
+    this._opening = true;
     this._setState(this._attempt === 0 && !this.session ? State.CONNECTING : State.RECONNECTING);
     let token;
     try {
@@ -313,10 +316,12 @@ export class NexusClient {
         ? await this.tokenSource({ reason: this._tokenReason })
         : this.tokenSource;
     } catch (err) {
+      this._opening = false;
       this._emit("error", new NexusError("unauthorized", `token hook failed: ${err?.message ?? err}`));
       this._scheduleRetry();
       return;
     }
+    this._opening = false;
     if (this.state === State.CLOSED) return;
     if (this._tokenReason === "unauthorized" && token === this._token) {
       this._stop({ code: 4501, reason: "token refused and the token hook gave no new one" });
