@@ -177,11 +177,19 @@ function wireClient(client) {
     const first = !app.session;
     app.session = ok;
     if (first) onSignedIn(ok);
+    else if (app.room) {
+      // merges by id: fills in what an open that failed while disconnected missed
+      loadHistory(app.room).catch((err) => showError(`Reloading #${app.room}`, err));
+    }
   });
   client.on("closed", ({ code, reason }) => {
-    if (code !== 1000) showError("Disconnected", new NexusError(String(code), reason || "connection closed"));
+    // Before the first auth.ok, connect() rejects and signIn reports it once.
+    if (code !== 1000 && app.session) showError("Disconnected", new NexusError(String(code), reason || "connection closed"));
   });
-  client.on("error", (err) => showError("Server", err));
+  client.on("error", (err) => {
+    if (!app.session && err.code === "unauthorized") return; // reported by signIn
+    showError("Server", err);
+  });
   client.on("outbox", (n) => {
     $("outbox").textContent = n ? `${n} message${n === 1 ? "" : "s"} waiting to be sent` : "";
   });
@@ -273,15 +281,20 @@ async function openRoom(name) {
   renderTyping();
   try {
     if (!app.client.rooms.has(name)) await app.client.join(name);
-    const page = await app.client.history(name, { limit: 50 });
-    for (const entry of page.messages) onEvent(entry, true);
-    scrollToEnd();
+    await loadHistory(name);
   } catch (err) {
     showError(`Opening #${name}`, err);
   }
   loadMembers(name);
   loadTasks(name);
   $("composer-input").focus();
+}
+
+/** The newest 50 entries of `room`, merged with what is shown (by message id). */
+async function loadHistory(room) {
+  const page = await app.client.history(room, { limit: 50 });
+  for (const entry of page.messages) onEvent(entry, true);
+  if (room === app.room) scrollToEnd();
 }
 
 function sortedItems(room) {
