@@ -309,6 +309,7 @@ def build(
         registry=registry,
         http_metrics=http_metrics,
         mcp=mcp,
+        ws_port=lambda: gateway.port,
     )
     http = HttpServer(api, settings.http_host, settings.http_port)
     services = [
@@ -390,6 +391,12 @@ async def serve(settings: Settings) -> int:
     token = dev_token(settings) if settings.print_dev_token else None
     if token:
         print(f"development token (user dev, tenant dev, 24h): {token}", flush=True)
+    # The web app; with the dev token in the fragment (never sent to the server) it signs
+    # in at once.
+    web_host = settings.http_host if settings.http_host not in ("0.0.0.0", "::") else "127.0.0.1"
+    web_host = f"[{web_host}]" if ":" in web_host else web_host
+    web_url = f"http://{web_host}:{http_port}/app/" + (f"#token={token}" if token else "")
+    print(f"nexus web app on {web_url}", flush=True)
     log.info(
         "data in %s; health at http://%s:%d/healthz",
         settings.data_path.resolve(),

@@ -28,6 +28,7 @@ from .deps import ApiContext
 from .guard import MCP_PATH, RequestGuard, retry_after_header
 from .mcp import McpServer
 from .schemas import ErrorBody
+from .web import mount_web_app
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def create_api(
     registry: CollectorRegistry,
     http_metrics: HttpMetrics,
     mcp: McpServer | None = None,
+    ws_port: Callable[[], int] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Nexus HTTP API",
@@ -95,6 +97,8 @@ def create_api(
             Route(MCP_PATH, endpoint=mcp, methods=["GET", "POST", "DELETE"], name="mcp")
         )
     app.include_router(approvals.router, responses=ERROR_RESPONSES)
+    # The web app (static files, no token needed to load them) and where it connects.
+    mount_web_app(app, ws_port=ws_port or (lambda: ctx.settings.port))
     # Added before the observing middleware below, so it runs inside it (its refusals are
     # counted and traced like any response).
     app.add_middleware(

@@ -1,0 +1,1 @@
+../../src/nexus/web/static/nexus.js
