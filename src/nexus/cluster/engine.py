@@ -227,7 +227,8 @@ class JetStreamEngine:
             )
 
     async def _disconnected(self) -> None:
-        log.warning("cluster: disconnected from NATS; writes fail until it is back")
+        if not self._stopping:
+            log.warning("cluster: disconnected from NATS; writes fail until it is back")
 
     async def _reconnected(self) -> None:
         log.info("cluster: reconnected to NATS; resuming the room feeds")
