@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from nexus.config import Settings, load_settings
-from nexus.errors import ConfigError
 from nexus.extensions.ai.config import parse_providers
 
 from .chart import CHART, Helm, one, workload

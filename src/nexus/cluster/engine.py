@@ -106,6 +106,8 @@ class JetStreamEngine:
         self.apply_stored: ApplyStored | None = None
         self.apply_meta: ApplyMeta | None = None
         self.presence_changed: Broadcast | None = None
+        # (room key, message id, sender, text, offset; offset -1: the reply ended)
+        self.reply_relayed: Callable[[str, str, str, str, int], None] | None = None
         # figures
         self.published = 0
         self.conflicts = 0
@@ -189,6 +191,7 @@ class JetStreamEngine:
         self._tasks.append(loop.create_task(self._watch_nodes()))
         self._tasks.append(loop.create_task(self._watch_presence()))
         self._tasks.append(loop.create_task(self._heartbeats()))
+        await nc.subscribe(f"{self.stream}.d.>", cb=self._relayed)
         for feed in list(self._feeds.values()):
             await self._subscribe(feed)
         self._ready = True
@@ -606,6 +609,33 @@ class JetStreamEngine:
                 if self.available:
                     key = wire.presence_key(node, rkey, user)
                     asyncio.get_running_loop().create_task(self._put_presence(key, None))
+
+    # -- reply text across nodes (not logged: core NATS, at most once) ---------------
+    def relay(self, rkey: str, message_id: str, sender: str, text: str, offset: int) -> None:
+        nc = self._nc
+        if nc is None or not self.available:
+            return
+        tenant_room = wire.room_subject(self.stream, rkey).split(".r.", 1)[1]
+        payload = orjson.dumps([self.node, message_id, sender, offset, text])
+        asyncio.get_running_loop().create_task(
+            self._publish_core(f"{self.stream}.d.{tenant_room}", payload)
+        )
+
+    async def _publish_core(self, subject: str, payload: bytes) -> None:
+        nc = self._nc
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.publish(subject, payload)
+
+    async def _relayed(self, msg: Any) -> None:
+        try:
+            node, message_id, sender, offset, text = orjson.loads(msg.data)
+            _, _, tenant_hex, room_hex = msg.subject.split(".", 3)
+            rkey = wire.room_key_of(tenant_hex, room_hex)
+        except Exception:
+            return
+        if node != self.node and self.reply_relayed is not None:
+            self.reply_relayed(rkey, str(message_id), str(sender), str(text), int(offset))
 
     # -- figures ------------------------------------------------------------------------
     def figures(self) -> dict[str, int]:
