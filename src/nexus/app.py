@@ -247,6 +247,8 @@ def build(
         memory=memory,
     )
     handlers.tasks = tasks
+    if engine is not None:
+        handlers.room_gate = engine.gate
     handlers.approvals = approvals
     tasks.notify = handlers.send_to_user
     gateway = Gateway(settings, handlers, verifier, pipeline, health, loop)

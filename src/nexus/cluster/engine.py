@@ -69,6 +69,8 @@ class RoomFeed:
     fed_stream: int = 0
     sub: Any = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one publish in flight
+    room: Any = None  # the Room followed
+    caught_up: bool = False  # the cache reached the room's head once since attaching
 
     def learn(self, seq: int, stream_seq: int) -> None:
         if stream_seq > self.head_stream:
@@ -387,12 +389,32 @@ class JetStreamEngine:
         if rkey in self._feeds and self._feeds[rkey].sub is not None:
             return
         feed = self._feed(rkey)
+        feed.room = room
         room.on_presence = self._local_presence
         for user, nodes in self._remote.get(rkey, {}).items():
             for node, kind in nodes.items():
                 room.remote_join(user, node, kind)
         if self.available:
             asyncio.get_running_loop().create_task(self._subscribe(feed))
+
+    def gate(self, room: Any) -> Any:
+        """None when ``room`` is caught up here; else an awaitable that is done when it is
+        (at most ``cluster_publish_timeout``): joins answer with the room's real head."""
+        feed = self._feeds.get(room.key)
+        if feed is None or feed.caught_up or not self.available:
+            return None
+        return self._catch_up(feed)
+
+    async def _catch_up(self, feed: RoomFeed) -> None:
+        deadline = time.monotonic() + self.settings.cluster_publish_timeout
+        await self._learn_head(feed)
+        target = feed.head_seq
+        while feed.room is not None and feed.room.delivered < target:
+            if time.monotonic() > deadline:
+                log.warning("cluster: %s not caught up in time", feed.room_key)
+                return
+            await asyncio.sleep(0.01)
+        feed.caught_up = True
 
     async def _subscribe(self, feed: RoomFeed) -> None:
         js = self._js
