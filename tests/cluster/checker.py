@@ -155,6 +155,10 @@ class RoomCheck:
         for entry in entries:
             self._sighting(entry, f"history on {source}")
 
+    def history_of(self, source: str) -> list[Entry]:
+        """The log as read from ``source``."""
+        return self._histories[source]
+
     def _sighting(self, entry: Entry, where: str) -> None:
         known = self._entries.setdefault(entry.seq, entry)
         if known != entry:
