@@ -198,14 +198,14 @@ class RequestHandlers:
             room.delivered,
             self.store.first_seq(room.key),
             room.members(limit),
-            len(room.presence),
+            room.present_count,
         )
 
     def _presence_broadcast(self, room: Room, including: int = 0) -> bool:
         # In big rooms join/leave events would cost O(members) each, O(members^2) for a
         # crowd arriving; clients there ask for presence instead (HTTP, room.joined).
         # Judged on the room size with the user in it, for joins and leaves alike.
-        return len(room.presence) + including <= self.settings.presence_broadcast_max
+        return room.present_count + including <= self.settings.presence_broadcast_max
 
     def _enter(self, session: Session, room: Room) -> None:
         """Start live delivery of ``room`` to ``session`` and announce its presence."""
