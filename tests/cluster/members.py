@@ -96,7 +96,7 @@ class Member:
             self.check.delivered(self.stream, Entry(event["seq"], event["id"], event["body"]))
         elif kind == "presence" and event["room"] == self.room:
             self.presence.append((event["action"], event["user_id"]))
-        elif kind in ("ack", "error") and event.get("id") in self._waiting:
+        elif kind != "message" and event.get("id") in self._waiting:
             fut = self._waiting.pop(event["id"])
             if not fut.done():
                 fut.set_result(event)
@@ -188,9 +188,18 @@ class Member:
                 f" presence {self.presence[-5:]})"
             ) from None
 
-    async def leave(self) -> None:
+    async def request(self, frame: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        """Send a request with a fresh id; its answer (or ``error``), read by the reader."""
         assert self.client is not None
-        reply = await self.client.request({"type": "room.leave", "room": self.room})
+        self._attempt += 1
+        rid = f"req#{self._attempt}"
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = fut
+        await self.client.send({**frame, "id": rid})
+        return await asyncio.wait_for(fut, timeout)
+
+    async def leave(self) -> None:
+        reply = await self.request({"type": "room.leave", "room": self.room})
         assert reply["type"] == "room.left", reply
 
     async def close(self) -> None:

@@ -103,8 +103,8 @@ async def test_a_node_frozen_for_5s_backfills(cluster: Cluster) -> None:
         await r3.wait_seq(300)
     fresh = Member(check, "fresh")
     await fresh.join(n3, since=0)
-    await fresh.wait_seq(300)
     for member in (writer, r2, r3, fresh):
+        await member.wait_seq(300)
         await member.close()
     await record_histories(check, cluster.nodes)
     check.verify()
