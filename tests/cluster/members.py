@@ -174,9 +174,19 @@ class Member:
     async def wait_presence(self, action: str, user: str, timeout: float = 20.0) -> None:
         await self._wait(lambda: (action, user) in self.presence, timeout, f"{action} {user}")
 
-    async def _wait(self, done: Any, timeout: float, what: str) -> None:
+    async def wait_closed(self, timeout: float = 20.0) -> None:
+        """Wait until the server has closed (or dropped) this member's connection."""
+        await self._wait(lambda: self.closed, timeout, "close", while_closed=True)
+
+    async def _wait(
+        self, done: Any, timeout: float, what: str, *, while_closed: bool = False
+    ) -> None:
+        """Wait for ``done()``; raise Disconnected if the connection closes first."""
+
         async def poll() -> None:
             while not done():
+                if self.closed and not while_closed:
+                    raise Disconnected(f"{self.user}: connection closed waiting for {what}")
                 self._changed.clear()
                 await self._changed.wait()
 
