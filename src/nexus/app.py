@@ -15,18 +15,23 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import lmdb
+import orjson
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import NoOpTracer
 
+from ._speedups.framing import frame_text
 from ._speedups.router import Router
 from .api import create_api
 from .api.deps import ApiContext
 from .api.mcp import McpServer
 from .api.server import HttpServer
 from .auth import TokenVerifier, mint_token, resolve_hmac_secret
+from .cluster import JetStreamEngine
+from .cluster.engine import position_of
 from .config import HMAC_ALGORITHMS, Settings
 from .core.access import AccessRules
 from .core.agents import AgentRegistry
@@ -37,7 +42,7 @@ from .core.interceptors import InterceptorChain
 from .core.memory import FILE_NAME as SEARCH_FILE
 from .core.memory import Memory, SearchIndexer, SearchStore
 from .core.observers import Observers
-from .core.pipeline import MessagePipeline
+from .core.pipeline import STREAM_DB, MessagePipeline
 from .core.rate_limits import UserRateLimits
 from .core.room_admin import RoomAdmin
 from .core.rooms import RoomDirectory
@@ -58,7 +63,9 @@ from .observability.health import Health
 from .observability.loop_lag import LoopLag
 from .observability.metrics import MetricSources, make_registry
 from .observability.tracing import make_tracer_provider, tracer_from
+from .protocol import events
 from .store import GroupCommitWriter, LmdbStore
+from .store.keys import split_room_key
 from .store.retention import RetentionSweeper
 
 log = logging.getLogger("nexus")
@@ -197,6 +204,12 @@ def build(
     # extensions: agents first (an observer and a service), then the configured modules
     streams = LiveStreams()
     agent_registry = AgentRegistry(store, pipeline)
+    # cluster mode: room logs in JetStream, this node's LMDB their cache (docs/cluster.md)
+    engine = (
+        _cluster_engine(settings, store, pipeline, rooms, router, agent_registry, health, streams)
+        if settings.cluster_engine == "nats"
+        else None
+    )
     host = ExtensionHost(settings, store, pipeline, rooms, access, writes, router)
     # memory: the search file beside LMDB, its indexer (an observer), the service
     search_store = memory = None
@@ -234,6 +247,8 @@ def build(
         memory=memory,
     )
     handlers.tasks = tasks
+    if engine is not None:
+        handlers.room_gate = engine.gate
     handlers.approvals = approvals
     tasks.notify = handlers.send_to_user
     gateway = Gateway(settings, handlers, verifier, pipeline, health, loop)
@@ -313,6 +328,8 @@ def build(
     )
     http = HttpServer(api, settings.http_host, settings.http_port)
     services = [
+        # Stops last but for the cache: every node's link to the shared log.
+        *([Service("cluster", engine.start, engine.stop)] if engine is not None else []),
         *(
             # Stops last: after the indexer (an observer) has stopped writing to it.
             [Service("search", _sync(lambda: None), _sync(search_store.close))]
@@ -346,6 +363,86 @@ def _store_open(store: LmdbStore) -> Callable[[], bool]:
         return True
 
     return check
+
+
+def _cluster_engine(
+    settings: Settings,
+    store: LmdbStore,
+    pipeline: MessagePipeline,
+    rooms: RoomDirectory,
+    router: Router,
+    agents: AgentRegistry,
+    health: Health,
+    streams: LiveStreams,
+) -> JetStreamEngine:
+    """The JetStream engine, wired: stored entries into the pipeline, shared metadata
+    into the store (and the rooms' and agents' caches), other nodes' presence to the
+    members here."""
+    engine = JetStreamEngine(
+        settings,
+        cached_seq=store.last_seq,
+        cached_position=lambda rkey: position_of(store.record(STREAM_DB, rkey.encode())),
+    )
+
+    def apply_stored(
+        rkey: str,
+        kind: str,
+        seq: int,
+        event_id: str,
+        record: bytes,
+        ckey: bytes | None,
+        accepted_ms: int,
+        patch: Any,
+        stream_seq: int,
+    ) -> None:
+        room = rooms.loaded(rkey) or rooms.find(*split_room_key(rkey))
+        if room is None:  # its settings are not here yet: the feed is restarted then
+            log.warning("cluster: an entry of %s before its room settings", rkey)
+            return
+        pipeline.submit_stored(
+            room, kind, seq, event_id, record, ckey, accepted_ms, patch, stream_seq
+        )
+
+    def apply_meta(db: str, key: bytes, value: bytes | None) -> None:
+        def refresh() -> None:
+            if db == "room" and value is not None:
+                rooms.refresh(key.decode(), orjson.loads(value))
+            elif db == "agent":
+                agents.apply_remote(key, value)
+
+        pipeline.submit_meta([(db, key, value)], refresh, shared=False)
+
+    def presence_changed(rkey: str, user: str, kind: str, node: str, joined: bool) -> None:
+        room = rooms.loaded(rkey)
+        if room is None:
+            return
+        changed = room.remote_join(user, node, kind) if joined else room.remote_leave(user, node)
+        if changed and room.present_count <= settings.presence_broadcast_max:
+            action = "join" if joined else "leave"
+            router.broadcast(rkey, frame_text(events.presence(room.name, user, kind, action)))
+
+    def reply_relayed(rkey: str, message_id: str, sender: str, text: str, offset: int) -> None:
+        room = rooms.loaded(rkey)
+        if room is None:
+            return
+        if offset < 0:
+            streams.unmirror(rkey, message_id)
+            return
+        event = streams.mirror(rkey, room.name, message_id, sender, text, offset)
+        if event is not None:
+            router.broadcast(rkey, frame_text(event))
+
+    engine.apply_stored = apply_stored
+    engine.apply_meta = apply_meta
+    engine.presence_changed = presence_changed
+    engine.reply_relayed = reply_relayed
+    streams.relay = lambda reply, text, offset: engine.relay(
+        reply.room_key, reply.message_id, reply.sender, text, offset
+    )
+    pipeline.engine = engine
+    rooms.on_load = engine.attach
+    health.add_check("engine", lambda: engine.available)
+    return engine
 
 
 def dev_token(settings: Settings) -> str | None:

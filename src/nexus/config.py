@@ -29,6 +29,7 @@ LOG_FORMATS = ("console", "json")
 # full: fsync data and meta each commit; data: skip the meta fsync (the last commit may be
 # undone by a power cut, never by a process crash); none: no fsync (survives kill -9 only).
 DURABILITY_MODES = ("full", "data", "none")
+CLUSTER_ENGINES = ("lmdb", "nats")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TRACE_EXPORTERS = ("none", "console", "otlp")
 PLUGIN_CAPABILITIES = ("log", "kv", "post", "history", "wasi")
@@ -111,6 +112,21 @@ class Settings:
     retention_max_age: float = _setting(0.0, "seconds entries are kept; 0 = forever")
     retention_interval: float = _setting(60.0, "seconds between retention sweeps")
     replay_page: int = _setting(256, "entries per page of a since catch-up")
+
+    # cluster: many nodes share rooms through NATS JetStream (docs/cluster.md)
+    cluster_engine: str = _setting("lmdb", "lmdb (one node) or nats (JetStream: many nodes)")
+    cluster_nats_url: str = _setting("nats://127.0.0.1:4222", "NATS server(s), comma-separated")
+    cluster_nats_stream: str = _setting("NEXUS_ROOMS", "JetStream stream of the room logs")
+    cluster_nats_credentials_file: str | None = _setting(None, "NATS credentials (.creds) file")
+    cluster_replicas: int = _setting(1, "JetStream replicas of the stream and buckets (1, 3, 5)")
+    cluster_node_id: str | None = _setting(None, "this node's id (default: a random one)")
+    cluster_heartbeat_interval: float = _setting(1.0, "seconds between node heartbeats")
+    cluster_node_timeout: float = _setting(
+        5.0, "seconds without a heartbeat after which a node's present users are gone"
+    )
+    cluster_publish_timeout: float = _setting(
+        5.0, "seconds a JetStream publish may take before the write fails as unavailable"
+    )
 
     drain_delay: float = _setting(0.0, "seconds /readyz says draining before clients close")
     shutdown_timeout: float = _setting(10.0, "seconds to finish commits and close clients")
@@ -393,6 +409,17 @@ def validate(s: Settings) -> None:
         )
     if s.store_durability not in DURABILITY_MODES:
         raise ConfigError("store_durability", f"must be one of {', '.join(DURABILITY_MODES)}")
+    if s.cluster_engine not in CLUSTER_ENGINES:
+        raise ConfigError("cluster_engine", f"must be one of {', '.join(CLUSTER_ENGINES)}")
+    if s.cluster_replicas not in (1, 3, 5):
+        raise ConfigError("cluster_replicas", "must be 1, 3 or 5")
+    for name in ("cluster_heartbeat_interval", "cluster_node_timeout", "cluster_publish_timeout"):
+        if getattr(s, name) <= 0:
+            raise ConfigError(name, f"must be positive, got {getattr(s, name)}")
+    if s.cluster_node_timeout <= s.cluster_heartbeat_interval:
+        raise ConfigError("cluster_node_timeout", "must be longer than cluster_heartbeat_interval")
+    if s.cluster_node_id is not None and not s.cluster_node_id.replace("-", "").isalnum():
+        raise ConfigError("cluster_node_id", "letters, digits and - only")
     if s.agent_delta_interval > 1.0:
         raise ConfigError("agent_delta_interval", "must be at most 1 s (replies would stutter)")
     if s.auth_leeway < 0:

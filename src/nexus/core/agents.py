@@ -224,6 +224,21 @@ class AgentRegistry:
 
         await self._pipeline.submit_meta([("agent", agent_key(tenant, name), None)], gone)
 
+    def apply_remote(self, key: bytes, raw: bytes | None) -> None:
+        """Cluster mode: another node created, changed or deleted an agent (its record is
+        in this node's store already)."""
+        tenant, _, name = key.decode().partition("\x1f")
+        if raw is None:
+            if self._agents.pop((tenant, name), None) is None:
+                return
+            config = None
+        else:
+            config = AgentConfig.from_json(raw)
+            self._agents[(config.tenant, config.name)] = config
+        self._by_tenant.pop(tenant, None)
+        for listener in self._listeners:
+            listener(tenant, name, config)
+
     async def _write(self, config: AgentConfig) -> None:
         def committed() -> None:
             self._agents[(config.tenant, config.name)] = config

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -29,12 +30,13 @@ from .._speedups.histogram import Histogram
 from .._speedups.records import EventIds, ack_record, message_record
 from .._speedups.router import Router
 from ..auth import Principal
-from ..errors import BadRequest, Internal, NexusError
+from ..errors import BadRequest, Internal, NexusError, Unavailable
 from ..protocol import events
 from ..protocol.requests import RequestId
 from ..store import GroupCommitWriter, LmdbStore, WriteBatch
 from ..store.keys import client_key, split_room_key
 from .caller import Caller
+from .engine import Duplicate, Failed, LogEngine, Retry, Stored
 from .interceptors import InterceptorChain
 from .observers import Observers
 from .rooms import Room
@@ -55,6 +57,25 @@ LATENCY_BOUNDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 MetaOp = tuple[str, bytes, bytes | None]  # (db name, key, value or None to delete)
+
+
+STREAM_DB = "cluster"  # room key -> the shared log's position this node's cache reached
+ACK_LATE_S = 2.0  # a stored write not back here by then is answered anyway
+_POSITION = struct.Struct(">Q")
+
+
+class _Nobody:
+    """The caller of an entry the cluster engine hands back: its writer was answered when
+    it was stored (on whichever node)."""
+
+    principal = None
+
+    def send(self, payload: bytes) -> None:
+        return None
+
+
+_NOBODY: Any = _Nobody()
+_SYSTEM = Principal("nexus", "nexus", frozenset(), kind="agent", expires_at=float("inf"))
 
 
 class PendingEntry:
@@ -86,6 +107,7 @@ class PendingEntry:
         "record",
         "accepted",
         "trace_ctx",
+        "stored",
     )
     event_id: str  # set when dispatched, with seq
     record: bytes
@@ -125,6 +147,9 @@ class PendingEntry:
         self.seq = 0  # event_id and record are set when the entry is dispatched
         self.accepted = _perf_counter()
         self.trace_ctx: SpanContext | None = None
+        # Cluster mode: (stream seq, patch, accepted ms) of an entry the engine stored;
+        # None for a write still to be sequenced here.
+        self.stored: tuple[int, Patch | None, int] | None = None
 
     def build(self, seq: int, event_id: str, now_ms: int) -> tuple[bytes, Patch | None]:
         """The record stored and delivered, and the patch of an earlier record if any."""
@@ -177,14 +202,19 @@ class PendingEntry:
 
 
 class PendingMeta:
-    __slots__ = ("ops", "on_commit", "future")
+    __slots__ = ("ops", "on_commit", "future", "shared")
 
     def __init__(
-        self, ops: list[MetaOp], on_commit: Callable[[], None] | None, future: asyncio.Future[None]
+        self,
+        ops: list[MetaOp],
+        on_commit: Callable[[], None] | None,
+        future: asyncio.Future[None],
+        shared: bool = True,
     ) -> None:
         self.ops = ops
         self.on_commit = on_commit
         self.future = future
+        self.shared = shared  # cluster mode: False for a change another node shared
 
 
 class BatchTrace:
@@ -240,6 +270,12 @@ class MessagePipeline:
         )
         self.observers = observers if observers is not None else Observers()
         self._pending: list[PendingEntry] = []
+        # Cluster mode: the engine (core/engine.py) and the entries it stored, waiting to
+        # be applied to this node's cache and delivered (they go first in every batch).
+        self.engine: LogEngine | None = None
+        self._stored: list[PendingEntry] = []
+        # own writes stored, answered when they come back: (room key, seq) -> entry, timer
+        self._awaiting: dict[tuple[str, int], tuple[PendingEntry, asyncio.TimerHandle]] = {}
         self._pending_rooms: list[Room] = []
         self._pending_meta: list[PendingMeta] = []
         self._by_ckey: dict[bytes, PendingEntry] = {}
@@ -271,6 +307,8 @@ class MessagePipeline:
         return (
             self._inflight is None
             and not self._pending
+            and not self._stored
+            and not self._awaiting
             and not self._pending_rooms
             and not self._pending_meta
             and not self._retry
@@ -386,14 +424,188 @@ class MessagePipeline:
         self._schedule()
 
     def submit_meta(
-        self, ops: list[MetaOp], on_commit: Callable[[], None] | None = None
+        self,
+        ops: list[MetaOp],
+        on_commit: Callable[[], None] | None = None,
+        *,
+        shared: bool = True,
     ) -> asyncio.Future[None]:
         """Write metadata records with the next batch; the future resolves once durable
-        (``on_commit`` runs first) or fails with Internal."""
+        (``on_commit`` runs first) or fails with Internal. Cluster mode: records of the
+        shared databases go to every node first (``shared=False``: one that came from
+        another node, written here only)."""
         future: asyncio.Future[None] = self._loop.create_future()
-        self._pending_meta.append(PendingMeta(ops, on_commit, future))
+        self._pending_meta.append(PendingMeta(ops, on_commit, future, shared))
         self._schedule()
         return future
+
+    def submit_stored(
+        self,
+        room: Room,
+        kind: str,
+        seq: int,
+        event_id: str,
+        record: bytes,
+        ckey: bytes | None,
+        accepted_ms: int,
+        patch: Patch | None,
+        stream_seq: int,
+    ) -> None:
+        """Cluster mode: an entry the engine stored (this node's or another's), next in
+        its room's seq order, to apply to the cache, deliver and observe. This node's own
+        write is answered now, after its message, as in standalone mode."""
+        own = self._awaiting.pop((room.key, seq), None)
+        if own is not None and own[0].event_id == event_id:
+            own[1].cancel()
+            entry = own[0]
+        else:
+            entry = PendingEntry(_NOBODY, _SYSTEM, None, room, kind, None)
+        entry.seq = seq
+        entry.event_id = event_id
+        entry.record = record
+        entry.ckey = ckey
+        entry.stored = (stream_seq, patch, accepted_ms)
+        self._stored.append(entry)
+        self._schedule()
+
+    async def _store_shared(
+        self,
+        batch: WriteBatch,
+        taken: list[PendingEntry],
+        rooms: list[Room],
+        metas: list[PendingMeta],
+        traced: BatchTrace | None,
+    ) -> None:
+        """Cluster mode: store the batch's new writes in the shared log first. Stored ones
+        are acknowledged now and applied when the engine hands them back in order; a
+        duplicate gets the original's ack; one that lost a race to another node is
+        sequenced again. The batch then goes on with what is to apply here."""
+        engine = self.engine
+        assert engine is not None
+        local = [p for p in taken if p.stored is None]
+        stored = [p for p in taken if p.stored is not None]
+        shared_meta = [op for m in metas if m.shared for op in m.ops if engine.shared(op[0])]
+        try:
+            if not engine.available:
+                raise Unavailable("the cluster's log is unreachable; retry")
+            if batch.rooms or shared_meta:
+                adopted = await engine.put_meta(batch.rooms, shared_meta)
+                for room in rooms:
+                    theirs = adopted.get(room.key)
+                    if theirs is not None:  # created on another node first: the same room
+                        room.meta = orjson.loads(theirs)
+                batch.rooms = [(r.key, r.meta_json()) for r in rooms if not r.persisted]
+            mine = {(p.room.key, p.seq) for p in local}
+            outcomes = (
+                await engine.publish([e for e in batch.entries if (e[0], e[1]) in mine])
+                if local
+                else []
+            )
+        except Exception as exc:
+            error = exc if isinstance(exc, Unavailable) else Unavailable(f"not stored: {exc}")
+            if not isinstance(exc, Unavailable):
+                log.warning("cluster store failed: %s", exc)
+            for p in local:
+                p.room.seq = min(p.room.seq, p.seq - 1)
+            self._refuse(local, error)
+            for m in metas:
+                if not m.future.done():
+                    m.future.set_exception(error)
+            for room in rooms:
+                self._forget_room(room)
+            self._continue_with(batch, stored, [], [], traced)
+            return
+        retry: list[PendingEntry] = []
+        heads: dict[Room, int] = {}
+        for p, outcome in zip(local, outcomes, strict=True):
+            if isinstance(outcome, Stored):
+                # Answered when it comes back and is delivered here (read-your-writes, the
+                # message before the ack); at the latest after ACK_LATE_S: it is stored.
+                # It may be back already (the consumer can beat the publish's answer).
+                if not self._claim_returned(p):
+                    key = (p.room.key, p.seq)
+                    late = self._loop.call_later(ACK_LATE_S, self._ack_late, key)
+                    self._awaiting[key] = (p, late)
+                heads[p.room] = max(heads.get(p.room, 0), p.seq)
+            elif isinstance(outcome, Duplicate):
+                name = split_room_key(outcome.room_key)[1]
+                self._acknowledge(p, name, outcome.seq, outcome.event_id, duplicate=True)
+            elif isinstance(outcome, Retry):
+                heads[p.room] = max(heads.get(p.room, 0), outcome.head_seq)
+                retry.append(p)
+            else:
+                assert isinstance(outcome, Failed)
+                p.room.seq = min(p.room.seq, p.seq - 1)
+                self._refuse([p], Unavailable(f"not stored: {outcome.reason}; retry"))
+        for room, head in heads.items():
+            room.seq = max(head, max((p.seq for p in stored if p.room is room), default=0))
+        if retry:
+            self._pending[:0] = retry  # sequenced again, first, after the room caught up
+        self._continue_with(batch, stored, rooms, metas, traced)
+
+    def _continue_with(
+        self,
+        batch: WriteBatch,
+        stored: list[PendingEntry],
+        rooms: list[Room],
+        metas: list[PendingMeta],
+        traced: BatchTrace | None,
+    ) -> None:
+        """Apply the stored entries (and the shared metadata) to this node's cache."""
+        keep = {(p.room.key, p.seq) for p in stored}
+        batch.entries = [e for e in batch.entries if (e[0], e[1]) in keep]
+        if not rooms:
+            batch.rooms = []
+        if not metas:
+            batch.meta = [op for op in batch.meta if op[0] == STREAM_DB]
+        self._inflight = (stored, rooms, metas, traced)
+        if not (batch.entries or batch.rooms or batch.meta):
+            self._committed(None, 0.0, None)
+            return
+        if self._inline:
+            started = time.perf_counter()
+            error: BaseException | None = None
+            try:
+                self._store.apply(batch)
+            except Exception as exc:
+                error = exc
+            self._committed(error, time.perf_counter() - started, None)
+            return
+        self._writer.submit(partial(self._store.apply, batch), self._committed)
+
+    def _claim_returned(self, p: PendingEntry) -> bool:
+        """If ``p`` came back already (waiting in ``_stored``), make its writer that
+        entry's: it is answered when the entry is delivered."""
+        for back in self._stored:
+            if back.room is p.room and back.seq == p.seq and back.event_id == p.event_id:
+                back.caller, back.rid, back.principal = p.caller, p.rid, p.principal
+                back.client_msg_id, back.duplicates = p.client_msg_id, p.duplicates
+                back.accepted = p.accepted
+                if p.ckey is not None and self._by_ckey.get(p.ckey) is p:
+                    self._by_ckey[p.ckey] = back  # resends meanwhile join it
+                return True
+        return False
+
+    def _ack_late(self, key: tuple[str, int]) -> None:
+        waiting = self._awaiting.pop(key, None)
+        if waiting is not None:
+            p = waiting[0]
+            self._acknowledge(p, p.room.name, p.seq, p.event_id, duplicate=False)
+            self._schedule()  # (to tell wait_idle when this was the last one)
+
+    def _acknowledge(
+        self, p: PendingEntry, room: str, seq: int, event_id: str, *, duplicate: bool
+    ) -> None:
+        for caller, rid in [(p.caller, p.rid), *(p.duplicates or ())]:
+            caller.send(events.ack(rid, room, seq, event_id, p.client_msg_id, duplicate=duplicate))
+            duplicate = True  # resends in flight are duplicates of the first
+        if p.ckey is not None and self._by_ckey.get(p.ckey) is p:
+            del self._by_ckey[p.ckey]
+        self.ack_seconds.observe(_perf_counter() - p.accepted)
+
+    def _forget_room(self, room: Room) -> None:
+        """A room whose creation could not be shared: not persisted, nothing in it."""
+        room.seq = min(room.seq, room.delivered)
 
     def _schedule(self) -> None:
         if self._is_idle:
@@ -415,10 +627,14 @@ class MessagePipeline:
                 self._refuse(lost, Internal("message could not be stored"))
                 taken = [p for p in taken if p.room.persisted or p.room in rooms]
             return taken, rooms, metas
-        if not (self._pending or self._pending_rooms or self._pending_meta):
+        if not (self._pending or self._pending_rooms or self._pending_meta or self._stored):
             return None
-        taken = self._pending[: self._max_batch]
-        del self._pending[: self._max_batch]
+        taken = self._stored
+        self._stored = []
+        room_for = max(0, self._max_batch - len(taken))
+        if room_for:
+            taken.extend(self._pending[:room_for])
+            del self._pending[:room_for]
         rooms, self._pending_rooms = self._pending_rooms, []
         metas, self._pending_meta = self._pending_meta, []
         return taken, rooms, metas
@@ -429,7 +645,7 @@ class MessagePipeline:
             return
         part = self._take()
         if part is None:
-            if not self._intercepting:
+            if not self._intercepting and not self._awaiting:
                 self._is_idle = True
                 self._idle.set()
             return
@@ -453,8 +669,16 @@ class MessagePipeline:
         entries = batch.entries
         append = entries.append
         unbuildable: list[PendingEntry] = []
+        positions: dict[str, int] = {}
         for p in taken:
             room = p.room
+            stored = p.stored
+            if stored is not None:  # stored by the cluster engine: only to apply here
+                if p.seq > room.seq:
+                    room.seq = p.seq
+                positions[room.key] = stored[0]
+                append((room.key, p.seq, p.event_id, p.record, p.ckey, stored[2], stored[1]))  # type: ignore[arg-type]
+                continue
             seq = room.seq = room.seq + 1
             p.seq = seq
             p.event_id = event_id = next_id()
@@ -472,8 +696,15 @@ class MessagePipeline:
         if unbuildable:
             taken = [p for p in taken if p not in unbuildable]
             self._refuse(unbuildable, BadRequest("the entry cannot be stored as given"))
+        for rkey, position in positions.items():  # where each room's cache stands
+            batch.meta.append((STREAM_DB, rkey.encode(), _POSITION.pack(position)))
         traced = BatchTrace(self._tracer, taken) if self._tracer is not None else None
         self._inflight = (taken, rooms, metas, traced)
+        if self.engine is not None and (
+            rooms or any(m.shared for m in metas) or any(p.stored is None for p in taken)
+        ):
+            self._loop.create_task(self._store_shared(batch, taken, rooms, metas, traced))
+            return
         if self._inline:
             # No fsync to wait for: commit here instead of handing over to the writer
             # thread and back (a queue, a wake-up pipe, two context switches per batch).
@@ -552,7 +783,8 @@ class MessagePipeline:
                 )
             if p.ckey is not None:
                 by_ckey.pop(p.ckey, None)
-            ack_seconds.observe(now - p.accepted)
+            if p.caller is not _NOBODY:
+                ack_seconds.observe(now - p.accepted)
         if traced is not None:
             assert fanout is not None
             fanout.end()

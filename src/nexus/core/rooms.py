@@ -26,7 +26,18 @@ class RoomSource(Protocol):
 class Room:
     """In-memory state of one room on this node."""
 
-    __slots__ = ("key", "tenant", "name", "seq", "delivered", "meta", "presence", "persisted")
+    __slots__ = (
+        "key",
+        "tenant",
+        "name",
+        "seq",
+        "delivered",
+        "meta",
+        "presence",
+        "persisted",
+        "remote",
+        "on_presence",
+    )
 
     def __init__(
         self, tenant: str, name: str, meta: dict[str, Any], last_seq: int, persisted: bool
@@ -38,33 +49,75 @@ class Room:
         self.delivered = last_seq  # last seq fanned out to members (<= seq)
         self.meta = meta
         self.persisted = persisted
-        # user id -> [kind, open sessions in this room]
+        # user id -> [kind, open sessions in this room on this node]
         self.presence: dict[str, list[Any]] = {}
+        # Cluster mode: users present on other nodes (user id -> node -> kind), and the
+        # hook told when a user's first (last) session on this node starts (ends).
+        self.remote: dict[str, dict[str, str]] = {}
+        self.on_presence: Callable[[Room, str, str, bool], None] | None = None
 
     def add_presence(self, user_id: str, kind: str) -> bool:
-        """Count a session of ``user_id``; True if the user was not present before."""
+        """Count a session of ``user_id``; True if the user was not present before
+        (on any node)."""
         entry = self.presence.get(user_id)
         if entry is None:
             self.presence[user_id] = [kind, 1]
-            return True
+            if self.on_presence is not None:
+                self.on_presence(self, user_id, kind, True)
+            return user_id not in self.remote
         entry[1] += 1
         return False
 
     def remove_presence(self, user_id: str) -> bool:
-        """Uncount a session; True if it was the user's last one here."""
+        """Uncount a session; True if it was the user's last one (on any node)."""
         entry = self.presence.get(user_id)
         if entry is None:
             return False
         entry[1] -= 1
         if entry[1] <= 0:
             del self.presence[user_id]
-            return True
+            if self.on_presence is not None:
+                self.on_presence(self, user_id, entry[0], False)
+            return user_id not in self.remote
         return False
 
+    def remote_join(self, user_id: str, node: str, kind: str) -> bool:
+        """Another node has the user here now; True if the user was present nowhere."""
+        nodes = self.remote.get(user_id)
+        if nodes is None:
+            self.remote[user_id] = {node: kind}
+            return user_id not in self.presence
+        nodes[node] = kind
+        return False
+
+    def remote_leave(self, user_id: str, node: str) -> bool:
+        """Another node no longer has the user here; True if the user is present nowhere."""
+        nodes = self.remote.get(user_id)
+        if nodes is None or nodes.pop(node, None) is None:
+            return False
+        if nodes:
+            return False
+        del self.remote[user_id]
+        return user_id not in self.presence
+
+    @property
+    def present_count(self) -> int:
+        """Users present on any node."""
+        if not self.remote:
+            return len(self.presence)
+        return len(self.presence) + sum(1 for u in self.remote if u not in self.presence)
+
     def members(self, limit: int | None = None) -> list[dict[str, str]]:
-        """Present users, in arrival order, at most ``limit``."""
+        """Present users (this node's first, in arrival order), at most ``limit``."""
         items = islice(self.presence.items(), limit)  # O(limit), not O(room)
-        return [{"user_id": uid, "kind": entry[0]} for uid, entry in items]
+        out = [{"user_id": uid, "kind": entry[0]} for uid, entry in items]
+        if self.remote and (limit is None or len(out) < limit):
+            for uid, nodes in self.remote.items():
+                if uid not in self.presence:
+                    out.append({"user_id": uid, "kind": next(iter(nodes.values()))})
+                    if limit is not None and len(out) >= limit:
+                        break
+        return out
 
     def meta_json(self) -> bytes:
         return orjson.dumps(self.meta)
@@ -83,6 +136,8 @@ class RoomDirectory:
         self._create_roles = frozenset(create_roles)
         self._clock = clock
         self._rooms: dict[str, Room] = {}
+        # Cluster mode: told of every room loaded or created here (the engine follows it).
+        self.on_load: Callable[[Room], None] | None = None
 
     def __len__(self) -> int:
         return len(self._rooms)
@@ -96,6 +151,8 @@ class RoomDirectory:
                 return None
             room = Room(tenant, name, meta, self._source.last_seq(key), persisted=True)
             self._rooms[key] = room
+            if self.on_load is not None:
+                self.on_load(room)
         return room
 
     def require(self, principal: Principal, name: str) -> Room:
@@ -130,7 +187,20 @@ class RoomDirectory:
         }
         room = Room(principal.tenant, name, meta, 0, persisted=False)
         self._rooms[room.key] = room
+        if self.on_load is not None:
+            self.on_load(room)
         return room
+
+    def loaded(self, rkey: str) -> Room | None:
+        """The room if it is in memory here (no store read)."""
+        return self._rooms.get(rkey)
+
+    def refresh(self, rkey: str, meta: dict[str, Any]) -> None:
+        """Another node changed the room's settings: take them."""
+        room = self._rooms.get(rkey)
+        if room is not None:
+            room.meta = meta
+            room.persisted = True
 
     def forget(self, room: Room) -> None:
         """Drop a room whose creation did not commit (and that holds no entry)."""

@@ -29,7 +29,17 @@ from .keys import client_key, log_key, log_prefix, member_key, seq_of, user_key
 log = logging.getLogger(__name__)
 
 MAX_DBS = 32
-EXTENSION_DBS = ("agent", "turn", "usage", "summary", "task", "plugin", "plugin_kv", "skill")
+EXTENSION_DBS = (
+    "agent",
+    "turn",
+    "usage",
+    "summary",
+    "task",
+    "plugin",
+    "plugin_kv",
+    "skill",
+    "cluster",  # room key -> the shared log's position this node's cache reached
+)
 PREFIX_CACHE = 100_000  # rooms whose encoded log prefix is kept
 _SEQ = struct.Struct(">Q")  # named databases; extensions (memory, tasks, plugins) open their own
 
