@@ -168,8 +168,9 @@ class Member:
         await self._wait(lambda: self.last_seq >= seq, timeout, f"seq {seq}")
 
     async def wait_acks(self, n: int, timeout: float = 30.0) -> None:
-        """Wait until ``n`` of this member's keys have been acknowledged."""
-        await self._wait(lambda: len(self.acks) >= n, timeout, f"{n} acks")
+        """Wait until ``n`` of this member's keys have been acknowledged (over all its
+        connections: it may be moving to another node meanwhile)."""
+        await self._wait(lambda: len(self.acks) >= n, timeout, f"{n} acks", while_closed=True)
 
     async def wait_presence(self, action: str, user: str, timeout: float = 20.0) -> None:
         await self._wait(lambda: (action, user) in self.presence, timeout, f"{action} {user}")
