@@ -206,7 +206,7 @@ def build(
     agent_registry = AgentRegistry(store, pipeline)
     # cluster mode: room logs in JetStream, this node's LMDB their cache (docs/cluster.md)
     engine = (
-        _cluster_engine(settings, store, pipeline, rooms, router, agent_registry, health)
+        _cluster_engine(settings, store, pipeline, rooms, router, agent_registry, health, streams)
         if settings.cluster_engine == "nats"
         else None
     )
@@ -247,6 +247,8 @@ def build(
         memory=memory,
     )
     handlers.tasks = tasks
+    if engine is not None:
+        handlers.room_gate = engine.gate
     handlers.approvals = approvals
     tasks.notify = handlers.send_to_user
     gateway = Gateway(settings, handlers, verifier, pipeline, health, loop)
@@ -371,6 +373,7 @@ def _cluster_engine(
     router: Router,
     agents: AgentRegistry,
     health: Health,
+    streams: LiveStreams,
 ) -> JetStreamEngine:
     """The JetStream engine, wired: stored entries into the pipeline, shared metadata
     into the store (and the rooms' and agents' caches), other nodes' presence to the
@@ -418,9 +421,24 @@ def _cluster_engine(
             action = "join" if joined else "leave"
             router.broadcast(rkey, frame_text(events.presence(room.name, user, kind, action)))
 
+    def reply_relayed(rkey: str, message_id: str, sender: str, text: str, offset: int) -> None:
+        room = rooms.loaded(rkey)
+        if room is None:
+            return
+        if offset < 0:
+            streams.unmirror(rkey, message_id)
+            return
+        event = streams.mirror(rkey, room.name, message_id, sender, text, offset)
+        if event is not None:
+            router.broadcast(rkey, frame_text(event))
+
     engine.apply_stored = apply_stored
     engine.apply_meta = apply_meta
     engine.presence_changed = presence_changed
+    engine.reply_relayed = reply_relayed
+    streams.relay = lambda reply, text, offset: engine.relay(
+        reply.room_key, reply.message_id, reply.sender, text, offset
+    )
     pipeline.engine = engine
     rooms.on_load = engine.attach
     health.add_check("engine", lambda: engine.available)

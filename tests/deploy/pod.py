@@ -55,6 +55,9 @@ def _reroot(text: str, mounts: list[str], root: Path) -> str:
     return re.sub(rf'(^|")(?=(?:{under})(?:/|"|$))', lambda m: f"{m.group(1)}{root}", text)
 
 
+POD_NAME = "nx-nexus-7d9f8b6c5d-x2x4q"  # a Deployment pod's name, for fieldRef
+
+
 def materialize(docs: list[dict[str, Any]], image_env: dict[str, str], root: Path) -> Pod:
     spec = workload(docs)["spec"]["template"]["spec"]
     ctr = container(docs)
@@ -89,7 +92,13 @@ def materialize(docs: list[dict[str, Any]], image_env: dict[str, str], root: Pat
         if "value" in var:
             env[var["name"]] = var["value"]
         else:
-            ref = var["valueFrom"]["secretKeyRef"]
+            source = var["valueFrom"]
+            if "fieldRef" in source:  # the pod's own fields: what the kubelet would give
+                path = source["fieldRef"]["fieldPath"]
+                assert path == "metadata.name", f"fieldRef {path} is not materialized"
+                env[var["name"]] = POD_NAME
+                continue
+            ref = source["secretKeyRef"]
             env[var["name"]] = _secret_value(docs, ref["name"], ref["key"])
     paths = sorted(mounts, key=len, reverse=True)
     env = {k: _reroot(v, paths, root) for k, v in env.items()}

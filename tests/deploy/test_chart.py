@@ -253,7 +253,7 @@ def test_notes_tell_how_to_get_a_token_and_connect(helm: Helm, name: str, tmp_pa
         assert "port-forward svc/nx-nexus-ws 8765:8765" in notes
         assert "ws://127.0.0.1:8765/ws" in notes
     assert '{"type":"auth","token":"<TOKEN>"}' in notes
-    assert ("scale-out engine" in notes) == name.startswith("cluster")
+    assert ("share the rooms through NATS JetStream" in notes) == name.startswith("cluster")
 
 
 def test_release_names(helm: Helm) -> None:

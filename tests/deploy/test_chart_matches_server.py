@@ -13,12 +13,11 @@ import pytest
 import yaml
 
 from nexus.config import Settings, load_settings
-from nexus.errors import ConfigError
 from nexus.extensions.ai.config import parse_providers
 
 from .chart import CHART, Helm, one, workload
 from .dockerfile import parse
-from .pod import Pod, materialize, stand_in
+from .pod import POD_NAME, Pod, materialize, stand_in
 from .settings_schema import config_schema
 from .value_sets import ALL, CLUSTER, STANDALONE
 
@@ -151,16 +150,22 @@ def test_rollouts_leave_time_to_drain(helm: Helm, name: str, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("name", CLUSTER)
-def test_cluster_settings_wait_for_the_scale_out_engine(
-    helm: Helm, name: str, tmp_path: Path
-) -> None:
-    """Cluster mode renders the NATS settings the scale-out issue adds to the server; until
-    then the server refuses them by name. When it learns them, this test must change to
-    check them like the standalone ones."""
+def test_cluster_settings_are_the_servers(helm: Helm, name: str, tmp_path: Path) -> None:
+    """Cluster mode renders settings the server loads as its JetStream engine's: the NATS
+    URL and stream of the values, the pod's name as the node id, a private data dir."""
     _, pod = _pod(helm, name, tmp_path)
-    with pytest.raises(ConfigError) as refused:
-        _settings(pod)
-    assert "invalid setting cluster_engine: unknown setting" in str(refused.value)
+    s = _settings(pod)
+    nats = {
+        "url": "nats://nats:4222",
+        "stream": "nexus",
+        **ALL[name].get("cluster", {}).get("nats", {}),
+    }
+    assert s.cluster_engine == "nats"
+    assert s.cluster_nats_url == nats["url"] and s.cluster_nats_stream == nats["stream"]
+    assert s.cluster_node_id == POD_NAME
+    if nats.get("credentialsSecret"):
+        assert s.cluster_nats_credentials_file is not None
+        assert Path(s.cluster_nats_credentials_file).is_file()
 
 
 def test_no_service_links_to_collide_with_the_servers_variables(helm: Helm) -> None:

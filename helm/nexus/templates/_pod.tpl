@@ -65,6 +65,11 @@ spec:
           value: {{ .Values.server.logFormat | quote }}
         - name: NEXUS_PRINT_DEV_TOKEN
           value: "false"
+        {{- if eq .Values.mode "cluster" }}
+        - name: NEXUS_CLUSTER_NODE_ID  # the pod's name: presence and heartbeats per node
+          valueFrom:
+            fieldRef: {fieldPath: metadata.name}
+        {{- end }}
         - name: {{ include "nexus.authFileEnv" . }}
           value: {{ printf "%s/auth/%s" $secrets (include "nexus.authKey" .) | quote }}
         {{- with include "nexus.metricsTokenSecret" . }}

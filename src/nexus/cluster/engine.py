@@ -69,6 +69,8 @@ class RoomFeed:
     fed_stream: int = 0
     sub: Any = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one publish in flight
+    room: Any = None  # the Room followed
+    caught_up: bool = False  # the cache reached the room's head once since attaching
 
     def learn(self, seq: int, stream_seq: int) -> None:
         if stream_seq > self.head_stream:
@@ -106,6 +108,8 @@ class JetStreamEngine:
         self.apply_stored: ApplyStored | None = None
         self.apply_meta: ApplyMeta | None = None
         self.presence_changed: Broadcast | None = None
+        # (room key, message id, sender, text, offset; offset -1: the reply ended)
+        self.reply_relayed: Callable[[str, str, str, str, int], None] | None = None
         # figures
         self.published = 0
         self.conflicts = 0
@@ -189,6 +193,7 @@ class JetStreamEngine:
         self._tasks.append(loop.create_task(self._watch_nodes()))
         self._tasks.append(loop.create_task(self._watch_presence()))
         self._tasks.append(loop.create_task(self._heartbeats()))
+        await nc.subscribe(f"{self.stream}.d.>", cb=self._relayed)
         for feed in list(self._feeds.values()):
             await self._subscribe(feed)
         self._ready = True
@@ -227,7 +232,8 @@ class JetStreamEngine:
             )
 
     async def _disconnected(self) -> None:
-        log.warning("cluster: disconnected from NATS; writes fail until it is back")
+        if not self._stopping:
+            log.warning("cluster: disconnected from NATS; writes fail until it is back")
 
     async def _reconnected(self) -> None:
         log.info("cluster: reconnected to NATS; resuming the room feeds")
@@ -383,12 +389,32 @@ class JetStreamEngine:
         if rkey in self._feeds and self._feeds[rkey].sub is not None:
             return
         feed = self._feed(rkey)
+        feed.room = room
         room.on_presence = self._local_presence
         for user, nodes in self._remote.get(rkey, {}).items():
             for node, kind in nodes.items():
                 room.remote_join(user, node, kind)
         if self.available:
             asyncio.get_running_loop().create_task(self._subscribe(feed))
+
+    def gate(self, room: Any) -> Any:
+        """None when ``room`` is caught up here; else an awaitable that is done when it is
+        (at most ``cluster_publish_timeout``): joins answer with the room's real head."""
+        feed = self._feeds.get(room.key)
+        if feed is None or feed.caught_up or not self.available:
+            return None
+        return self._catch_up(feed)
+
+    async def _catch_up(self, feed: RoomFeed) -> None:
+        deadline = time.monotonic() + self.settings.cluster_publish_timeout
+        await self._learn_head(feed)
+        target = feed.head_seq
+        while feed.room is not None and feed.room.delivered < target:
+            if time.monotonic() > deadline:
+                log.warning("cluster: %s not caught up in time", feed.room_key)
+                return
+            await asyncio.sleep(0.01)
+        feed.caught_up = True
 
     async def _subscribe(self, feed: RoomFeed) -> None:
         js = self._js
@@ -605,6 +631,33 @@ class JetStreamEngine:
                 if self.available:
                     key = wire.presence_key(node, rkey, user)
                     asyncio.get_running_loop().create_task(self._put_presence(key, None))
+
+    # -- reply text across nodes (not logged: core NATS, at most once) ---------------
+    def relay(self, rkey: str, message_id: str, sender: str, text: str, offset: int) -> None:
+        nc = self._nc
+        if nc is None or not self.available:
+            return
+        tenant_room = wire.room_subject(self.stream, rkey).split(".r.", 1)[1]
+        payload = orjson.dumps([self.node, message_id, sender, offset, text])
+        asyncio.get_running_loop().create_task(
+            self._publish_core(f"{self.stream}.d.{tenant_room}", payload)
+        )
+
+    async def _publish_core(self, subject: str, payload: bytes) -> None:
+        nc = self._nc
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.publish(subject, payload)
+
+    async def _relayed(self, msg: Any) -> None:
+        try:
+            node, message_id, sender, offset, text = orjson.loads(msg.data)
+            _, _, tenant_hex, room_hex = msg.subject.split(".", 3)
+            rkey = wire.room_key_of(tenant_hex, room_hex)
+        except Exception:
+            return
+        if node != self.node and self.reply_relayed is not None:
+            self.reply_relayed(rkey, str(message_id), str(sender), str(text), int(offset))
 
     # -- figures ------------------------------------------------------------------------
     def figures(self) -> dict[str, int]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from ..store.keys import split_room_key
+from ..store.keys import room_key, split_room_key
 
 SEQ_HEADER = "Nexus-Seq"
 MSG_ID = "Nats-Msg-Id"
@@ -20,6 +20,11 @@ WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed expected-last
 def room_subject(stream: str, rkey: str) -> str:
     tenant, name = split_room_key(rkey)
     return f"{stream}.r.{tenant.encode().hex()}.{name.encode().hex()}"
+
+
+def room_key_of(tenant_hex: str, room_hex: str) -> str:
+    """The room key of a subject's two hex tokens."""
+    return room_key(bytes.fromhex(tenant_hex).decode(), bytes.fromhex(room_hex).decode())
 
 
 def stream_subjects(stream: str) -> str:

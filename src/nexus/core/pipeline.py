@@ -60,6 +60,7 @@ MetaOp = tuple[str, bytes, bytes | None]  # (db name, key, value or None to dele
 
 
 STREAM_DB = "cluster"  # room key -> the shared log's position this node's cache reached
+ACK_LATE_S = 2.0  # a stored write not back here by then is answered anyway
 _POSITION = struct.Struct(">Q")
 
 
@@ -273,6 +274,8 @@ class MessagePipeline:
         # be applied to this node's cache and delivered (they go first in every batch).
         self.engine: LogEngine | None = None
         self._stored: list[PendingEntry] = []
+        # own writes stored, answered when they come back: (room key, seq) -> entry, timer
+        self._awaiting: dict[tuple[str, int], tuple[PendingEntry, asyncio.TimerHandle]] = {}
         self._pending_rooms: list[Room] = []
         self._pending_meta: list[PendingMeta] = []
         self._by_ckey: dict[bytes, PendingEntry] = {}
@@ -305,6 +308,7 @@ class MessagePipeline:
             self._inflight is None
             and not self._pending
             and not self._stored
+            and not self._awaiting
             and not self._pending_rooms
             and not self._pending_meta
             and not self._retry
@@ -448,8 +452,14 @@ class MessagePipeline:
         stream_seq: int,
     ) -> None:
         """Cluster mode: an entry the engine stored (this node's or another's), next in
-        its room's seq order, to apply to the cache, deliver and observe."""
-        entry = PendingEntry(_NOBODY, _SYSTEM, None, room, kind, None)
+        its room's seq order, to apply to the cache, deliver and observe. This node's own
+        write is answered now, after its message, as in standalone mode."""
+        own = self._awaiting.pop((room.key, seq), None)
+        if own is not None and own[0].event_id == event_id:
+            own[1].cancel()
+            entry = own[0]
+        else:
+            entry = PendingEntry(_NOBODY, _SYSTEM, None, room, kind, None)
         entry.seq = seq
         entry.event_id = event_id
         entry.record = record
@@ -509,7 +519,11 @@ class MessagePipeline:
         heads: dict[Room, int] = {}
         for p, outcome in zip(local, outcomes, strict=True):
             if isinstance(outcome, Stored):
-                self._acknowledge(p, p.room.name, p.seq, p.event_id, duplicate=False)
+                # Answered when it comes back and is delivered here (read-your-writes, the
+                # message before the ack); at the latest after ACK_LATE_S: it is stored.
+                key = (p.room.key, p.seq)
+                late = self._loop.call_later(ACK_LATE_S, self._ack_late, key)
+                self._awaiting[key] = (p, late)
                 heads[p.room] = max(heads.get(p.room, 0), p.seq)
             elif isinstance(outcome, Duplicate):
                 name = split_room_key(outcome.room_key)[1]
@@ -556,6 +570,13 @@ class MessagePipeline:
             self._committed(error, time.perf_counter() - started, None)
             return
         self._writer.submit(partial(self._store.apply, batch), self._committed)
+
+    def _ack_late(self, key: tuple[str, int]) -> None:
+        waiting = self._awaiting.pop(key, None)
+        if waiting is not None:
+            p = waiting[0]
+            self._acknowledge(p, p.room.name, p.seq, p.event_id, duplicate=False)
+            self._schedule()  # (to tell wait_idle when this was the last one)
 
     def _acknowledge(
         self, p: PendingEntry, room: str, seq: int, event_id: str, *, duplicate: bool
@@ -609,7 +630,7 @@ class MessagePipeline:
             return
         part = self._take()
         if part is None:
-            if not self._intercepting:
+            if not self._intercepting and not self._awaiting:
                 self._is_idle = True
                 self._idle.set()
             return
@@ -747,7 +768,7 @@ class MessagePipeline:
                 )
             if p.ckey is not None:
                 by_ckey.pop(p.ckey, None)
-            if p.stored is None:  # (cluster mode: stored ones were answered already)
+            if p.caller is not _NOBODY:
                 ack_seconds.observe(now - p.accepted)
         if traced is not None:
             assert fanout is not None

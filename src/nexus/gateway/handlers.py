@@ -83,6 +83,9 @@ class RequestHandlers:
         self.user_limits = user_limits
         self.directory = directory
         self.streams = streams if streams is not None else LiveStreams()
+        # Cluster mode: an awaitable while this node catches a newly followed room up
+        # (joins wait for it), None once it has.
+        self.room_gate: Callable[[Room], Awaitable[None] | None] | None = None
         self.agents = agents  # set in app.py once the agent runtime exists
         self.tasks: TaskService | None = None  # set in app.py
         self.approvals: Approvals | None = None  # set in app.py (agents' destructive tools)
@@ -183,11 +186,35 @@ class RequestHandlers:
             self.writes.persist_room(room)
         else:
             self.access.require_visible(principal, room, req.room)
+        gate = self.room_gate(room) if self.room_gate is not None else None
+        if gate is not None:  # cluster mode: this node is still catching the room up
+            task = asyncio.get_running_loop().create_task(
+                self._join_after(session, req, room, gate)
+            )
+            session.start_replay(room, task)
+            return
         session.send(self._joined_event(req.id, room))
         if req.since is not None and req.since < room.delivered:
             task = asyncio.get_running_loop().create_task(self._catch_up(session, room, req.since))
             session.start_replay(room, task)
         else:
+            self._enter(session, room)
+
+    async def _join_after(
+        self, session: Session, req: RoomJoin, room: Room, gate: Awaitable[None]
+    ) -> None:
+        """A join answered once the room caught up here (the session counts as in it
+        meanwhile, as during a replay): ``room.joined`` then says the room's real head."""
+        try:
+            await gate
+        except asyncio.CancelledError:
+            return
+        if session.closed or req.room not in session.replaying:
+            return
+        session.send(self._joined_event(req.id, room))
+        if req.since is not None and req.since < room.delivered:
+            await self._catch_up(session, room, req.since)
+        elif session.replaying.pop(room.name, None) is not None:
             self._enter(session, room)
 
     def _joined_event(self, rid: RequestId, room: Room) -> bytes:

@@ -144,7 +144,7 @@ class Turn:
             self._flush_handle = None
         if not self._pending or self.live is None:
             return
-        event = self.live.delta(self._pending)
+        event = self.runtime.streams.delta(self.live, self._pending)
         self._pending = ""
         self.runtime.host.router.broadcast(self.room.key, frame_text(event))
         now = time.monotonic()
