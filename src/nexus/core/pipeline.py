@@ -521,9 +521,11 @@ class MessagePipeline:
             if isinstance(outcome, Stored):
                 # Answered when it comes back and is delivered here (read-your-writes, the
                 # message before the ack); at the latest after ACK_LATE_S: it is stored.
-                key = (p.room.key, p.seq)
-                late = self._loop.call_later(ACK_LATE_S, self._ack_late, key)
-                self._awaiting[key] = (p, late)
+                # It may be back already (the consumer can beat the publish's answer).
+                if not self._claim_returned(p):
+                    key = (p.room.key, p.seq)
+                    late = self._loop.call_later(ACK_LATE_S, self._ack_late, key)
+                    self._awaiting[key] = (p, late)
                 heads[p.room] = max(heads.get(p.room, 0), p.seq)
             elif isinstance(outcome, Duplicate):
                 name = split_room_key(outcome.room_key)[1]
@@ -570,6 +572,19 @@ class MessagePipeline:
             self._committed(error, time.perf_counter() - started, None)
             return
         self._writer.submit(partial(self._store.apply, batch), self._committed)
+
+    def _claim_returned(self, p: PendingEntry) -> bool:
+        """If ``p`` came back already (waiting in ``_stored``), make its writer that
+        entry's: it is answered when the entry is delivered."""
+        for back in self._stored:
+            if back.room is p.room and back.seq == p.seq and back.event_id == p.event_id:
+                back.caller, back.rid, back.principal = p.caller, p.rid, p.principal
+                back.client_msg_id, back.duplicates = p.client_msg_id, p.duplicates
+                back.accepted = p.accepted
+                if p.ckey is not None and self._by_ckey.get(p.ckey) is p:
+                    self._by_ckey[p.ckey] = back  # resends meanwhile join it
+                return True
+        return False
 
     def _ack_late(self, key: tuple[str, int]) -> None:
         waiting = self._awaiting.pop(key, None)
