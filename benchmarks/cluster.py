@@ -2,7 +2,7 @@
 on three nodes sharing rooms through NATS JetStream, per server CPU-second summed over the
 nodes; and the time to resume a room on another node.
 
-    python -m benchmarks.cluster            # 3 rounds, about 2 minutes on 2 cores
+    python -m benchmarks.cluster            # 3 rounds, about 3 minutes on 2 cores
     python -m benchmarks.cluster --smoke    # 1 round of tiny runs (what the tests run)
 
 Every configuration gets fresh processes per round (a nats-server on a temp store, the

@@ -272,6 +272,18 @@ async def presence(node: ServerProcess, room: str, user: str = "auditor") -> lis
         return sorted(m["user_id"] for m in reply.json()["members"])
 
 
+async def converge(nodes: list[ServerProcess], room: str, users: list[str]) -> None:
+    """Every node's HTTP presence lists exactly ``users`` (read again until it does)."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        views = [await presence(node, room) for node in nodes]
+        if all(v == sorted(users) for v in views):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"presence did not converge on {sorted(users)}: {views}")
+        await asyncio.sleep(0.1)
+
+
 async def readyz(node: ServerProcess) -> int:
     """``/readyz`` status on the node's WebSocket port."""
     async with httpx.AsyncClient(timeout=5) as http:
