@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
-from integration.harness import ServerProcess
+from integration.harness import ServerProcess, token
 
 from .checker import RoomCheck
 from .jetstream import NatsServer
@@ -130,6 +131,15 @@ async def test_nats_server_kill9_and_restart(cluster: Cluster, nats: NatsServer)
     with pytest.raises(Refused) as again:
         await writer.send(not_sent(writer, all_keys)[0])
     assert again.value.code == "unavailable"
+    # the HTTP API refuses writes the same way (503, retryable), on the other node too
+    await wait_ready(n2, 503)
+    headers = {"Authorization": f"Bearer {token('writer')}"}
+    async with httpx.AsyncClient(base_url=n2.api, headers=headers, timeout=30) as http:
+        reply = await http.post(
+            "/v1/rooms/broker/messages", json={"body": "via-http", "client_msg_id": "via-http"}
+        )
+    assert reply.status_code == 503, reply.text
+    assert reply.json()["error"]["code"] == "unavailable"
     acked_before = dict(writer.acks)
 
     nats.restart()
