@@ -47,7 +47,7 @@ from . import wire
 
 log = logging.getLogger(__name__)
 
-SHARED_DBS = frozenset({"member", "agent"})  # rooms go through put_meta's create
+SHARED_DBS = frozenset({"room", "member", "agent"})  # new rooms: put_meta's create
 DUPLICATE_WINDOW_S = 600.0  # JetStream dedup of Nats-Msg-Id (also the LMDB client index)
 _POSITION = struct.Struct(">Q")
 
