@@ -2,7 +2,7 @@
 on three nodes sharing rooms through NATS JetStream, per server CPU-second summed over the
 nodes; and the time to resume a room on another node.
 
-    python -m benchmarks.cluster            # 3 rounds, about 2 minutes on 2 cores
+    python -m benchmarks.cluster            # 3 rounds, about 3 minutes on 2 cores
     python -m benchmarks.cluster --smoke    # 1 round of tiny runs (what the tests run)
 
 Every configuration gets fresh processes per round (a nats-server on a temp store, the
@@ -33,13 +33,14 @@ from typing import Any
 
 import uvloop
 
-from .loadgen import WsClient, client_frame, connect, percentiles
+from .loadgen import SendTimes, WsClient, client_frame, connect, percentiles
 from .scenarios import ACK_PREFIX, FanoutRoom, body_of, close_all, join_all, settle
 from .targets import Nexus, Running
 
 RESULTS = Path(__file__).parent / "results"
 HOST = "127.0.0.1"
 CONFIGS = ("lmdb", "nats-1", "nats-3")
+SCENARIOS = ("echo", "ack", "fanout-1", "fanout-16", "resume")
 
 
 def nats_server_binary() -> Path:
@@ -282,6 +283,40 @@ async def fanout(
     return row
 
 
+async def ack(dep: Deployment, seconds: float) -> dict[str, Any]:
+    """One writer on the first node, one message in flight, members of the room on every
+    other node: send->ack latency (in cluster mode the ack waits for JetStream's)."""
+    writer, *others = [
+        await connect(HOST, node.port, dep.target.path, dep.target.headers(i), ACK_PREFIX)
+        for i, node in enumerate(dep.nodes)
+    ]
+    await join_all([writer, *others], dep.target, ["acked"] * len(dep.nodes), then=ACK_PREFIX)
+    frame = client_frame(dep.target.send("acked", body_of(64)))
+    latencies: list[float] = []
+    times = SendTimes()
+    stop = False
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_ack(n: int, now: float) -> None:
+        times.delivered(n, now, latencies)
+        if not stop:
+            times.sent()
+            writer.send(frame)
+        elif not done.done():
+            done.set_result(None)
+
+    writer.on_messages = on_ack
+    clock = Clock(dep)  # wall time only: one message in flight says little per CPU-second
+    times.sent()
+    writer.send(frame)
+    await asyncio.sleep(seconds)
+    wall = clock.read()[0]
+    stop = True
+    await asyncio.wait_for(done, 30)
+    close_all([writer, *others])
+    return {"acks_per_s": len(latencies) / wall, **percentiles(latencies)}
+
+
 async def resume(dep: Deployment, messages: int, tail: int) -> dict[str, Any]:
     """Write ``messages`` through the first node, then time a client joining on the last
     node with ``since: 0`` (the whole room) and with ``since`` = ``messages - tail``."""
@@ -320,11 +355,13 @@ async def measure(name: str, args: argparse.Namespace) -> dict[str, dict[str, An
     out: dict[str, dict[str, Any]] = {}
     shared = Deployment.start(name, args.durability) if args.smoke else None
     try:
-        for scenario in ("echo", "fanout-1", "fanout-16", "resume"):
+        for scenario in SCENARIOS:
             dep = shared or Deployment.start(name, args.durability)
             try:
                 if scenario == "echo":
                     out[scenario] = await echo(dep, args.echo_conns, args.seconds)
+                elif scenario == "ack":
+                    out[scenario] = await ack(dep, args.seconds)
                 elif scenario.startswith("fanout"):
                     window = int(scenario.split("-")[1])
                     room = scenario if shared else "fan"
@@ -342,6 +379,7 @@ async def measure(name: str, args: argparse.Namespace) -> dict[str, dict[str, An
 
 HEADLINE = {
     "echo": "msgs_per_node_cpu_s",
+    "ack": "p50",
     "fanout-1": "deliveries_per_node_cpu_s",
     "fanout-16": "deliveries_per_node_cpu_s",
     "resume": "resume_full_ms",
@@ -383,8 +421,8 @@ def table(summary: dict[str, Any]) -> str:
             )
         lines.append("")
     lines.append(
-        "vs lmdb: the configuration's headline figure (per node CPU-second; resume: ms) over"
-        " the standalone LMDB node's."
+        "vs lmdb: the configuration's headline figure (per node CPU-second; ack: p50 ms;"
+        " resume: ms) over the standalone LMDB node's."
     )
     return "\n".join(lines)
 

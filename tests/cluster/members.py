@@ -168,8 +168,9 @@ class Member:
         await self._wait(lambda: self.last_seq >= seq, timeout, f"seq {seq}")
 
     async def wait_acks(self, n: int, timeout: float = 30.0) -> None:
-        """Wait until ``n`` of this member's keys have been acknowledged."""
-        await self._wait(lambda: len(self.acks) >= n, timeout, f"{n} acks")
+        """Wait until ``n`` of this member's keys have been acknowledged (over all its
+        connections: it may be moving to another node meanwhile)."""
+        await self._wait(lambda: len(self.acks) >= n, timeout, f"{n} acks", while_closed=True)
 
     async def wait_presence(self, action: str, user: str, timeout: float = 20.0) -> None:
         await self._wait(lambda: (action, user) in self.presence, timeout, f"{action} {user}")
@@ -269,6 +270,18 @@ async def presence(node: ServerProcess, room: str, user: str = "auditor") -> lis
         reply = await http.get(f"/v1/rooms/{room}/presence")
         assert reply.status_code == 200, reply.text
         return sorted(m["user_id"] for m in reply.json()["members"])
+
+
+async def converge(nodes: list[ServerProcess], room: str, users: list[str]) -> None:
+    """Every node's HTTP presence lists exactly ``users`` (read again until it does)."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        views = [await presence(node, room) for node in nodes]
+        if all(v == sorted(users) for v in views):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"presence did not converge on {sorted(users)}: {views}")
+        await asyncio.sleep(0.1)
 
 
 async def readyz(node: ServerProcess) -> int:

@@ -25,7 +25,7 @@ def test_cluster_benchmark_smoke(tmp_path: Path) -> None:
         timeout=110,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for scenario in ("echo", "fanout-1", "fanout-16", "resume"):
+    for scenario in ("echo", "ack", "fanout-1", "fanout-16", "resume"):
         assert f"## {scenario}" in result.stdout
     [path] = tmp_path.glob("*-cluster-smoke.json")
     summary = json.loads(path.read_text())["summary"]
@@ -36,6 +36,7 @@ def test_cluster_benchmark_smoke(tmp_path: Path) -> None:
             assert scenarios[fan]["deliveries_per_s"] > 0, config
             assert math.isfinite(scenarios[fan]["deliveries_per_node_cpu_s"]), config
         assert scenarios["resume"]["resume_full_ms"] > 0, config
+        assert "p99" in scenarios["ack"], config
         # the nats-server's CPU is read (and only where there is one)
         nats_cpu = sum(scenarios[s]["nats_cpu"] for s in ("echo", "fanout-1", "fanout-16"))
         assert (nats_cpu > 0) == (config != "lmdb"), config

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
-from integration.harness import ServerProcess
+from integration.harness import ServerProcess, token
 
 from .checker import RoomCheck
 from .jetstream import NatsServer
-from .members import Disconnected, Member, Refused, readyz, record_histories
+from .members import Disconnected, Member, Refused, converge, readyz, record_histories
 from .nodes import Cluster
 
 pytestmark = pytest.mark.timeout(150)
@@ -103,6 +104,10 @@ async def test_a_node_frozen_for_5s_backfills(cluster: Cluster) -> None:
     await fresh.join(n3, since=0)
     for member in (writer, r2, r3, fresh):
         await member.wait_seq(300)
+    # The other nodes gave n3's users up during the freeze (node timeout 2.5 s); once it
+    # is back, every node lists them again.
+    await converge([n1, n2, n3], "frozen", ["fresh", "r2", "r3", "writer"])
+    for member in (writer, r2, r3, fresh):
         await member.close()
     await record_histories(check, cluster.nodes)
     check.verify()
@@ -126,6 +131,15 @@ async def test_nats_server_kill9_and_restart(cluster: Cluster, nats: NatsServer)
     with pytest.raises(Refused) as again:
         await writer.send(not_sent(writer, all_keys)[0])
     assert again.value.code == "unavailable"
+    # the HTTP API refuses writes the same way (503, retryable), on the other node too
+    await wait_ready(n2, 503)
+    headers = {"Authorization": f"Bearer {token('writer')}"}
+    async with httpx.AsyncClient(base_url=n2.api, headers=headers, timeout=30) as http:
+        reply = await http.post(
+            "/v1/rooms/broker/messages", json={"body": "via-http", "client_msg_id": "via-http"}
+        )
+    assert reply.status_code == 503, reply.text
+    assert reply.json()["error"]["code"] == "unavailable"
     acked_before = dict(writer.acks)
 
     nats.restart()

@@ -4,29 +4,13 @@ the users of a killed node disappear everywhere after ``cluster_node_timeout``."
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from integration.harness import ServerProcess
-
 from .checker import RoomCheck
-from .members import Member, presence
+from .members import Member, converge
 from .nodes import Cluster
 
 pytestmark = pytest.mark.timeout(90)
-
-
-async def converge(nodes: list[ServerProcess], room: str, users: list[str]) -> None:
-    """Every node's HTTP presence lists exactly ``users`` (read again until it does)."""
-    deadline = asyncio.get_running_loop().time() + 20
-    while True:
-        views = [await presence(node, room) for node in nodes]
-        if all(v == sorted(users) for v in views):
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"presence did not converge on {sorted(users)}: {views}")
-        await asyncio.sleep(0.1)
 
 
 async def test_presence_converges_across_nodes(cluster: Cluster) -> None:
