@@ -12,6 +12,7 @@ temporary root instead of /etc/nexus and /var/lib/nexus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -163,6 +164,11 @@ def container(venv: Path, pod: Pod) -> Iterator[Container]:
     running = _start(venv, pod)
     yield running
     if running.proc.poll() is None:
+        # tini first: PID 1 of the container's namespace takes everything in it along.
+        # (Killing unshare alone leaves it running: --kill-child's parent-death signal
+        # does not survive the switch to the image's user.)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(running.init_pid, signal.SIGKILL)
         running.proc.kill()
         running.proc.wait()
 
