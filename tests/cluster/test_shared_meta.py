@@ -7,8 +7,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import httpx
+import nats
+import orjson
 
-from integration.harness import token
+from integration.harness import Client, token
+from nexus.cluster.wire import meta_key
+from nexus.store.keys import room_key
 
 from .nodes import Cluster
 
@@ -78,3 +82,35 @@ async def test_rooms_members_and_agents_are_shared(cluster: Cluster) -> None:
             return r.status_code == 200
 
         await eventually(agent_on_two)
+
+
+async def test_a_join_racing_another_nodes_private_creation_is_refused(cluster: Cluster) -> None:
+    """Another node creates a private room (its settings put straight into the shared
+    bucket, as its engine does) while a non-member joins the same name here: whichever
+    comes first — this node's mirror of the bucket or its own creation of the room — the
+    join is refused as for any private room, and nothing of the joiner is stored."""
+    (n2,) = cluster.start(1)
+    nc = await nats.connect(cluster.nats.url)
+    try:
+        kv = await nc.jetstream().key_value(f"{cluster.stream}_META")
+        meta = {
+            "tenant": "acme",
+            "name": "raced",
+            "created_by": "ada",
+            "created_at": 1795700000000,
+            "private": True,
+        }
+        await kv.create(meta_key("room", room_key("acme", "raced").encode()), orjson.dumps(meta))
+        bob = await Client.connect(n2.url, BOB)
+        answer = await bob.request({"type": "room.join", "room": "raced"})
+        assert answer["type"] == "error" and answer["code"] == "not_found", answer
+        refused = await bob.request({"type": "message.send", "room": "raced", "body": "x"})
+        assert refused["type"] == "error" and refused["code"] == "forbidden"
+        await bob.close()
+    finally:
+        await nc.close()
+    async with httpx.AsyncClient(base_url=n2.api, timeout=10) as http:
+        r = await http.get("/v1/rooms/raced", headers=auth(ADMIN))
+        assert r.status_code == 200 and r.json()["private"] is True
+        r = await http.get("/v1/rooms/raced/messages", headers=auth(ADMIN))
+        assert r.json()["messages"] == []

@@ -401,9 +401,21 @@ class JetStreamEngine:
         """None when ``room`` is caught up here; else an awaitable that is done when it is
         (at most ``cluster_publish_timeout``): joins answer with the room's real head."""
         feed = self._feeds.get(room.key)
-        if feed is None or feed.caught_up or not self.available:
+        if not self.available or (room.persisted and (feed is None or feed.caught_up)):
             return None
-        return self._catch_up(feed)
+        return self._shared_and_caught_up(room, feed)
+
+    async def _shared_and_caught_up(self, room: Any, feed: RoomFeed | None) -> None:
+        """A room created by this join is shared first (another node may have created it
+        already: its settings are adopted), then caught up."""
+        deadline = time.monotonic() + self.settings.cluster_publish_timeout
+        while not room.persisted:
+            if time.monotonic() > deadline:
+                log.warning("cluster: room %s not shared in time", room.key)
+                break
+            await asyncio.sleep(0.01)
+        if feed is not None and not feed.caught_up:
+            await self._catch_up(feed)
 
     async def _catch_up(self, feed: RoomFeed) -> None:
         deadline = time.monotonic() + self.settings.cluster_publish_timeout

@@ -203,13 +203,24 @@ class RequestHandlers:
     async def _join_after(
         self, session: Session, req: RoomJoin, room: Room, gate: Awaitable[None]
     ) -> None:
-        """A join answered once the room caught up here (the session counts as in it
-        meanwhile, as during a replay): ``room.joined`` then says the room's real head."""
+        """A join answered once the room is shared and caught up here (the session counts
+        as in it meanwhile, as during a replay): ``room.joined`` then says the room's real
+        head, and a room adopted from another node is checked again."""
         try:
             await gate
         except asyncio.CancelledError:
             return
         if session.closed or req.room not in session.replaying:
+            return
+        principal = session.principal
+        assert principal is not None
+        if not self.access.may_see(principal, room):
+            # The room this join created here was created on another node first, private:
+            # its settings were adopted meanwhile, and they do not let this user in.
+            session.replaying.pop(room.name, None)
+            refused = NotFound(f"no room {req.room}")
+            refused.request_id = req.id
+            session.send(events.error(refused))
             return
         session.send(self._joined_event(req.id, room))
         if req.since is not None and req.since < room.delivered:
