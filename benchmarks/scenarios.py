@@ -251,6 +251,22 @@ class FanoutRoom:
         now = time.perf_counter()
         self.send_times += [now] * n
 
+    def keep_sending(self, publisher: WsClient, frame: bytes, window: int) -> None:
+        """Start a phase: ``window`` copies of ``frame`` in flight, each one the publisher
+        receives back sent again (until ``stop_sending``)."""
+
+        def pace(n: int) -> None:
+            self.sent(n)
+            publisher.send(frame * n)
+
+        self.pace = pace
+        pace(window)
+
+    async def stop_sending(self) -> None:
+        """End the phase: nothing more is sent; wait for what is in flight."""
+        self.pace = None
+        await self.drain()
+
     async def drain(self, timeout: float = 60.0) -> None:
         """Wait for every member to receive every message sent in this phase."""
         self._until = len(self.send_times) * self.members
@@ -325,24 +341,13 @@ async def _fanout_once(
     room: FanoutRoom, publisher: WsClient, frame: bytes, window: int, seconds: float, pid: int
 ) -> dict[str, Any]:
     room.start()
-    stop = False
-
-    def pace(n: int) -> None:
-        if not stop:
-            room.sent(n)
-            publisher.send(frame * n)
-
-    room.pace = pace
     clock = CpuClock(pid)
-    room.sent(window)
-    publisher.send(frame * window)
+    room.keep_sending(publisher, frame, window)
     await asyncio.sleep(seconds)
     wall, gen_s, srv_s = clock.seconds()
     total = room.received
     measured = percentiles(room.latencies)
-    stop = True
-    room.pace = None
-    await room.drain()
+    await room.stop_sending()
     return {
         "deliveries_per_s": total / wall,
         "deliveries_per_cpu_s": per_cpu(total, srv_s),

@@ -384,24 +384,13 @@ def _cluster_engine(
         cached_position=lambda rkey: position_of(store.record(STREAM_DB, rkey.encode())),
     )
 
-    def apply_stored(
-        rkey: str,
-        kind: str,
-        seq: int,
-        event_id: str,
-        record: bytes,
-        ckey: bytes | None,
-        accepted_ms: int,
-        patch: Any,
-        stream_seq: int,
-    ) -> None:
+    def apply_stored(rkey: str, *entry: Any) -> None:
+        """(kind, seq, event id, record, client key, accepted ms, patch, stream seq)"""
         room = rooms.loaded(rkey) or rooms.find(*split_room_key(rkey))
         if room is None:  # its settings are not here yet: the feed is restarted then
             log.warning("cluster: an entry of %s before its room settings", rkey)
             return
-        pipeline.submit_stored(
-            room, kind, seq, event_id, record, ckey, accepted_ms, patch, stream_seq
-        )
+        pipeline.submit_stored(room, *entry)
 
     def apply_meta(db: str, key: bytes, value: bytes | None) -> None:
         def refresh() -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .jetstream import NatsServer, NatsServerMissing, nats_server_binary
+from benchmarks.natsd import NatsServer, NatsServerMissing, nats_server_binary
+
 from .nodes import Cluster
 
 

@@ -12,9 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from benchmarks.natsd import NatsServer
 from integration.harness import ServerProcess, start_server
-
-from .jetstream import NatsServer
 
 # The cluster tests measure guarantees, not the abuse limits: writers pipeline hundreds of
 # messages, which the default buckets (50/s a connection) would refuse.

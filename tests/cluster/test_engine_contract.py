@@ -11,9 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.natsd import NatsServer, nats_server_binary
 from integration.harness import Client, ServerProcess, start_server, token
-
-from .jetstream import NatsServer, nats_server_binary
 
 ADA = token("ada", roles=("admin", "member"))
 BOB = token("bob", roles=("member",))

@@ -10,10 +10,10 @@ import asyncio
 import httpx
 import pytest
 
+from benchmarks.natsd import NatsServer
 from integration.harness import ServerProcess, token
 
 from .checker import RoomCheck
-from .jetstream import NatsServer
 from .members import Disconnected, Member, Refused, converge, readyz, record_histories
 from .nodes import Cluster
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import nats as nats_client
 import pytest
 
-from .jetstream import NatsServer, NatsServerMissing, nats_server_binary
+from benchmarks.natsd import NatsServer, NatsServerMissing, nats_server_binary
 
 
 def test_the_pinned_binary_is_used() -> None:

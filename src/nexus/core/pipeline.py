@@ -562,16 +562,7 @@ class MessagePipeline:
         if not (batch.entries or batch.rooms or batch.meta):
             self._committed(None, 0.0, None)
             return
-        if self._inline:
-            started = time.perf_counter()
-            error: BaseException | None = None
-            try:
-                self._store.apply(batch)
-            except Exception as exc:
-                error = exc
-            self._committed(error, time.perf_counter() - started, None)
-            return
-        self._writer.submit(partial(self._store.apply, batch), self._committed)
+        self._commit(batch)
 
     def _claim_returned(self, p: PendingEntry) -> bool:
         """If ``p`` came back already (waiting in ``_stored``), make its writer that
@@ -705,6 +696,10 @@ class MessagePipeline:
         ):
             self._loop.create_task(self._store_shared(batch, taken, rooms, metas, traced))
             return
+        self._commit(batch)
+
+    def _commit(self, batch: WriteBatch) -> None:
+        """Write the in-flight batch; ``_committed`` follows."""
         if self._inline:
             # No fsync to wait for: commit here instead of handing over to the writer
             # thread and back (a queue, a wake-up pipe, two context switches per batch).

